@@ -1,0 +1,36 @@
+"""The ``gkd`` command line (typer). Commands print one clear line on bad input, never a traceback.
+
+Each command group lives in its own module and is registered here, so the root stays small.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from client.cli_data import data_app
+
+app = typer.Typer(
+    name="gkd",
+    help="GKD Distill: distil vision foundation models into small, domain-robust students.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _root() -> None:
+    """GKD Distill command line."""
+
+
+@app.command()
+def demo() -> None:
+    """Run the main job end to end on the embedded default and print per-domain mIoU."""
+    from client.demo import run_demo
+
+    raise typer.Exit(run_demo())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

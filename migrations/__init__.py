@@ -1,0 +1,1 @@
+"""Alembic migrations for service.models (date-named revision files under versions/)."""

@@ -1,0 +1,70 @@
+"""Service configuration: the only module that reads environment variables.
+
+Embedded mode (the default) needs no variables at all: everything lives under ``data_dir``.
+Production sets ``GKD_DATABASE_URL``, ``GKD_BROKER_URL`` and the ``GKD_S3_*`` variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed settings, read from ``GKD_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GKD_", extra="ignore")
+
+    mode: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Field(default=Path(".gkd"), description="Embedded mode's home: db, queue, artifacts.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; default kombu SQLAlchemy over SQLite."
+    )
+    storage_url: str | None = Field(
+        default=None, description="s3://bucket[/prefix] or file:///path; default data_dir/artifacts."
+    )
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    allowed_roots: list[Path] = Field(
+        default_factory=list, description="Extra roots under which file:// datasets and weights are allowed."
+    )
+    queues: list[str] = Field(default_factory=lambda: ["gpu"])
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_stale_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+    @field_validator("allowed_roots", "queues", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """Accept ``a:b`` / ``a,b`` strings from the environment as lists."""
+        if isinstance(value, str):
+            separator = "," if "," in value else ":"
+            return [part for part in value.split(separator) if part]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gkd.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Build settings once per process; tests clear the cache to override them."""
+    return Settings()
