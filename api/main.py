@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.routes import health
+from api.routes import dashboard, health
 
 
 def create_app() -> FastAPI:
@@ -15,4 +15,5 @@ def create_app() -> FastAPI:
         description="Distillation as a service: Generalizable Knowledge Distillation (CVPR 2026).",
     )
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     return app

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import typer
 
+from client import cli_jobs, cli_serve
 from client.cli_data import data_app
+from client.cli_keys import keys_app
 
 app = typer.Typer(
     name="gkd",
@@ -16,6 +18,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(keys_app, name="keys")
+cli_jobs.register(app)
+cli_serve.register(app)
 
 
 @app.callback()
