@@ -1,0 +1,1 @@
+"""Tests for gkd_core experiment."""
