@@ -1,9 +1,410 @@
-"""Job commands of the ``gkd`` CLI (submit, list, status, watch, events, cancel, download, eval)."""
+"""Job commands of the ``gkd`` CLI (submit, list, status, watch, events, cancel, download, eval).
+
+Every command reads the server URL and key from ``--url``/``--api-key`` or ``GKD_URL``/``GKD_API_KEY``,
+prints rich tables (or ``--json`` for scripts) and turns any failure into one line on stderr.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
 import typer
+import yaml
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from client import output
+from client.errors import APIError, ClientError
+from client.models import Job, MetricRow
+from client.sdk import KEY_ENV, URL_ENV, Client
+
+_logger = logging.getLogger(__name__)
+
+PHASES = ("stage1", "stage2", "references", "evaluating", "exporting")
+EXIT_FAILED = 1
+EXIT_CANCELLED = 3
+EXIT_TIMEOUT = 4
+
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", envvar=URL_ENV, help="Server URL (default http://127.0.0.1:8000).")
+]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar=KEY_ENV, help="Team API key.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn every failure into one clear line and a non-zero exit (typer's own Exit passes through)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except APIError as exc:
+            output.fail(str(exc))
+        except ClientError as exc:
+            output.fail(str(exc))
+        except OSError as exc:
+            output.fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        except KeyboardInterrupt:
+            output.fail("interrupted", code=130)
+        except Exception as exc:  # the last resort: a CLI never shows a traceback
+            _logger.debug("unexpected error", exc_info=True)
+            output.fail(f"unexpected {type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+@contextmanager
+def _client(url: str | None, api_key: str | None) -> Iterator[Client]:
+    with Client(url, api_key) as client:
+        yield client
+
+
+# ----- spec files ----------------------------------------------------------------------------
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """Read a JobSpec from a JSON or YAML file; raise ClientError with the file and position."""
+    if not path.exists():
+        raise ClientError(f"spec file not found: {path}")
+    if path.is_dir():
+        raise ClientError(f"spec path is a directory, not a file: {path}")
+    text = path.read_text(encoding="utf-8")
+    data: Any
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ClientError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ClientError(f"{path}: invalid YAML{where}: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ClientError(f"{path}: a job spec must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def spec_idempotency_key(spec: dict[str, Any]) -> str:
+    """A key derived from the spec's content, so resubmitting the same file never creates a second job."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "spec-sha256-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
+
+
+def _parse_target(text: str) -> dict[str, str]:
+    dataset, _, split = text.partition(":")
+    if not dataset:
+        raise ClientError(f"bad --target {text!r}: use DATASET or DATASET:SPLIT")
+    return {"dataset": dataset, "split": split or "val"}
+
+
+# ----- watch ---------------------------------------------------------------------------------
+
+
+class _Watcher:
+    """Keeps one progress bar per phase and the latest value of every loss."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.latest: dict[tuple[str, str], MetricRow] = {}
+        self.since: int | None = None
+        self.stage: str | None = None
+
+    def update_job(self, job: Job) -> None:
+        phase = job.phase
+        if phase and phase not in self.tasks:
+            for earlier, task in self.tasks.items():  # a new phase means the earlier ones ended
+                if earlier != phase:
+                    self.progress.update(task, completed=1.0, eta="done")
+            self.tasks[phase] = self.progress.add_task(phase, total=1.0, eta="-")
+        if phase:
+            eta = output.duration(job.eta_s) if job.eta_s is not None else "-"
+            self.progress.update(self.tasks[phase], completed=min(1.0, job.progress), eta=eta)
+        if job.status == "succeeded":
+            for task in self.tasks.values():
+                self.progress.update(task, completed=1.0, eta="done")
+
+    def update_metrics(self, rows: list[MetricRow], phase: str | None) -> None:
+        if phase != self.stage:
+            # Steps restart with each stage, so incremental polling restarts with it too.
+            self.stage, self.since = phase, None
+        for row in rows:
+            self.latest[(row.stage, row.name)] = row
+            if row.stage == phase:
+                self.since = row.step if self.since is None else max(self.since, row.step)
+
+    def losses(self) -> Table:
+        table = Table(header_style="bold", title="latest losses")
+        for column in ("stage", "name", "step", "value"):
+            table.add_column(column, justify="right" if column in ("step", "value") else "left")
+        for (stage, name), row in sorted(self.latest.items()):
+            table.add_row(escape(stage), escape(name), str(row.step), f"{row.value:.4g}")
+        return table
+
+
+def _watch_group(progress: Progress, watcher: _Watcher, job: Job) -> Table:
+    grid = Table.grid()
+    grid.add_row(f"job [bold]{escape(job.id)}[/] {escape(job.name or '')}: {output.status_text(job.status)}")
+    grid.add_row(progress)
+    if watcher.latest:
+        grid.add_row(watcher.losses())
+    return grid
+
+
+def _exit_code(job: Job) -> int:
+    if job.status == "succeeded":
+        return 0
+    return EXIT_CANCELLED if job.status == "cancelled" else EXIT_FAILED
+
+
+# ----- commands ------------------------------------------------------------------------------
 
 
 def register(app: typer.Typer) -> None:
     """Add the job commands to the root app."""
+
+    @app.command()
+    @_one_line_errors
+    def submit(
+        spec_file: Annotated[Path, typer.Argument(help="JobSpec as JSON or YAML.", show_default=False)],
+        idempotency_key: Annotated[
+            str | None,
+            typer.Option("--idempotency-key", help="Override the key derived from the spec's content."),
+        ] = None,
+        name: Annotated[str | None, typer.Option("--name", help="Override the spec's name.")] = None,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Submit a job from a spec file (resubmitting the same file returns the same job)."""
+        spec = load_spec(spec_file)
+        if name:
+            spec["name"] = name
+        key = idempotency_key or spec_idempotency_key(spec)
+        with _client(url, api_key) as client:
+            job = client.submit_job(spec, idempotency_key=key)
+        if as_json:
+            output.emit_json(job.raw)
+            return
+        output.console.print(f"submitted job [bold]{escape(job.id)}[/] ({output.status_text(job.status)})")
+        output.console.print(f"watch it with: gkd watch {escape(job.id)}", style="dim")
+
+    @app.command("list")
+    @_one_line_errors
+    def list_jobs(
+        status: Annotated[str | None, typer.Option("--status", help="queued, running, succeeded, ...")] = None,
+        method: Annotated[str | None, typer.Option("--method", help="gkd, proteus, kd, cwd, ...")] = None,
+        created_after: Annotated[str | None, typer.Option("--created-after", help="ISO 8601 time.")] = None,
+        page_size: Annotated[int, typer.Option("--page-size", min=1, max=100)] = 20,
+        page_token: Annotated[str | None, typer.Option("--page-token", help="From a previous page.")] = None,
+        all_pages: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List the team's jobs, newest first."""
+        filters: dict[str, Any] = {"status": status, "method": method, "created_after": created_after}
+        with _client(url, api_key) as client:
+            if all_pages:
+                jobs, token = list(client.iter_jobs(page_size=page_size, **filters)), None
+            else:
+                page = client.list_jobs(page_size=page_size, page_token=page_token, **filters)
+                jobs, token = page.items, page.next_page_token
+        if as_json:
+            output.emit_json({"items": [j.raw for j in jobs], "next_page_token": token})
+            return
+        output.console.print(output.jobs_table(jobs))
+        if token:
+            output.console.print(f"more: gkd list --page-token {escape(token)}", style="dim", soft_wrap=True)
+
+    @app.command()
+    @_one_line_errors
+    def status(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a job: status, phase, progress, ETA, error and per-domain mIoU."""
+        with _client(url, api_key) as client:
+            job = client.get_job(job_id)
+        if as_json:
+            output.emit_json(job.raw)
+            return
+        output.console.print(output.job_table(job))
+        scores = output.scores_table(job.summary)
+        if scores is not None:
+            output.console.print(scores)
+
+    @app.command()
+    @_one_line_errors
+    def watch(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between polls.")] = 2.0,
+        timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Follow a job live: a bar per phase with ETA and the latest losses.
+
+        Exit status: 0 succeeded, 1 failed, 3 cancelled, 4 timed out.
+        """
+        progress = Progress(
+            TextColumn("{task.description:>11}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("eta {task.fields[eta]}"),
+            console=output.console,
+        )
+        watcher = _Watcher(progress)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with _client(url, api_key) as client:
+            job = client.get_job(job_id)
+            with Live(_watch_group(progress, watcher, job), console=output.console, transient=as_json) as live:
+                while True:
+                    watcher.update_job(job)
+                    watcher.update_metrics(client.metrics(job_id, since_step=watcher.since), job.phase)
+                    live.update(_watch_group(progress, watcher, job))
+                    if job.terminal:
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        output.fail(f"job {job_id} is still {job.status} after {timeout:g} s", code=EXIT_TIMEOUT)
+                    time.sleep(poll)
+                    job = client.get_job(job_id)
+        if as_json:
+            output.emit_json(job.raw)
+        else:
+            scores = output.scores_table(job.summary)
+            if scores is not None:
+                output.console.print(scores)
+            if job.status != "succeeded":
+                detail = f": {job.error_reason or ''} {job.error_detail or ''}".rstrip() if job.error_detail else ""
+                output.err_console.print(f"job {escape(job.id)} {escape(job.status)}{escape(detail)}")
+        raise typer.Exit(_exit_code(job))
+
+    @app.command()
+    @_one_line_errors
+    def events(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a job's lifecycle history."""
+        with _client(url, api_key) as client:
+            rows = client.events(job_id)
+        if as_json:
+            output.emit_json([e.raw for e in rows])
+            return
+        output.console.print(output.events_table(rows))
+
+    @app.command()
+    @_one_line_errors
+    def cancel(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Ask a job to stop (a queued job stops at once, a running one within seconds)."""
+        with _client(url, api_key) as client:
+            job = client.cancel_job(job_id)
+        if as_json:
+            output.emit_json(job.raw)
+            return
+        output.console.print(f"job [bold]{escape(job.id)}[/]: {output.status_text(job.status)}")
+
+    @app.command()
+    @_one_line_errors
+    def download(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        name: Annotated[str | None, typer.Argument(help="Artifact name; omit to list them.")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="File or directory to write.")] = Path("."),
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Download an artifact with a progress bar and sha256 verification (no NAME: list artifacts)."""
+        with _client(url, api_key) as client:
+            if name is None:
+                items = client.artifacts(job_id)
+                if as_json:
+                    output.emit_json([dataclass_json(a) for a in items])
+                else:
+                    output.console.print(output.artifacts_table(items))
+                return
+            artifact = client.artifact(job_id, name)
+            bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=output.err_console,
+                disable=as_json,
+            )
+            with bar:
+                task = bar.add_task(escape(artifact.name), total=artifact.size)
+                path = client.download(
+                    artifact, out, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                )
+        if as_json:
+            output.emit_json({"path": str(path), "sha256": artifact.sha256, "size": path.stat().st_size})
+            return
+        output.console.print(f"saved {escape(str(path))} (sha256 verified)")
+
+    @app.command("eval")
+    @_one_line_errors
+    def evaluate(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        target: Annotated[
+            list[str], typer.Option("--target", "-t", help="DATASET[:SPLIT] (default split val); repeat.")
+        ],
+        wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the results.")] = True,
+        poll: Annotated[float, typer.Option("--poll", min=0.05)] = 2.0,
+        timeout: Annotated[float | None, typer.Option("--timeout")] = None,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Evaluate a job's student on more domains and print per-domain mIoU."""
+        targets = [_parse_target(t) for t in target]
+        with _client(url, api_key) as client:
+            evaluation = client.evaluate(job_id, targets)
+            if wait:
+                evaluation = client.wait_for_evaluation(evaluation, timeout=timeout, poll_s=poll)
+        if as_json:
+            output.emit_json(evaluation.raw)
+        elif evaluation.results:
+            output.console.print(output.results_table(evaluation.results))
+        else:
+            output.console.print(
+                f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}"
+            )
+        if evaluation.status == "failed":
+            output.fail(f"evaluation {evaluation.id} failed: {evaluation.error or 'no detail'}")
+
+
+def dataclass_json(value: Any) -> Any:
+    """Dataclass to JSON-ready dict (datetimes as ISO strings)."""
+    return json.loads(json.dumps(value, default=output.json_default))

@@ -1,0 +1,257 @@
+"""Typed views of the API's JSON: jobs, pages, events, metric rows, artifacts, evaluations.
+
+Parsing is tolerant on purpose: unknown keys are kept in ``raw`` so a newer server never breaks an
+older client, and missing optional keys become ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (with ``Z`` or an offset) to datetime; ``None`` stays ``None``."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return default if value is None else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class DomainScore:
+    """Segmentation metrics of one model on one domain."""
+
+    miou: float | None
+    per_class_iou: list[float | None] = field(default_factory=list)
+    pixel_accuracy: float | None = None
+    images: int | None = None
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> DomainScore:
+        """Accept a metrics dict or a bare mIoU number."""
+        if isinstance(obj, dict):
+            return cls(
+                miou=_float(obj.get("miou")),
+                per_class_iou=[_float(v) for v in obj.get("per_class_iou") or []],
+                pixel_accuracy=_float(obj.get("pixel_accuracy")),
+                images=obj.get("images"),
+            )
+        return cls(miou=_float(obj))
+
+
+def _scores(obj: Any) -> dict[str, DomainScore]:
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): DomainScore.from_obj(v) for k, v in obj.items()}
+
+
+@dataclass
+class Summary:
+    """A finished job's results: the student's per-domain scores and the reference rows."""
+
+    student: dict[str, DomainScore] = field(default_factory=dict)
+    references: dict[str, dict[str, DomainScore]] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Summary:
+        """Read ``{student: {domain: m}, references: {name: {domain: m}}}``; other keys stay in raw."""
+        if not isinstance(obj, dict):
+            return cls()
+        student = obj.get("student", obj.get("domains", {}))
+        refs = obj.get("references") or {}
+        return cls(
+            student=_scores(student),
+            references={str(k): _scores(v) for k, v in refs.items()} if isinstance(refs, dict) else {},
+            raw=obj,
+        )
+
+
+@dataclass
+class Job:
+    """One distillation job as the API reports it."""
+
+    id: str
+    name: str | None
+    status: str
+    phase: str | None = None
+    progress: float = 0.0
+    eta_s: float | None = None
+    attempt: int = 0
+    max_attempts: int | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    error_reason: str | None = None
+    error_detail: str | None = None
+    summary: Summary = field(default_factory=Summary)
+    cancel_requested: bool = False
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job can change no more (succeeded, failed or cancelled)."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def method(self) -> str | None:
+        """The distillation method named in the spec."""
+        value = self.spec.get("method") or self.raw.get("method")
+        return None if value is None else str(value)
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> Job:
+        """Build from a JobRead body; ``error`` may be nested ``{reason, detail}`` or flat."""
+        nested = obj.get("error")
+        error: dict[str, Any] = nested if isinstance(nested, dict) else {}
+        return cls(
+            id=str(obj["id"]),
+            name=obj.get("name"),
+            status=str(obj.get("status", "unknown")),
+            phase=obj.get("phase"),
+            progress=_float(obj.get("progress")) or 0.0,
+            eta_s=_float(obj.get("eta_s")),
+            attempt=_int(obj.get("attempt")),
+            max_attempts=obj.get("max_attempts"),
+            spec=obj.get("spec") or {},
+            error_reason=obj.get("error_reason") or error.get("reason"),
+            error_detail=obj.get("error_detail") or error.get("detail"),
+            summary=Summary.from_obj(obj.get("summary")),
+            cancel_requested=bool(obj.get("cancel_requested", False)),
+            created_at=parse_time(obj.get("created_at")),
+            started_at=parse_time(obj.get("started_at")),
+            finished_at=parse_time(obj.get("finished_at")),
+            raw=obj,
+        )
+
+
+@dataclass
+class JobPage:
+    """One page of ``GET /v1/jobs``; pass ``next_page_token`` back to get the next one."""
+
+    items: list[Job]
+    next_page_token: str | None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> JobPage:
+        return cls(items=[Job.from_obj(j) for j in obj.get("items") or []], next_page_token=obj.get("next_page_token"))
+
+
+@dataclass
+class Event:
+    """One row of a job's lifecycle history."""
+
+    time: datetime | None
+    type: str
+    message: str
+    attempt: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> Event:
+        return cls(
+            time=parse_time(obj.get("time") or obj.get("created_at") or obj.get("at")),
+            type=str(obj.get("type") or obj.get("kind") or ""),
+            message=str(obj.get("message") or ""),
+            attempt=obj.get("attempt"),
+            raw=obj,
+        )
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One logged scalar: e.g. stage ``stage1``, step 100, name ``loss``, value 0.42."""
+
+    stage: str
+    step: int
+    name: str
+    value: float
+    epoch: int | None = None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> MetricRow:
+        return cls(
+            stage=str(obj.get("stage", "")),
+            step=_int(obj.get("step")),
+            name=str(obj.get("name", "")),
+            value=_float(obj.get("value")) or 0.0,
+            epoch=obj.get("epoch"),
+        )
+
+
+@dataclass
+class Artifact:
+    """A stored output of a job (student weights, ONNX, model card, report, checkpoint)."""
+
+    job_id: str
+    name: str
+    kind: str
+    size: int | None
+    sha256: str | None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any], job_id: str) -> Artifact:
+        return cls(
+            job_id=str(obj.get("job_id") or job_id),
+            name=str(obj["name"]),
+            kind=str(obj.get("kind", "")),
+            size=obj.get("size"),
+            sha256=obj.get("sha256"),
+            created_at=parse_time(obj.get("created_at")),
+        )
+
+
+@dataclass
+class Evaluation:
+    """An evaluation of a job's student on more domains."""
+
+    id: str
+    job_id: str | None
+    status: str
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, DomainScore] = field(default_factory=dict)
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> Evaluation:
+        error = obj.get("error")
+        if isinstance(error, dict):
+            error = error.get("detail") or error.get("reason")
+        return cls(
+            id=str(obj["id"]),
+            job_id=obj.get("job_id"),
+            status=str(obj.get("status", "unknown")),
+            targets=list(obj.get("targets") or []),
+            results=_scores(obj.get("results")),
+            error=None if error is None else str(error),
+            raw=obj,
+        )

@@ -1,0 +1,317 @@
+"""The GKD Distill Python SDK: a typed, synchronous client for the /v1 REST API.
+
+Example::
+
+    from client.sdk import Client
+
+    with Client() as gkd:                      # GKD_URL and GKD_API_KEY from the environment
+        job = gkd.submit_job(spec, idempotency_key="my-run-1")
+        job = gkd.wait_for(job, timeout=3600)
+        for artifact in gkd.artifacts(job.id):
+            gkd.download(artifact, "out/")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
+from client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
+from client.models import Artifact, Evaluation, Event, Job, JobPage, MetricRow
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "GKD_URL"
+KEY_ENV = "GKD_API_KEY"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 1 << 16
+
+ProgressFn = Callable[[int, int | None], None]
+"""Called with (bytes so far, total bytes or None) while a download streams."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class Client:
+    """Synchronous client for one GKD Distill server and one team's API key.
+
+    Args:
+        base_url: server root such as ``http://127.0.0.1:8000``; default ``$GKD_URL`` or localhost:8000.
+        api_key: the team's key; default ``$GKD_API_KEY``.
+        timeout: seconds per request (or an ``httpx.Timeout``).
+        retries: extra attempts for idempotent calls after connection errors or 429/502/503/504.
+        backoff_s: first retry delay; doubles each attempt (capped at 10 s).
+        transport: an httpx transport, for tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = base_url or os.environ.get(URL_ENV) or DEFAULT_URL
+        if not urlsplit(url).scheme.startswith("http"):
+            raise ClientError(f"the server URL must start with http:// or https://, got {url!r}")
+        self.api_key = api_key if api_key is not None else os.environ.get(KEY_ENV)
+        self._timeout = timeout
+        self.http = HTTP(url, self.api_key, timeout=timeout, retries=retries, backoff_s=backoff_s, transport=transport)
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ----- jobs -----------------------------------------------------------------------------
+
+    def submit_job(self, spec: Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
+        """POST a JobSpec. With an idempotency key the call is retried safely and replays the same job."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Job.from_obj(self.http.json("POST", "/v1/jobs", json=dict(spec), headers=headers))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        method: str | None = None,
+        created_after: datetime | str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> JobPage:
+        """One page of the team's jobs, newest first."""
+        after = created_after.isoformat() if isinstance(created_after, datetime) else created_after
+        params = {
+            "status": status,
+            "method": method,
+            "created_after": after,
+            "page_size": page_size,
+            "page_token": page_token,
+        }
+        return JobPage.from_obj(self.http.json("GET", "/v1/jobs", params=params))
+
+    def iter_jobs(self, *, page_size: int = 100, **filters: Any) -> Iterator[Job]:
+        """Every job matching the filters, following ``next_page_token`` across pages."""
+        token: str | None = None
+        while True:
+            page = self.list_jobs(page_size=page_size, page_token=token, **filters)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+    def get_job(self, job_id: str) -> Job:
+        """Current status, phase, progress, ETA, spec, error and summary."""
+        return Job.from_obj(self.http.json("GET", f"/v1/jobs/{job_id}"))
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Ask the job to stop (202). Raises ConflictError if it already finished."""
+        body = self.http.json("POST", f"/v1/jobs/{job_id}/cancel")
+        if isinstance(body, dict) and "id" in body and "status" in body:
+            return Job.from_obj(body)
+        return self.get_job(job_id)
+
+    def events(self, job_id: str) -> list[Event]:
+        """The job's lifecycle history, oldest first."""
+        return [Event.from_obj(e) for e in _items(self.http.json("GET", f"/v1/jobs/{job_id}/events"))]
+
+    def metrics(self, job_id: str, *, since_step: int | None = None) -> list[MetricRow]:
+        """Logged loss rows; with ``since_step`` only rows with a larger step (incremental polling)."""
+        params = {"since_step": since_step}
+        body = self.http.json("GET", f"/v1/jobs/{job_id}/metrics", params=params)
+        return [MetricRow.from_obj(r) for r in _items(body)]
+
+    def wait_for(
+        self,
+        job: Job | str,
+        *,
+        timeout: float | None = None,
+        poll_s: float = 2.0,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job is succeeded, failed or cancelled and return it (it does not raise on failure).
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        job_id = job.id if isinstance(job, Job) else job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.get_job(job_id)
+            if on_update is not None:
+                on_update(current)
+            if current.terminal:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {job_id} is still {current.status} after {timeout:g} s")
+            time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
+
+    # ----- artifacts ------------------------------------------------------------------------
+
+    def artifacts(self, job_id: str) -> list[Artifact]:
+        """The job's stored outputs with size and sha256."""
+        body = self.http.json("GET", f"/v1/jobs/{job_id}/artifacts")
+        return [Artifact.from_obj(a, job_id) for a in _items(body)]
+
+    def artifact(self, job_id: str, name: str) -> Artifact:
+        """Look one artifact up by name (raises ClientError naming the ones that exist)."""
+        found = self.artifacts(job_id)
+        for artifact in found:
+            if artifact.name == name:
+                return artifact
+        names = ", ".join(a.name for a in found) or "none yet"
+        raise ClientError(f"job {job_id} has no artifact {name!r} (artifacts: {names})")
+
+    def download(
+        self,
+        artifact: Artifact,
+        path: str | Path,
+        *,
+        progress: ProgressFn | None = None,
+        verify: bool = True,
+    ) -> Path:
+        """Stream an artifact to ``path`` (a file, or a directory to put ``artifact.name`` in).
+
+        Follows the API's redirect to a presigned URL without sending the API key to the other
+        host, writes to ``<path>.part`` and renames only after the sha256 matches.
+
+        Raises:
+            ChecksumError: the bytes differ from ``artifact.sha256`` (the partial file is removed).
+        """
+        dest = Path(path)
+        if dest.is_dir():
+            dest = dest / artifact.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        url = f"{self.base_url}/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}"
+        attempts = 1 + self.http.retries
+        for attempt in range(attempts):
+            try:
+                digest = self._stream_to(url, part, artifact.size, progress)
+                break
+            except TransportError:
+                part.unlink(missing_ok=True)
+                if attempt + 1 >= attempts:
+                    raise
+                time.sleep(self.http.backoff_s * (2**attempt))
+        if verify and artifact.sha256 and digest != artifact.sha256.lower():
+            part.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{artifact.name}: sha256 {digest} does not match the listed {artifact.sha256}; file removed"
+            )
+        part.replace(dest)
+        return dest
+
+    def _stream_to(self, url: str, part: Path, size: int | None, progress: ProgressFn | None) -> str:
+        api_origin = _origin(self.base_url)
+        for _ in range(6):
+            same_host = _origin(url) == api_origin
+            # A presigned URL on another host must not see our key: use a bare client there.
+            client = self.http.client if same_host else httpx.Client(timeout=self._timeout, follow_redirects=False)
+            try:
+                with client.stream("GET", url) as response:
+                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_for_problem(response)
+                    total = _int_or_none(response.headers.get("content-length")) or size
+                    sha = hashlib.sha256()
+                    done = 0
+                    with part.open("wb") as handle:
+                        for chunk in response.iter_bytes(_CHUNK):
+                            handle.write(chunk)
+                            sha.update(chunk)
+                            done += len(chunk)
+                            if progress is not None:
+                                progress(done, total)
+                    return sha.hexdigest()
+            except httpx.TransportError as exc:
+                raise TransportError(
+                    f"download from {urlsplit(url).netloc} failed: {exc or type(exc).__name__}"
+                ) from exc
+            finally:
+                if not same_host:
+                    client.close()
+        raise ClientError("too many redirects while downloading the artifact")
+
+    # ----- evaluations ----------------------------------------------------------------------
+
+    def evaluate(self, job_id: str, targets: Sequence[Mapping[str, Any]]) -> Evaluation:
+        """Start evaluating the job's student on more domains: ``[{"dataset": ..., "split": ...}]``."""
+        body = self.http.json("POST", f"/v1/jobs/{job_id}/evaluations", json={"targets": [dict(t) for t in targets]})
+        return Evaluation.from_obj(body)
+
+    def get_evaluation(self, evaluation_id: str) -> Evaluation:
+        """Status and per-domain results of an evaluation."""
+        return Evaluation.from_obj(self.http.json("GET", f"/v1/evaluations/{evaluation_id}"))
+
+    def wait_for_evaluation(
+        self, evaluation: Evaluation | str, *, timeout: float | None = None, poll_s: float = 2.0
+    ) -> Evaluation:
+        """Poll an evaluation until it is terminal (raises WaitTimeout past ``timeout``)."""
+        eval_id = evaluation.id if isinstance(evaluation, Evaluation) else evaluation
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.get_evaluation(eval_id)
+            if current.terminal:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"evaluation {eval_id} is still {current.status} after {timeout:g} s")
+            time.sleep(poll_s)
+
+    # ----- catalogue ------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """The curated teacher/student zoo."""
+        return list(_items(self.http.json("GET", "/v1/models")))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """The team's registered datasets with their validation status."""
+        return list(_items(self.http.json("GET", "/v1/datasets")))
+
+
+def _items(body: Any) -> list[Any]:
+    """Lists come bare or wrapped as ``{items: [...]}`` / ``{rows: [...]}``; accept each."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for key in ("items", "rows", "events", "metrics", "artifacts", "results"):
+            if isinstance(body.get(key), list):
+                return list(body[key])
+    return []
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
