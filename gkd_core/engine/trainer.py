@@ -1,0 +1,353 @@
+"""The generic fit loop every stage runs through (STYLE.md section 6: the trainer stays generic).
+
+A stage is an ``nn.Module`` task whose ``forward(batch)`` returns ``{"loss": scalar, <named
+parts>..., "output"?: anything}``. ``fit`` runs ``steps`` optimizer steps over a step-indexed batch
+source, logs every scalar entry as a ``MetricRow``, reports progress with an ETA, saves atomic
+checkpoints, polls ``should_stop()`` once per step, and resumes transparently: when
+``checkpoint_dir`` holds a checkpoint of the stage it restores the task, extra modules,
+optimizer, scheduler and every RNG state, and continues from that step, so the following losses
+are exactly those of an uninterrupted run (on CPU, with ``StepBatches`` or another step-indexed
+source). A finished stage returns at once after loading its final weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from gkd_core.engine.batches import BatchSource
+from gkd_core.engine.callbacks import Callbacks, MetricRow
+from gkd_core.engine.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, save_checkpoint
+from gkd_core.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
+from gkd_core.errors import CheckpointError, ConfigError, GKDError
+
+_logger = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+_EMA_ALPHA = 0.1
+
+
+class StopRequested(GKDError):
+    """``should_stop()`` returned True; a checkpoint was saved at ``step`` (``checkpoint``)."""
+
+    def __init__(self, stage: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stage {stage!r} stopped on request at step {step}; checkpoint: {checkpoint}")
+        self.stage = stage
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class NonFiniteLossError(GKDError):
+    """The loss became NaN or infinite; training cannot continue meaningfully."""
+
+
+@dataclass
+class FitResult:
+    """What a finished (or stopped) stage reports back."""
+
+    steps_done: int
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
+    checkpoint: Path | None = None
+    resumed_from: int | None = None
+    best_metric: float | None = None
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside nested dicts/lists/tuples to ``device``; leave other values alone."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(value, device) for value in batch]
+    if isinstance(batch, tuple):
+        return (
+            type(batch)(*(to_device(v, device) for v in batch))
+            if hasattr(batch, "_fields")
+            else tuple(to_device(v, device) for v in batch)
+        )
+    return batch
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on the device when asked for (CPU and bf16-capable GPUs), else a no-op."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_precision(device: torch.device, precision: str) -> tuple[str, str | None]:
+    """The precision that will actually run, and a note when it had to fall back to fp32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32", "bf16 is not supported on this GPU; training in fp32"
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        return "fp32", f"bf16 autocast is not used on {device.type}; training in fp32"
+    return precision, None
+
+
+def _scalars(output: Mapping[str, Any]) -> dict[str, torch.Tensor | float]:
+    """Entries of a task output that are one number (the trainer logs all of them)."""
+    found: dict[str, torch.Tensor | float] = {}
+    for key, value in output.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            found[key] = value.detach()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[key] = float(value)
+    return found
+
+
+def _values(scalars: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    # One device->host transfer for all tensor scalars instead of one sync per name.
+    tensor_keys = [k for k, v in scalars.items() if isinstance(v, torch.Tensor)]
+    result = {k: float(v) for k, v in scalars.items() if not isinstance(v, torch.Tensor)}
+    if tensor_keys:
+        stacked = torch.stack([scalars[k].float().reshape(()) for k in tensor_keys])  # type: ignore[union-attr]
+        result.update(zip(tensor_keys, stacked.cpu().tolist(), strict=True))
+    return result
+
+
+def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+
+def fit(
+    task: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    batches: BatchSource,
+    *,
+    steps: int,
+    stage: str,
+    checkpoint_dir: Path | None,
+    callbacks: Callbacks | None = None,
+    checkpoint_every: int = 0,
+    log_every: int = 1,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    grad_clip: float | None = None,
+    seed: int | None = 0,
+    config: Any = None,
+    extra_modules: Mapping[str, nn.Module] | None = None,
+    exclude_prefixes: Iterable[str] = (),
+    resume: bool = True,
+    track_best: str | None = None,
+    keep_last: int = 2,
+    raise_on_stop: bool = True,
+) -> FitResult:
+    """Train ``task`` for ``steps`` optimizer steps, resumably.
+
+    Args:
+        task: module whose ``forward(batch)`` returns a dict with a scalar ``"loss"``; every other
+            scalar entry is logged too. It is moved to ``device`` and put in train mode (a frozen
+            teacher inside should keep itself in eval mode by overriding ``train``).
+        optimizer: built over the task's trainable parameters.
+        scheduler: stepped once after every optimizer step (or None).
+        batches: ``batches(start_step)`` yields the batches of ``start_step`` onward, the same
+            ones on every call (``StepBatches`` does this); an optional ``steps_per_epoch``
+            attribute gives metric rows their epoch.
+        steps: total optimizer steps of the stage.
+        stage: stage name (metric rows, checkpoint file names).
+        checkpoint_dir: where checkpoints go and resumes come from; None disables both.
+        callbacks: metrics/progress/checkpoint/event hooks and the ``should_stop`` poll.
+        checkpoint_every: save every N steps (0: only at the end and on stop).
+        log_every: emit metric rows and progress every N steps (and at the last step).
+        device: where the task runs.
+        precision: "fp32" or "bf16" (autocast; falls back to fp32 with an event where unsupported).
+        grad_clip: clip the global gradient norm to this value (also logs ``grad_norm``).
+        seed: seeds every RNG at a fresh start (a resume restores the saved RNG states instead).
+        config: JSON-able description of the run, stored in each checkpoint.
+        extra_modules: modules outside ``task`` that must be saved and restored too.
+        exclude_prefixes: task state keys not to checkpoint (e.g. ``("teacher.",)``).
+        resume: look for a checkpoint of ``stage`` in ``checkpoint_dir`` first.
+        track_best: a logged metric name whose minimum is kept as the checkpoint's best metric.
+        keep_last: checkpoints of the stage to keep on disk.
+        raise_on_stop: raise ``StopRequested`` on a stop (else return ``FitResult(stopped=True)``).
+
+    Returns:
+        FitResult with the completed step count and the last logged values.
+
+    Raises:
+        StopRequested: ``should_stop()`` returned True (after the checkpoint was written).
+        NonFiniteLossError: the loss was NaN/inf at a logged step.
+        CheckpointError: the checkpoint to resume from is corrupt or does not fit.
+    """
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    if log_every < 1:
+        raise ConfigError(f"log_every must be >= 1, got {log_every}")
+    if checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if grad_clip is not None and grad_clip <= 0:
+        raise ConfigError(f"grad_clip must be > 0 or None, got {grad_clip}")
+    callbacks = callbacks or Callbacks()
+    device = torch.device(device)
+    precision, note = resolve_precision(device, precision)
+    if note:
+        callbacks.on_event(f"{stage}: {note}")
+    extra = dict(extra_modules or {})
+    excluded = tuple(exclude_prefixes)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    task.to(device)
+
+    start, last_metrics, best, resumed_path = 0, {}, None, None
+    latest = latest_checkpoint(ckpt_dir, stage) if (ckpt_dir is not None and resume) else None
+    if latest is not None:
+        state = load_checkpoint(latest, require=("format", "stage", "step", "model", "optimizer", "rng"))
+        start = _restore(state, latest, task, optimizer, scheduler, extra, excluded, stage, steps)
+        last_metrics = dict(state.get("metrics") or {})
+        best = state.get("best_metric")
+        resumed_path = latest
+        if start == steps:
+            callbacks.on_event(f"{stage}: already finished ({steps} steps); loaded {latest.name}")
+            callbacks.on_progress(stage, 1.0, 0.0)
+            return FitResult(steps, last_metrics, False, latest, start, best)
+        callbacks.on_event(f"{stage}: resumed from step {start} of {steps} ({latest.name})")
+    elif seed is not None:
+        seed_everything(seed)
+
+    def save(step: int) -> Path | None:
+        if ckpt_dir is None:
+            return None
+        path = save_checkpoint(
+            ckpt_dir,
+            stage=stage,
+            step=step,
+            model=task,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            modules=extra,
+            rng_state=capture_rng_state(),
+            config=config,
+            best_metric=best,
+            metrics=last_metrics,
+            total_steps=steps,
+            exclude_prefixes=excluded,
+            keep_last=keep_last,
+        )
+        callbacks.on_checkpoint(path, stage, step)
+        return path
+
+    steps_per_epoch = getattr(batches, "steps_per_epoch", None)
+    task.train()
+    iterator: Iterator[Any] = iter(batches(start))
+    ema: float | None = None
+    last_saved: tuple[int, Path | None] | None = None
+    params = _trainable(optimizer)
+    step = start
+    while step < steps:
+        if callbacks.should_stop():
+            path = last_saved[1] if last_saved and last_saved[0] == step else save(step)
+            callbacks.on_event(f"{stage}: stopped on request at step {step} of {steps}")
+            if raise_on_stop:
+                raise StopRequested(stage, step, path)
+            return FitResult(step, last_metrics, True, path, start if resumed_path else None, best)
+        tick = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            raise ConfigError(
+                f"stage {stage!r}: the batch source ran out at step {step} of {steps}; "
+                "it must yield a batch for every step (StepBatches cycles epochs)"
+            ) from None
+        batch = to_device(batch, device)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(device, precision):
+            output = task(batch)
+        if not isinstance(output, Mapping) or "loss" not in output:
+            raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
+        loss = output["loss"]
+        loss.backward()
+        scalars = _scalars(output)
+        if grad_clip is not None:
+            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, grad_clip).detach()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+
+        if step % log_every == 0 or step == steps:
+            values = _values(scalars)
+            if not math.isfinite(values["loss"]):
+                parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                raise NonFiniteLossError(f"stage {stage!r}: non-finite loss at step {step} ({parts})")
+            values["lr"] = float(optimizer.param_groups[0]["lr"])
+            last_metrics = values
+            if track_best is not None and track_best in values:
+                best = values[track_best] if best is None else min(best, values[track_best])
+            epoch = (step - 1) // steps_per_epoch if steps_per_epoch else 0
+            callbacks.on_metrics([MetricRow(stage, step, epoch, name, v) for name, v in values.items()])
+        # Time a step after its metrics are read, so that on a GPU the sync is inside the window.
+        took = time.perf_counter() - tick
+        ema = took if ema is None else (1 - _EMA_ALPHA) * ema + _EMA_ALPHA * took
+        if step % log_every == 0 or step == steps:
+            callbacks.on_progress(stage, step / steps, ema * (steps - step))
+
+        if step == steps or (checkpoint_every and step % checkpoint_every == 0):
+            last_saved = (step, save(step))
+
+    callbacks.on_event(f"{stage}: finished {steps} steps")
+    return FitResult(
+        steps,
+        last_metrics,
+        False,
+        last_saved[1] if last_saved else None,
+        start if resumed_path else None,
+        best,
+    )
+
+
+def _restore(
+    state: dict[str, Any],
+    path: Path,
+    task: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    extra: Mapping[str, nn.Module],
+    excluded: tuple[str, ...],
+    stage: str,
+    steps: int,
+) -> int:
+    """Load a training checkpoint into the live objects; return its step."""
+    step = int(state["step"])
+    if state["stage"] != stage:
+        raise CheckpointError(f"checkpoint {path} belongs to stage {state['stage']!r}, not {stage!r}")
+    if step > steps:
+        raise CheckpointError(
+            f"checkpoint {path} is at step {step}, beyond this stage's {steps} steps; "
+            "use a new checkpoint directory or the original step count"
+        )
+    planned = state.get("total_steps")
+    if planned is not None and planned != steps:
+        _logger.warning("checkpoint %s was planned for %s steps, now %s", path, planned, steps)
+    load_module_state(task, state["model"], exclude_prefixes=excluded, source=f"checkpoint {path}")
+    saved_modules = state.get("modules") or {}
+    for name, module in extra.items():
+        if name not in saved_modules:
+            raise CheckpointError(f"checkpoint {path} lacks the extra module {name!r}")
+        load_module_state(module, saved_modules[name], source=f"checkpoint {path} module {name!r}")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            if state.get("scheduler") is None:
+                raise CheckpointError(f"checkpoint {path} lacks the key 'scheduler'")
+            scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: optimizer/scheduler state does not fit: {exc}") from exc
+    restore_rng_state(state["rng"])
+    _logger.info("resumed stage %s from %s at step %d", stage, path, step)
+    return step
