@@ -1,0 +1,294 @@
+"""Export the distilled student with its head: safetensors, ONNX and a model card.
+
+The exported module takes float [0, 1] RGB images ``[B, 3, H, W]`` and returns class logits at the
+same size; normalisation lives inside the backbone. The safetensors file carries everything needed
+to rebuild the module (a JSON header under the ``gkd_export`` metadata key), so a later evaluation
+or a user needs nothing but that one file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from gkd_core.errors import CheckpointError
+from gkd_core.models.heads import build_head
+from gkd_core.stages.stage2 import SegmentationModel
+
+_logger = logging.getLogger(__name__)
+
+METADATA_KEY = "gkd_export"
+FORMAT_VERSION = 1
+ONNX_OPSET = 17
+
+BackboneBuilder = Callable[[Any], nn.Module]
+
+
+@dataclass(frozen=True)
+class ExportMeta:
+    """What the loader needs to rebuild the module, plus facts for the model card."""
+
+    model: str
+    num_classes: int
+    head: str
+    head_channels: int
+    indices: list[int]
+    image_size: int
+    backbone_img_size: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    method: str = "gkd"
+    teacher: str | None = None
+    name: str = "gkd-student"
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExportMeta:
+        data = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _default_builder(meta: ExportMeta) -> nn.Module:
+    from gkd_core.config import BackboneConfig
+    from gkd_core.models.backbone import build_backbone
+
+    cfg = BackboneConfig(model=meta.model, weights="none", img_size=meta.backbone_img_size, overrides=meta.overrides)
+    return build_backbone(cfg)
+
+
+def save_student(model: SegmentationModel, path: Path, meta: ExportMeta) -> Path:
+    """Write the module's weights and the JSON rebuild header into one safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(model, str(tmp), metadata={METADATA_KEY: meta.to_json()})
+    tmp.replace(path)
+    _logger.info("exported student (%s + %s head) to %s", meta.model, meta.head, path)
+    return path
+
+
+def read_export_meta(path: Path) -> ExportMeta:
+    """Read the rebuild header of an exported safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"exported model {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(f"{path} has no {METADATA_KEY!r} metadata; it was not written by gkd_core.export")
+    try:
+        return ExportMeta.from_json(metadata[METADATA_KEY])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad {METADATA_KEY!r} metadata: {exc}") from exc
+
+
+def load_student(
+    path: Path,
+    *,
+    device: str | torch.device = "cpu",
+    backbone_builder: Callable[[ExportMeta], nn.Module] | None = None,
+) -> tuple[SegmentationModel, ExportMeta]:
+    """Rebuild the exported module (eval mode) from the safetensors file alone."""
+    meta = read_export_meta(path)
+    if meta.format_version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has export format {meta.format_version}; this gkd_core reads {FORMAT_VERSION}")
+    backbone = (backbone_builder or _default_builder)(meta)
+    with safe_open(str(path), framework="pt") as f:
+        dims = _head_in_dims(f, len(meta.indices), meta.head)
+    head = build_head(meta.head, dims, meta.num_classes, channels=meta.head_channels)
+    model = SegmentationModel(backbone, head, meta.indices, frozen_encoder=True)
+    missing, unexpected = load_model(model, str(path), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit {meta.model} + {meta.head} head: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+    return model.to(device).eval(), meta
+
+
+def _head_in_dims(f: Any, levels: int, head: str) -> list[int]:
+    """Input widths of the head, read from its first layer's weights (CNN levels differ in width)."""
+    prefix = "head.proj" if head == "linear" else "head.lateral"
+    dims = []
+    for i in range(levels):
+        key = f"{prefix}.{i}.weight"
+        if key not in f.keys():  # noqa: SIM118 - safe_open handles have keys(), not __contains__
+            raise CheckpointError(f"exported file lacks {key!r}; cannot infer the {head} head's input widths")
+        dims.append(int(f.get_slice(key).get_shape()[1]))
+    return dims
+
+
+def export_onnx(model: nn.Module, path: Path, image_size: int, *, opset: int = ONNX_OPSET) -> Path:
+    """ONNX export with a dynamic batch axis (input ``images``, output ``logits``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    param = next(model.parameters())
+    example = torch.rand(2, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        # Spatial sizes are traced as constants on purpose: only the batch axis is dynamic.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except Exception as exc:  # the legacy tracer fails on some models; the dynamo exporter may not
+            _logger.warning("TorchScript ONNX export failed (%s); retrying with the dynamo exporter", exc)
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"images": {0: batch}},
+                opset_version=max(opset, 18),
+                dynamo=True,
+            )
+    tmp.replace(path)
+    _logger.info("exported ONNX (opset %d, dynamic batch) to %s", opset, path)
+    return path
+
+
+def metrics_to_dict(metrics: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a ``SegMetrics`` (or an equivalent mapping); NaN becomes None."""
+    if isinstance(metrics, Mapping):
+        data = dict(metrics)
+    elif hasattr(metrics, "to_dict"):
+        data = metrics.to_dict()
+    else:
+        data = {k: getattr(metrics, k) for k in ("miou", "per_class_iou", "pixel_accuracy", "images")}
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return {k: clean(v) for k, v in data.items()}
+
+
+def write_model_card(
+    out_dir: Path,
+    meta: ExportMeta,
+    results: Mapping[str, Any],
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    source: str | None = None,
+) -> dict[str, Path]:
+    """Write ``model_card.json`` and a ``README.md`` whose YAML front matter holds a model-index.
+
+    ``results`` maps each evaluated domain to its metrics; mIoU is reported in percent in the
+    model-index (the paper's unit) and as a fraction in the JSON.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = {d: metrics_to_dict(m) for d, m in results.items()}
+    refs = {r: {d: metrics_to_dict(m) for d, m in per.items()} for r, per in (references or {}).items()}
+    card = {"model": asdict(meta), "source_domain": source, "results": res, "references": refs}
+    json_path = out_dir / "model_card.json"
+    json_path.write_text(json.dumps(card, indent=2, sort_keys=True))
+
+    index_results = []
+    for domain, m in res.items():
+        metrics = [{"type": "mean_iou", "name": "mIoU", "value": _percent(m.get("miou"))}]
+        if m.get("pixel_accuracy") is not None:
+            metrics.append({"type": "pixel_accuracy", "name": "pixel accuracy", "value": _percent(m["pixel_accuracy"])})
+        index_results.append(
+            {
+                "task": {"type": "image-segmentation", "name": "Semantic Segmentation"},
+                "dataset": {"name": domain, "type": domain},
+                "metrics": metrics,
+            }
+        )
+    front = {
+        "library_name": "gkd_core",
+        "tags": ["semantic-segmentation", "knowledge-distillation", meta.method],
+        "model-index": [{"name": meta.name, "results": index_results}],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {meta.name}",
+        "",
+        f"A `{meta.model}` student distilled with **{meta.method}**"
+        + (f" from `{meta.teacher}`" if meta.teacher else "")
+        + f", with a `{meta.head}` head for {meta.num_classes} classes"
+        + (f", trained on the `{source}` domain." if source else "."),
+        "",
+        f"Input: float RGB in [0, 1], {meta.image_size} px windows; output: logits per class.",
+        "",
+        "| domain | mIoU % | pixel acc % |",
+        "|---|---|---|",
+    ]
+    for domain, m in res.items():
+        lines.append(f"| {domain} | {_fmt(m.get('miou'))} | {_fmt(m.get('pixel_accuracy'))} |")
+    if refs:
+        lines += ["", "## Reference rows (same head and budget)", ""]
+        lines += ["| reference | domain | mIoU % |", "|---|---|---|"]
+        for ref, per in refs.items():
+            for domain, m in per.items():
+                lines.append(f"| {ref} | {domain} | {_fmt(m.get('miou'))} |")
+    if meta.classes:
+        lines += ["", "Classes: " + ", ".join(meta.classes)]
+    readme = out_dir / "README.md"
+    readme.write_text("\n".join(lines) + "\n")
+    return {"model_card": json_path, "readme": readme}
+
+
+def _percent(v: Any) -> float | None:
+    return None if v is None else round(float(v) * 100.0, 2)
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v) * 100.0:.2f}"
+
+
+def export_all(
+    model: SegmentationModel,
+    meta: ExportMeta,
+    out_dir: Path,
+    results: Mapping[str, Any],
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    source: str | None = None,
+    onnx: bool = True,
+) -> dict[str, Path]:
+    """safetensors + ONNX + model card into ``out_dir``; returns artifact name -> path."""
+    out_dir = Path(out_dir)
+    model = model.eval()
+    paths = {"student": save_student(model, out_dir / "student.safetensors", meta)}
+    if onnx:
+        paths["onnx"] = export_onnx(model, out_dir / "student.onnx", meta.image_size)
+    paths.update(write_model_card(out_dir, meta, results, references, source=source))
+    return paths
