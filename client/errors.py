@@ -46,8 +46,10 @@ class FieldError:
             loc = [p for p in str(obj["field"]).split(".") if p]
         if isinstance(loc, str):
             loc = [loc]
-        msg = obj.get("msg") or obj.get("message") or obj.get("detail") or ""
-        return cls(loc=tuple(loc or ()), msg=str(msg), type=str(obj.get("type", "")))
+        msg = str(obj.get("msg") or obj.get("message") or obj.get("detail") or "")
+        if obj.get("fix"):
+            msg += f" ({obj['fix']})"
+        return cls(loc=tuple(loc or ()), msg=msg, type=str(obj.get("type", "")))
 
 
 @dataclass

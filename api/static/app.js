@@ -1,0 +1,761 @@
+/* GKD Distill dashboard: plain JavaScript over the /v1 REST API (no framework, no build step).
+ *
+ * Safety rule: server text only ever enters the page through textContent or attribute setters
+ * (see el() below); nothing here assigns innerHTML.
+ */
+"use strict";
+
+(function () {
+  const KEY_STORAGE = "gkd.apiKey";
+  const PHASES = ["queued", "stage1", "stage2", "references", "evaluating", "exporting", "done"];
+  const STATUSES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
+  const METHODS = ["gkd", "proteus", "kd", "cwd", "feature_mse", "none"];
+  const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const app = document.getElementById("app");
+  let timers = [];
+  let routeGen = 0; // bumps on every navigation so late answers of an old page are dropped
+
+  // ----- DOM helpers ------------------------------------------------------------------------
+
+  /** Build an element; attrs set via setAttribute/properties, children appended as text nodes. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    applyAttrs(node, attrs);
+    appendAll(node, children);
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    applyAttrs(node, attrs);
+    appendAll(node, children);
+    return node;
+  }
+
+  function applyAttrs(node, attrs) {
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name.startsWith("on") && typeof value === "function") {
+        node.addEventListener(name.slice(2), value);
+      } else if (name === "dataset") {
+        Object.assign(node.dataset, value);
+      } else if (name === "value" || name === "checked" || name === "disabled") {
+        node[name] = value;
+      } else {
+        node.setAttribute(name, value === true ? "" : String(value));
+      }
+    }
+  }
+
+  function appendAll(node, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function stopTimers() {
+    timers.forEach((t) => clearTimeout(t));
+    timers = [];
+  }
+
+  function later(fn, ms) {
+    timers.push(setTimeout(fn, ms));
+  }
+
+  // ----- formatting -------------------------------------------------------------------------
+
+  function age(iso) {
+    if (!iso) return "-";
+    const seconds = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds >= 86400) return Math.floor(seconds / 86400) + "d";
+    if (seconds >= 3600) return Math.floor(seconds / 3600) + "h";
+    if (seconds >= 60) return Math.floor(seconds / 60) + "m";
+    return seconds + "s";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "-";
+    const s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    if (h) return h + "h" + String(m).padStart(2, "0") + "m";
+    return m ? m + "m" + String(r).padStart(2, "0") + "s" : r + "s";
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined) return "-";
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let v = Number(n), i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return (i === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
+  }
+
+  function pct(miou) {
+    if (miou === null || miou === undefined || Number.isNaN(Number(miou))) return null;
+    const v = Number(miou);
+    return v <= 1 ? v * 100 : v;
+  }
+
+  function badge(status) {
+    return el("span", { class: "badge badge-" + String(status).replace(/[^a-z_]/g, "") }, status);
+  }
+
+  function progressBar(fraction) {
+    const value = Math.max(0, Math.min(1, Number(fraction) || 0));
+    const bar = el("span", { class: "bar", role: "progressbar", "aria-valuenow": Math.round(value * 100) });
+    const fill = el("span", { class: "bar-fill" });
+    fill.style.width = (value * 100).toFixed(1) + "%";
+    bar.append(fill);
+    return el("span", { class: "progress" }, bar, el("span", { class: "muted" }, Math.round(value * 100) + "%"));
+  }
+
+  // ----- API --------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      const title = (problem && problem.title) || "HTTP " + status;
+      const detail = problem && typeof problem.detail === "string" ? problem.detail : "";
+      super(detail ? title + ": " + detail : title);
+      this.status = status;
+      this.problem = problem || {};
+      const raw = (problem && (problem.errors || (Array.isArray(problem.detail) ? problem.detail : null))) || [];
+      this.errors = raw.map((e) => ({
+        field: fieldPath(e),
+        msg: String((e && (e.msg || e.message)) || e) + (e && e.fix ? " (" + e.fix + ")" : ""),
+      }));
+    }
+  }
+
+  function fieldPath(e) {
+    if (!e || typeof e !== "object") return "";
+    let loc = e.loc;
+    if (!loc && e.field) loc = String(e.field).split(".");
+    if (!Array.isArray(loc)) loc = loc ? [loc] : [];
+    // "targets[0].dataset" and ["body", "targets", 0, "dataset"] both become "targets.0.dataset".
+    return loc.filter((p) => p !== "body").map(String).join(".").replace(/\[(\d+)\]/g, ".$1").replace(/^\./, "");
+  }
+
+  function apiKey() {
+    return localStorage.getItem(KEY_STORAGE);
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({ method: "GET" }, options || {});
+    const headers = { Accept: "application/json, application/problem+json" };
+    const key = apiKey();
+    if (key) headers.Authorization = "Bearer " + key;
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method: opts.method,
+        headers: headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      });
+    } catch (err) {
+      throw new ApiError(0, { title: "Network error", detail: "cannot reach the server" });
+    }
+    if (response.status === 401) {
+      localStorage.removeItem(KEY_STORAGE);
+      showKeyPrompt("That API key was not accepted; enter a valid key.");
+      throw new ApiError(401, { title: "Unauthorized" });
+    }
+    const text = await response.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (err) { data = { title: text.slice(0, 200) }; }
+    }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  function listOf(body, key) {
+    if (Array.isArray(body)) return body;
+    if (body && Array.isArray(body[key])) return body[key];
+    if (body && Array.isArray(body.items)) return body.items;
+    return [];
+  }
+
+  function errorBox(err) {
+    return el("div", { class: "error", role: "alert" }, err && err.message ? err.message : String(err));
+  }
+
+  // ----- API key ----------------------------------------------------------------------------
+
+  function updateKeyState() {
+    const key = apiKey();
+    document.getElementById("key-state").textContent = key ? "key …" + key.slice(-4) : "no key";
+    document.getElementById("forget-key").hidden = !key;
+  }
+
+  function showKeyPrompt(message) {
+    stopTimers();
+    updateKeyState();
+    clear(app);
+    const input = el("input", { id: "api-key", type: "password", autocomplete: "off", required: true, size: 48 });
+    const form = el(
+      "form",
+      { id: "key-form", class: "card narrow" },
+      el("h2", {}, "Enter your team's API key"),
+      el("p", { class: "muted" }, "It is kept in this browser (localStorage) and sent only to this server."),
+      message ? el("p", { class: "error" }, message) : null,
+      el("label", { for: "api-key" }, "API key"),
+      input,
+      el("div", { class: "actions" }, el("button", { type: "submit" }, "Save key"))
+    );
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const value = input.value.trim();
+      if (!value) return;
+      localStorage.setItem(KEY_STORAGE, value);
+      updateKeyState();
+      route();
+    });
+    app.append(form);
+    input.focus();
+  }
+
+  // ----- job list ---------------------------------------------------------------------------
+
+  const listState = { status: "", method: "", created_after: "", page_size: "20", tokens: [null] };
+
+  function filterSelect(id, label, values) {
+    const select = el("select", { id: id }, el("option", { value: "" }, "any"), values.map((v) => el("option", { value: v }, v)));
+    select.value = listState[id.replace("filter-", "")];
+    return el("label", { class: "filter" }, label, select);
+  }
+
+  async function renderList() {
+    const filters = el(
+      "form",
+      { id: "filters", class: "filters" },
+      filterSelect("filter-status", "Status ", STATUSES),
+      filterSelect("filter-method", "Method ", METHODS),
+      el("label", { class: "filter" }, "Created after ", el("input", { id: "filter-created_after", type: "date", value: listState.created_after })),
+      el(
+        "label",
+        { class: "filter" },
+        "Per page ",
+        (function () {
+          const s = el("select", { id: "filter-page_size" }, ["20", "50", "100"].map((v) => el("option", { value: v }, v)));
+          s.value = listState.page_size;
+          return s;
+        })()
+      ),
+      el("button", { type: "submit" }, "Apply")
+    );
+    filters.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      for (const name of ["status", "method", "created_after", "page_size"]) {
+        listState[name] = document.getElementById("filter-" + name).value;
+      }
+      listState.tokens = [null];
+      renderList();
+    });
+    const holder = el("div", { id: "job-list" }, el("p", { class: "muted" }, "Loading jobs…"));
+    clear(app);
+    app.append(el("section", {}, el("h2", {}, "Jobs"), filters, holder));
+    await loadPage(holder);
+  }
+
+  async function loadPage(holder) {
+    stopTimers();
+    const gen = routeGen;
+    const params = new URLSearchParams();
+    for (const name of ["status", "method"]) if (listState[name]) params.set(name, listState[name]);
+    if (listState.created_after) params.set("created_after", new Date(listState.created_after).toISOString());
+    params.set("page_size", listState.page_size);
+    const token = listState.tokens[listState.tokens.length - 1];
+    if (token) params.set("page_token", token);
+    let page;
+    try {
+      page = await api("/v1/jobs?" + params.toString());
+    } catch (err) {
+      clear(holder);
+      holder.append(errorBox(err));
+      return;
+    }
+    if (gen !== routeGen) return;
+    const items = listOf(page, "items");
+    const rows = items.map((job) =>
+      el(
+        "tr",
+        { "data-job-id": job.id },
+        el("td", {}, el("a", { href: "#/jobs/" + encodeURIComponent(job.id) }, job.name || job.id)),
+        el("td", {}, badge(job.status)),
+        el("td", {}, job.phase || "-"),
+        el("td", {}, progressBar(job.progress)),
+        el("td", {}, (job.spec && job.spec.method) || job.method || "-"),
+        el("td", { title: job.created_at || "" }, age(job.created_at)),
+        el("td", { class: "mono muted" }, String(job.id).slice(0, 8))
+      )
+    );
+    const table = el(
+      "table",
+      { class: "jobs" },
+      el("thead", {}, el("tr", {}, ["Name", "Status", "Phase", "Progress", "Method", "Age", "Id"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No jobs match.")))
+    );
+    const pageNo = listState.tokens.length;
+    const prev = el("button", { type: "button", id: "prev-page", disabled: pageNo <= 1 }, "← Newer");
+    const next = el("button", { type: "button", id: "next-page", disabled: !page.next_page_token }, "Older →");
+    prev.addEventListener("click", () => { listState.tokens.pop(); loadPage(holder); });
+    next.addEventListener("click", () => { listState.tokens.push(page.next_page_token); loadPage(holder); });
+    clear(holder);
+    holder.append(table, el("div", { class: "pager" }, prev, el("span", { id: "page-no", class: "muted" }, "page " + pageNo), next));
+    if (items.some((j) => !TERMINAL.has(j.status))) later(() => loadPage(holder), 5000);
+  }
+
+  // ----- job page ---------------------------------------------------------------------------
+
+  function phaseTimeline(job, events) {
+    let current = job.status === "queued" ? "queued" : job.phase;
+    if (job.status === "succeeded") current = "done";
+    const index = PHASES.indexOf(current);
+    const steps = PHASES.map((p, i) => {
+      let state = "pending";
+      if (job.status === "succeeded" || (index >= 0 && i < index)) state = "done";
+      else if (p === current) state = TERMINAL.has(job.status) ? "stopped" : "current";
+      return el("li", { class: "phase phase-" + state, "data-phase": p }, p);
+    });
+    const list = el(
+      "ol",
+      { class: "events" },
+      events.map((ev) =>
+        el(
+          "li",
+          {},
+          el("span", { class: "mono muted" }, ev.time || ev.created_at || ev.at || ""),
+          " ",
+          el("strong", {}, ev.type || ev.kind || ""),
+          ev.attempt !== undefined && ev.attempt !== null ? el("span", { class: "muted" }, " (attempt " + ev.attempt + ")") : null,
+          " ",
+          ev.message || ""
+        )
+      )
+    );
+    return el("div", { id: "timeline" }, el("ol", { class: "phases" }, steps), list);
+  }
+
+  /** Draw one SVG line chart per stage, one line per metric name. */
+  function lossCharts(rows) {
+    const byStage = new Map();
+    for (const r of rows) {
+      if (!byStage.has(r.stage)) byStage.set(r.stage, new Map());
+      const names = byStage.get(r.stage);
+      if (!names.has(r.name)) names.set(r.name, []);
+      names.get(r.name).push(r);
+    }
+    if (!byStage.size) return el("p", { class: "muted", id: "no-metrics" }, "No metrics yet.");
+    const charts = [];
+    for (const [stage, names] of byStage) {
+      charts.push(lineChart(stage, names));
+    }
+    return el("div", { class: "charts" }, charts);
+  }
+
+  function lineChart(stage, names) {
+    const W = 460, H = 220, L = 52, R = 12, T = 24, B = 30;
+    let xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
+    for (const points of names.values()) {
+      points.sort((a, b) => a.step - b.step);
+      for (const p of points) {
+        xmin = Math.min(xmin, p.step); xmax = Math.max(xmax, p.step);
+        ymin = Math.min(ymin, p.value); ymax = Math.max(ymax, p.value);
+      }
+    }
+    if (xmax === xmin) xmax = xmin + 1;
+    if (ymax === ymin) { ymax += 0.5; ymin -= 0.5; }
+    const sx = (x) => L + ((x - xmin) / (xmax - xmin)) * (W - L - R);
+    const sy = (y) => T + (1 - (y - ymin) / (ymax - ymin)) * (H - T - B);
+    const chart = svg("svg", { class: "chart loss-chart", viewBox: "0 0 " + W + " " + H, role: "img", "data-stage": stage, "aria-label": "loss curves for " + stage });
+    chart.append(svg("text", { x: L, y: 15, class: "chart-title" }, stage));
+    for (let i = 0; i <= 4; i += 1) {
+      const y = ymin + ((ymax - ymin) * i) / 4;
+      chart.append(svg("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "grid" }));
+      chart.append(svg("text", { x: L - 6, y: sy(y) + 4, class: "tick", "text-anchor": "end" }, y.toPrecision(3)));
+    }
+    chart.append(svg("text", { x: L, y: H - 8, class: "tick" }, "step " + xmin));
+    chart.append(svg("text", { x: W - R, y: H - 8, class: "tick", "text-anchor": "end" }, "step " + xmax));
+    let i = 0;
+    const legend = el("div", { class: "legend" });
+    for (const [name, points] of names) {
+      const color = COLORS[i % COLORS.length];
+      const coords = points.map((p) => sx(p.step).toFixed(1) + "," + sy(p.value).toFixed(1)).join(" ");
+      chart.append(svg("polyline", { points: coords, fill: "none", stroke: color, "stroke-width": 1.8, class: "series", "data-name": name }));
+      const last = points[points.length - 1];
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = color;
+      legend.append(el("span", { class: "legend-item" }, swatch, name + " " + Number(last.value).toPrecision(4)));
+      i += 1;
+    }
+    return el("figure", { class: "chart-box" }, chart, legend);
+  }
+
+  /** Normalise a job summary into {student: {domain: miou%}, references: {name: {domain: miou%}}}. */
+  function summaryRows(summary) {
+    const rows = new Map();
+    if (!summary || typeof summary !== "object") return rows;
+    const domains = (obj) => {
+      const out = {};
+      if (!obj || typeof obj !== "object") return out;
+      for (const [d, v] of Object.entries(obj)) {
+        const value = pct(v && typeof v === "object" ? v.miou : v);
+        if (value !== null) out[d] = value;
+      }
+      return out;
+    };
+    const student = domains(summary.student || summary.domains);
+    if (Object.keys(student).length) rows.set("student", student);
+    for (const [name, ref] of Object.entries(summary.references || {})) rows.set(name, domains(ref));
+    return rows;
+  }
+
+  function miouChart(rows) {
+    const domains = [];
+    for (const values of rows.values()) for (const d of Object.keys(values)) if (!domains.includes(d)) domains.push(d);
+    const names = Array.from(rows.keys());
+    const W = 520, H = 240, L = 40, R = 10, T = 14, B = 44;
+    const groupW = (W - L - R) / Math.max(1, domains.length);
+    const barW = Math.max(4, (groupW - 12) / Math.max(1, names.length));
+    const sy = (v) => T + (1 - v / 100) * (H - T - B);
+    const chart = svg("svg", { id: "miou-chart", class: "chart", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "per-domain mIoU" });
+    for (const v of [0, 25, 50, 75, 100]) {
+      chart.append(svg("line", { x1: L, x2: W - R, y1: sy(v), y2: sy(v), class: "grid" }));
+      chart.append(svg("text", { x: L - 5, y: sy(v) + 4, class: "tick", "text-anchor": "end" }, String(v)));
+    }
+    domains.forEach((domain, di) => {
+      const x0 = L + di * groupW + 6;
+      names.forEach((name, ni) => {
+        const value = rows.get(name)[domain];
+        if (value === undefined) return;
+        const rect = svg(
+          "rect",
+          { x: x0 + ni * barW, y: sy(value), width: barW - 2, height: sy(0) - sy(value), fill: COLORS[ni % COLORS.length], class: "bar-rect", "data-model": name, "data-domain": domain },
+          svg("title", {}, name + " on " + domain + ": " + value.toFixed(1) + " mIoU")
+        );
+        chart.append(rect);
+      });
+      chart.append(svg("text", { x: x0 + (groupW - 12) / 2, y: H - 26, class: "tick", "text-anchor": "middle" }, domain));
+    });
+    const legend = el(
+      "div",
+      { class: "legend" },
+      names.map((n, i) => {
+        const sw = el("span", { class: "swatch" });
+        sw.style.background = COLORS[i % COLORS.length];
+        return el("span", { class: "legend-item" }, sw, n);
+      })
+    );
+    const table = el(
+      "table",
+      { id: "reference-table", class: "scores" },
+      el("thead", {}, el("tr", {}, el("th", {}, "model"), domains.map((d) => el("th", {}, d)))),
+      el(
+        "tbody",
+        {},
+        names.map((n) =>
+          el("tr", { class: n === "student" ? "student-row" : "" }, el("td", {}, n), domains.map((d) => el("td", { class: "num" }, rows.get(n)[d] === undefined ? "-" : rows.get(n)[d].toFixed(1))))
+        )
+      )
+    );
+    return el("div", { class: "miou" }, el("figure", { class: "chart-box" }, chart, legend), table);
+  }
+
+  async function downloadArtifact(jobId, artifact, button) {
+    button.disabled = true;
+    const original = button.textContent;
+    button.textContent = "Downloading…";
+    try {
+      const response = await fetch("/v1/jobs/" + encodeURIComponent(jobId) + "/artifacts/" + encodeURIComponent(artifact.name), {
+        headers: { Authorization: "Bearer " + apiKey() },
+      });
+      if (!response.ok) {
+        let problem = null;
+        try { problem = await response.json(); } catch (err) { problem = null; }
+        throw new ApiError(response.status, problem);
+      }
+      const blob = await response.blob();
+      const url = URL.createObjectURL(blob);
+      const link = el("a", { href: url, download: artifact.name });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      button.textContent = original;
+    } catch (err) {
+      button.textContent = "Failed: " + err.message;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function artifactTable(jobId, artifacts) {
+    if (!artifacts.length) return el("p", { class: "muted", id: "artifacts" }, "No artifacts yet.");
+    return el(
+      "table",
+      { id: "artifacts", class: "scores" },
+      el("thead", {}, el("tr", {}, ["name", "kind", "size", "sha256", ""].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        artifacts.map((a) => {
+          const button = el("button", { type: "button", class: "download", "data-artifact": a.name }, "Download");
+          button.addEventListener("click", () => downloadArtifact(jobId, a, button));
+          return el("tr", {}, el("td", {}, a.name), el("td", {}, a.kind || ""), el("td", { class: "num" }, bytes(a.size)), el("td", { class: "mono", title: a.sha256 || "" }, String(a.sha256 || "-").slice(0, 12)), el("td", {}, button));
+        })
+      )
+    );
+  }
+
+  async function renderJob(jobId) {
+    clear(app);
+    const root = el("section", { id: "job-page" }, el("p", { class: "muted" }, "Loading job…"));
+    app.append(el("p", {}, el("a", { href: "#/jobs" }, "← all jobs")), root);
+    const metrics = new Map();
+    let firstPaint = true;
+
+    const gen = routeGen;
+    async function refresh() {
+      if (gen !== routeGen) return;
+      let job, events, artifacts, newRows;
+      try {
+        const base = "/v1/jobs/" + encodeURIComponent(jobId);
+        const stageRows = Array.from(metrics.values()).filter((r) => r.stage === undefined || r.stage === currentStage);
+        const since = stageRows.length ? Math.max(...stageRows.map((r) => r.step)) : null;
+        [job, events, artifacts, newRows] = await Promise.all([
+          api(base),
+          api(base + "/events"),
+          api(base + "/artifacts"),
+          api(base + "/metrics" + (since === null ? "" : "?since_step=" + since)),
+        ]);
+      } catch (err) {
+        if (gen !== routeGen) return;
+        clear(root);
+        root.append(errorBox(err));
+        return;
+      }
+      if (gen !== routeGen) return;
+      for (const r of listOf(newRows, "rows")) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
+      currentStage = job.phase;
+      paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"));
+      if (!TERMINAL.has(job.status)) later(refresh, 2000);
+    }
+    let currentStage = null;
+
+    function paint(job, events, artifacts) {
+      const cancel = el("button", { type: "button", id: "cancel-job", class: "danger", disabled: TERMINAL.has(job.status) || job.status === "cancelling" }, "Cancel job");
+      cancel.addEventListener("click", async () => {
+        if (!window.confirm("Cancel this job?")) return;
+        cancel.disabled = true;
+        try {
+          await api("/v1/jobs/" + encodeURIComponent(jobId) + "/cancel", { method: "POST" });
+        } catch (err) {
+          root.prepend(errorBox(err));
+        }
+        stopTimers();
+        refresh();
+      });
+      const facts = el(
+        "dl",
+        { class: "facts" },
+        el("dt", {}, "Status"), el("dd", { id: "job-status" }, badge(job.status)),
+        el("dt", {}, "Phase"), el("dd", { id: "job-phase" }, job.phase || "-"),
+        el("dt", {}, "Progress"), el("dd", {}, progressBar(job.progress)),
+        el("dt", {}, "ETA"), el("dd", {}, duration(job.eta_s)),
+        el("dt", {}, "Attempt"), el("dd", {}, String(job.attempt ?? "-") + (job.max_attempts ? " / " + job.max_attempts : "")),
+        el("dt", {}, "Method"), el("dd", {}, (job.spec && job.spec.method) || "-"),
+        el("dt", {}, "Created"), el("dd", { title: job.created_at || "" }, age(job.created_at) + " ago"),
+        el("dt", {}, "Id"), el("dd", { class: "mono" }, job.id)
+      );
+      const errorReason = job.error_reason || (job.error && job.error.reason);
+      const errorDetail = job.error_detail || (job.error && job.error.detail);
+      const rows = summaryRows(job.summary);
+      const sections = [
+        el("div", { class: "job-head" }, el("h2", { id: "job-name" }, job.name || job.id), cancel),
+        facts,
+        errorReason || errorDetail ? el("div", { class: "error", id: "job-error" }, (errorReason ? errorReason + ": " : "") + (errorDetail || "")) : null,
+        el("h3", {}, "Timeline"),
+        phaseTimeline(job, events),
+        el("h3", {}, "Loss curves"),
+        el("div", { id: "loss-curves" }, lossCharts(Array.from(metrics.values()))),
+        el("h3", {}, "Per-domain mIoU"),
+        rows.size ? miouChart(rows) : el("p", { class: "muted", id: "no-summary" }, "Results appear when the job has been evaluated."),
+        el("h3", {}, "Artifacts"),
+        artifactTable(jobId, artifacts),
+        el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
+      ];
+      const scrollY = window.scrollY;
+      clear(root);
+      appendAll(root, sections);
+      if (!firstPaint) window.scrollTo(0, scrollY);
+      firstPaint = false;
+    }
+
+    await refresh();
+  }
+
+  // ----- submit form ------------------------------------------------------------------------
+
+  const FIELDS = [
+    ["name", "Name", "text", "my-distillation"],
+    ["teacher.model", "Teacher model", "text", "vit_base_patch14_dinov2"],
+    ["teacher.weights", "Teacher weights", "text", "timm"],
+    ["student.model", "Student model", "text", "deit_small_patch16_224"],
+    ["student.weights", "Student weights", "text", "none"],
+    ["method", "Method", "select", "gkd"],
+    ["source.dataset", "Source dataset", "text", ""],
+    ["source.split", "Source split", "text", "train"],
+    ["targets", "Targets (dataset:split, comma separated)", "text", ""],
+    ["stage1.steps", "Stage 1 steps", "number", "1000"],
+    ["stage1.batch_size", "Stage 1 batch size", "number", "16"],
+    ["stage2.steps", "Stage 2 steps", "number", "1000"],
+    ["stage2.batch_size", "Stage 2 batch size", "number", "4"],
+    ["seed", "Seed", "number", "0"],
+  ];
+
+  function setPath(obj, path, value) {
+    const parts = path.split(".");
+    let cur = obj;
+    for (const p of parts.slice(0, -1)) cur = cur[p] = cur[p] || {};
+    cur[parts[parts.length - 1]] = value;
+  }
+
+  function specFromFields(form) {
+    const spec = {};
+    for (const [path, , type] of FIELDS) {
+      const raw = form.elements.namedItem(path).value.trim();
+      if (raw === "") continue;
+      if (path === "targets") {
+        setPath(spec, path, raw.split(",").map((t) => t.trim()).filter(Boolean).map((t) => {
+          const [dataset, split] = t.split(":");
+          return { dataset: dataset, split: split || "val" };
+        }));
+      } else if (type === "number") {
+        setPath(spec, path, Number(raw));
+      } else {
+        setPath(spec, path, raw);
+      }
+    }
+    return spec;
+  }
+
+  /** Put each validation error next to the field it names (or its nearest parent field). */
+  function showFieldErrors(form, errors, general) {
+    for (const node of form.querySelectorAll(".field-error")) node.remove();
+    for (const node of form.querySelectorAll(".invalid")) node.classList.remove("invalid");
+    clear(general);
+    const useJson = form.elements.namedItem("mode-json").checked;
+    for (const e of errors) {
+      let target = null;
+      if (!useJson) {
+        const parts = e.field.split(".");
+        while (parts.length && !target) {
+          target = form.querySelector('[data-field="' + CSS.escape(parts.join(".")) + '"]');
+          parts.pop();
+        }
+      }
+      const message = el("div", { class: "field-error", role: "alert", "data-error-for": e.field }, (useJson || !target ? (e.field || "spec") + ": " : "") + e.msg);
+      if (target) {
+        target.classList.add("invalid");
+        target.after(message);
+      } else {
+        general.append(message);
+      }
+    }
+  }
+
+  function renderSubmit() {
+    stopTimers();
+    clear(app);
+    const general = el("div", { id: "form-errors" });
+    const fieldset = el(
+      "fieldset",
+      { id: "spec-fields" },
+      FIELDS.map(([path, label, type, value]) => {
+        const id = "f-" + path.replace(/\./g, "-");
+        const input =
+          type === "select"
+            ? el("select", { id: id, name: path, "data-field": path }, METHODS.map((m) => el("option", { value: m }, m)))
+            : el("input", { id: id, name: path, type: type, value: value, "data-field": path });
+        if (type === "select") input.value = value;
+        return el("div", { class: "field" }, el("label", { for: id }, label), input);
+      })
+    );
+    const textarea = el("textarea", { id: "spec-json", name: "spec-json", rows: 22, spellcheck: "false", "data-field": "" });
+    const jsonBox = el("div", { id: "json-box", hidden: true }, el("label", { for: "spec-json" }, "Job spec (JSON)"), textarea);
+    const modeJson = el("input", { type: "checkbox", id: "mode-json", name: "mode-json" });
+    modeJson.addEventListener("change", () => {
+      if (modeJson.checked) textarea.value = JSON.stringify(specFromFields(form), null, 2);
+      jsonBox.hidden = !modeJson.checked;
+      fieldset.hidden = modeJson.checked;
+    });
+    const status = el("p", { id: "submit-status", class: "muted" });
+    const form = el(
+      "form",
+      { id: "submit-form", class: "card", novalidate: true },
+      el("h2", {}, "Submit a job"),
+      el("label", { class: "toggle" }, modeJson, " Edit the full spec as JSON"),
+      fieldset,
+      jsonBox,
+      general,
+      el("div", { class: "actions" }, el("button", { type: "submit", id: "submit-job" }, "Submit")),
+      status
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      let spec;
+      if (modeJson.checked) {
+        try {
+          spec = JSON.parse(textarea.value);
+        } catch (err) {
+          showFieldErrors(form, [{ field: "spec", msg: "not valid JSON: " + err.message }], general);
+          return;
+        }
+      } else {
+        spec = specFromFields(form);
+      }
+      status.textContent = "Submitting…";
+      try {
+        const job = await api("/v1/jobs", { method: "POST", body: spec });
+        status.textContent = "";
+        location.hash = "#/jobs/" + encodeURIComponent(job.id);
+      } catch (err) {
+        status.textContent = "";
+        const errors = err.errors && err.errors.length ? err.errors : [{ field: "", msg: err.message }];
+        showFieldErrors(form, errors, general);
+      }
+    });
+    app.append(form);
+  }
+
+  // ----- routing ----------------------------------------------------------------------------
+
+  function route() {
+    stopTimers();
+    routeGen += 1;
+    updateKeyState();
+    if (!apiKey()) return showKeyPrompt();
+    const hash = location.hash || "#/jobs";
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      link.classList.toggle("active", hash.startsWith("#/" + link.dataset.nav));
+    }
+    const match = hash.match(/^#\/jobs\/([^/]+)$/);
+    if (match) return renderJob(decodeURIComponent(match[1]));
+    if (hash === "#/submit") return renderSubmit();
+    return renderList();
+  }
+
+  document.getElementById("forget-key").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORAGE);
+    showKeyPrompt();
+  });
+  window.addEventListener("hashchange", route);
+  route();
+})();
