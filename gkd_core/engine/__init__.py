@@ -9,6 +9,8 @@ from gkd_core.engine.checkpoint import (
     read_model_state,
     save_checkpoint,
 )
+from gkd_core.engine.inference import predict_logits, sliding_window_logits, whole_image_logits
+from gkd_core.engine.metrics import ConfusionMatrix, SegMetrics
 from gkd_core.engine.optim import adamw_cosine, adamw_poly, param_groups, scaled_lr
 from gkd_core.engine.seeding import deterministic_cpu, seed_everything
 from gkd_core.engine.trainer import FitResult, NonFiniteLossError, StopRequested, fit
@@ -17,11 +19,13 @@ __all__ = [
     "BatchSource",
     "Callbacks",
     "CompositeCallbacks",
+    "ConfusionMatrix",
     "FitResult",
     "LoggingCallbacks",
     "MetricRow",
     "NonFiniteLossError",
     "RecordingCallbacks",
+    "SegMetrics",
     "StepBatches",
     "StopRequested",
     "adamw_cosine",
@@ -32,8 +36,11 @@ __all__ = [
     "load_checkpoint",
     "load_module_state",
     "param_groups",
+    "predict_logits",
     "read_model_state",
     "save_checkpoint",
     "scaled_lr",
     "seed_everything",
+    "sliding_window_logits",
+    "whole_image_logits",
 ]
