@@ -11,6 +11,8 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+pytest_plugins = ["tests.support.seaweed"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked gpu where CUDA is absent, saying why."""

@@ -1,0 +1,1 @@
+"""Test helpers that start real servers (SeaweedFS S3) for the tests that need them."""
