@@ -1,0 +1,1 @@
+"""Tests of gkd_core.models: backbones, weights, the frozen teacher and token-grid matching."""
