@@ -1,0 +1,260 @@
+"""Turn the dataset and weights URIs of a job spec into local paths the worker can open.
+
+- ``file:///abs/path``: only under the allowed roots (``settings.allowed_roots``, plus the data
+  directory in embedded mode). Percent-encoding, ``..`` and symlinks are resolved BEFORE the check,
+  so no spelling of a path can step outside a root.
+- ``s3://bucket/key`` or ``s3://bucket/prefix/``: downloaded once into ``data_dir/cache/<hash>``.
+  A marker file is written only after a complete download, so a crash mid-download re-downloads.
+- ``artifact://<job id>/<name>``: the output of an earlier job, at storage key
+  ``jobs/<job id>/artifacts/<name>``. The caller supplies the ownership check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from service.errors_storage import InvalidKey
+from service.storage import ArtifactStore, S3Store, validate_key
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+__all__ = [
+    "PathNotAllowed",
+    "UnsupportedUri",
+    "UriError",
+    "UriNotFound",
+    "UriResolver",
+    "allowed_roots",
+    "artifact_key",
+]
+
+_logger = logging.getLogger(__name__)
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class UriError(ValueError):
+    """A dataset or weights URI that cannot be used; the message says why and how to fix it."""
+
+
+class UnsupportedUri(UriError):
+    """Not a file://, s3:// or artifact:// URI, or malformed."""
+
+
+class PathNotAllowed(UriError):
+    """A file:// path that resolves outside every allowed root."""
+
+
+class UriNotFound(UriError):
+    """The URI is well-formed and allowed, but names nothing."""
+
+
+def artifact_key(job_id: str, name: str) -> str:
+    """The storage key of a job's artifact (the one place this layout is spelled out)."""
+    if not _JOB_ID.match(job_id):
+        raise UnsupportedUri(f"invalid job id {job_id!r} in artifact URI")
+    if not _ARTIFACT_NAME.match(name) or ".." in name:
+        raise UnsupportedUri(f"invalid artifact name {name!r}: use letters, digits, '.', '_' and '-'")
+    return f"jobs/{job_id}/artifacts/{name}"
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    """Roots under which file:// URIs are accepted: configured roots, plus data_dir when embedded."""
+    roots = [Path(root) for root in settings.allowed_roots]
+    if settings.mode == "embedded":
+        roots.append(Path(settings.data_dir))
+    return [root.expanduser().resolve() for root in roots]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, so two workers on one host never fill one cache entry at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class UriResolver:
+    """Resolves URIs for one worker process. Build it with ``from_settings`` in service code."""
+
+    roots: Sequence[Path]
+    cache_dir: Path
+    s3_store_for_bucket: Callable[[str], ArtifactStore] | None = None
+    artifact_store: ArtifactStore | None = None
+    can_access_job: Callable[[str], bool] | None = None
+    _resolved_roots: list[Path] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._resolved_roots = [Path(root).expanduser().resolve() for root in self.roots]
+        self.cache_dir = Path(self.cache_dir)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        artifact_store: ArtifactStore | None = None,
+        can_access_job: Callable[[str], bool] | None = None,
+    ) -> UriResolver:
+        """Roots, cache folder and S3 credentials from Settings; the job ownership check from the caller."""
+
+        def s3_store(bucket: str) -> ArtifactStore:
+            return S3Store(
+                bucket=bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                access_key=settings.s3_access_key,
+                secret_key=settings.s3_secret_key,
+                region=settings.s3_region,
+            )
+
+        return cls(
+            roots=allowed_roots(settings),
+            cache_dir=Path(settings.data_dir) / "cache",
+            s3_store_for_bucket=s3_store,
+            artifact_store=artifact_store,
+            can_access_job=can_access_job,
+        )
+
+    def resolve(self, uri: str) -> Path:
+        """Return a local file or folder for ``uri``, downloading it first if it is remote.
+
+        Raises:
+            UriError: unsupported or malformed URI, path outside the allowed roots, nothing there.
+            StorageError: the remote store failed (StorageUnavailable is transient).
+        """
+        if not isinstance(uri, str) or "\x00" in uri:
+            raise UnsupportedUri("a URI must be a string without NUL characters")
+        scheme = urlsplit(uri).scheme
+        if scheme == "file":
+            return self._resolve_file(uri)
+        if scheme == "s3":
+            return self._resolve_s3(uri)
+        if scheme == "artifact":
+            return self._resolve_artifact(uri)
+        raise UnsupportedUri(
+            f"unsupported URI {uri!r}: use file:///absolute/path, s3://bucket/key or artifact://<job id>/<name>"
+        )
+
+    # ----------------------------------------------------------------------- file://
+
+    def _resolve_file(self, uri: str) -> Path:
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise UnsupportedUri(f"{uri!r} names host {parts.netloc!r}; file URIs look like file:///absolute/path")
+        if parts.query or parts.fragment:
+            raise UnsupportedUri(f"{uri!r} has a '?' or '#' part; percent-encode them in file names (%3F, %23)")
+        raw = unquote(parts.path)
+        if "\x00" in raw or not raw.startswith("/"):
+            raise UnsupportedUri(f"{uri!r} is not an absolute path; use file:///absolute/path")
+        # realpath resolves symlinks and '..' together, the way the kernel will when we open it.
+        resolved = Path(os.path.realpath(raw))
+        if not any(resolved == root or resolved.is_relative_to(root) for root in self._resolved_roots):
+            roots = ", ".join(str(root) for root in self._resolved_roots) or "(none configured)"
+            raise PathNotAllowed(
+                f"{uri!r} resolves to {resolved}, which is outside the allowed roots: {roots}. "
+                "Add its folder to GKD_ALLOWED_ROOTS or copy the data under one of them."
+            )
+        if not resolved.exists():
+            raise UriNotFound(f"{uri!r}: {resolved} does not exist")
+        return resolved
+
+    # ----------------------------------------------------------------------- s3://
+
+    def _resolve_s3(self, uri: str) -> Path:
+        parts = urlsplit(uri)
+        bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
+        if not bucket:
+            raise UnsupportedUri(f"{uri!r} has no bucket; use s3://bucket/key")
+        if parts.query or parts.fragment:
+            raise UnsupportedUri(f"{uri!r} has a '?' or '#' part; percent-encode them in keys (%3F, %23)")
+        if key:
+            try:
+                validate_key(key[:-1] if key.endswith("/") else key)
+            except InvalidKey as exc:
+                raise UnsupportedUri(f"{uri!r}: {exc}") from exc
+        if self.s3_store_for_bucket is None:
+            raise UnsupportedUri(f"{uri!r}: this resolver has no S3 access configured")
+        store = self.s3_store_for_bucket(bucket)
+        return self._cached(f"s3://{bucket}/{key}", lambda entry: self._fill_s3(uri, store, key, entry))
+
+    def _fill_s3(self, uri: str, store: ArtifactStore, key: str, entry: Path) -> str:
+        if key and not key.endswith("/") and store.exists(key):
+            name = key.rsplit("/", 1)[-1]
+            store.get_file(key, entry / name)
+            return name
+        prefix = key if not key or key.endswith("/") else key + "/"
+        keys = store.list(prefix)
+        if not keys:
+            raise UriNotFound(f"{uri!r}: no object and no objects under that prefix")
+        for full in keys:
+            store.get_file(full, entry / validate_key(full[len(prefix) :]))
+        _logger.info("downloaded %d objects from %s", len(keys), uri)
+        return "."
+
+    # ----------------------------------------------------------------------- artifact://
+
+    def _resolve_artifact(self, uri: str) -> Path:
+        parts = urlsplit(uri)
+        job_id, name = parts.netloc, unquote(parts.path).lstrip("/")
+        key = artifact_key(job_id, name)  # validates both parts
+        if self.artifact_store is None or self.can_access_job is None:
+            raise UnsupportedUri(f"{uri!r}: artifact URIs need the artifact store and a job ownership check")
+        missing = UriNotFound(f"{uri!r}: job {job_id} has no artifact {name!r}")
+        # Another team's job answers exactly like a missing one: no hint that it exists.
+        if not self.can_access_job(job_id) or not self.artifact_store.exists(key):
+            raise missing
+        local = self.artifact_store.local_path(key)
+        if local is not None:
+            return local
+        store = self.artifact_store
+
+        def fill(entry: Path) -> str:
+            store.get_file(key, entry / name)
+            return name
+
+        return self._cached(uri, fill)
+
+    # ----------------------------------------------------------------------- cache
+
+    def _cached(self, identity: str, fill: Callable[[Path], str]) -> Path:
+        """Fill ``cache/<hash>`` once; the ``<hash>.complete`` marker is written only after ``fill``.
+
+        ``fill(entry)`` downloads into ``entry`` and returns the result's path relative to it.
+        """
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        entry = self.cache_dir / digest
+        marker = self.cache_dir / f"{digest}.complete"
+        with _locked(self.cache_dir / f"{digest}.lock"):
+            if marker.is_file():
+                return entry / marker.read_text()
+            if entry.exists():
+                _logger.warning("discarding an incomplete download of %s in %s", identity, entry)
+                shutil.rmtree(entry)
+            entry.mkdir(parents=True)
+            try:
+                relative = fill(entry)
+            except BaseException:
+                shutil.rmtree(entry, ignore_errors=True)
+                raise
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text(relative)
+            os.replace(tmp, marker)
+            return entry / relative

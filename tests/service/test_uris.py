@@ -1,0 +1,249 @@
+"""URI resolution: allowed roots hold against traversal; s3:// downloads once; artifact:// checks owners."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.settings import Settings
+from service.storage import ArtifactStore, LocalStore, S3Store, StorageUnavailable, StoredObject
+from service.uris import (
+    PathNotAllowed,
+    UnsupportedUri,
+    UriNotFound,
+    UriResolver,
+    allowed_roots,
+    artifact_key,
+)
+from tests.support.seaweed import SeaweedS3
+
+BUCKET = "gkd-uri-tests"
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """An allowed root with a dataset, and a secret outside it."""
+    root = tmp_path / "datasets"
+    (root / "cityscapes" / "images").mkdir(parents=True)
+    (root / "cityscapes" / "images" / "a.png").write_bytes(b"png")
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    return {"root": root, "outside": outside, "cache": tmp_path / "cache"}
+
+
+def test_file_uri_under_root_resolves(tree: dict[str, Path]) -> None:
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    assert resolver.resolve(f"file://{tree['root']}/cityscapes") == (tree["root"] / "cityscapes").resolve()
+    assert resolver.resolve(f"file://localhost{tree['root']}/cityscapes/images/a.png").read_bytes() == b"png"
+    # '..' that stays inside the root is fine: only the resolved location matters.
+    assert (
+        resolver.resolve(f"file://{tree['root']}/cityscapes/images/../images")
+        == (tree["root"] / "cityscapes" / "images").resolve()
+    )
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "/../private/secret.txt",
+        "/cityscapes/../../private/secret.txt",
+        "/%2e%2e/private/secret.txt",
+        "/%2E%2E%2Fprivate%2Fsecret.txt",
+        "/cityscapes/%2e%2e/%2e%2e/private",
+    ],
+)
+def test_traversal_out_of_root_is_refused(tree: dict[str, Path], suffix: str) -> None:
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    with pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+        resolver.resolve(f"file://{tree['root']}{suffix}")
+
+
+def test_symlink_out_of_root_is_refused(tree: dict[str, Path]) -> None:
+    (tree["root"] / "shortcut").symlink_to(tree["outside"])
+    (tree["root"] / "secret-link").symlink_to(tree["outside"] / "secret.txt")
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    for uri in [f"file://{tree['root']}/shortcut/secret.txt", f"file://{tree['root']}/secret-link"]:
+        with pytest.raises(PathNotAllowed):
+            resolver.resolve(uri)
+
+
+def test_root_prefix_lookalike_is_refused(tree: dict[str, Path]) -> None:
+    """'/x/datasets-evil' starts with the string '/x/datasets' but is not inside it."""
+    evil = tree["root"].parent / "datasets-evil"
+    evil.mkdir()
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    with pytest.raises(PathNotAllowed):
+        resolver.resolve(f"file://{evil}")
+
+
+@pytest.mark.parametrize(
+    ("uri", "error", "message"),
+    [
+        ("file://otherhost/data", UnsupportedUri, "names host"),
+        ("file:relative/path", UnsupportedUri, "not an absolute path"),
+        ("file:///data?x=1", UnsupportedUri, "percent-encode"),
+        ("file:///data/a%00b", UnsupportedUri, "absolute path"),
+        ("http://example.com/x", UnsupportedUri, "unsupported URI"),
+        ("/plain/path", UnsupportedUri, "unsupported URI"),
+        ("s3:///key", UnsupportedUri, "no bucket"),
+        ("s3://bucket/../x", UnsupportedUri, "segment"),
+        ("artifact://job1/../secret", UnsupportedUri, "invalid artifact name"),
+        ("artifact://job%2F1/student", UnsupportedUri, "invalid job id"),
+    ],
+)
+def test_malformed_uris_get_specific_errors(
+    tree: dict[str, Path], uri: str, error: type[Exception], message: str
+) -> None:
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    with pytest.raises(error, match=message):
+        resolver.resolve(uri)
+
+
+def test_missing_file_under_root(tree: dict[str, Path]) -> None:
+    resolver = UriResolver(roots=[tree["root"]], cache_dir=tree["cache"])
+    with pytest.raises(UriNotFound, match="does not exist"):
+        resolver.resolve(f"file://{tree['root']}/nope")
+
+
+def test_allowed_roots_include_data_dir_only_when_embedded(tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    embedded = Settings(mode="embedded", data_dir=tmp_path / "home", allowed_roots=[extra])
+    production = Settings(mode="production", data_dir=tmp_path / "home", allowed_roots=[extra], secret_key=SECRET)
+    assert allowed_roots(embedded) == [extra.resolve(), (tmp_path / "home").resolve()]
+    assert allowed_roots(production) == [extra.resolve()]
+    resolver = UriResolver.from_settings(production)
+    (tmp_path / "home").mkdir()
+    with pytest.raises(PathNotAllowed):
+        resolver.resolve(f"file://{tmp_path / 'home'}")
+    assert resolver.cache_dir == tmp_path / "home" / "cache"
+
+
+# --------------------------------------------------------------------------- artifact://
+
+
+def test_artifact_uri_maps_to_the_jobs_storage_key(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "artifacts")
+    job = str(uuid.uuid4())
+    store.put_bytes(artifact_key(job, "student.safetensors"), b"weights")
+    owned = {job}
+    resolver = UriResolver(
+        roots=[], cache_dir=tmp_path / "cache", artifact_store=store, can_access_job=lambda j: j in owned
+    )
+    path = resolver.resolve(f"artifact://{job}/student.safetensors")
+    assert path.read_bytes() == b"weights"
+    assert path == store.root / "jobs" / job / "artifacts" / "student.safetensors"
+    with pytest.raises(UriNotFound, match="has no artifact"):
+        resolver.resolve(f"artifact://{job}/missing.onnx")
+    owned.clear()  # another team's job: same answer as a missing artifact
+    with pytest.raises(UriNotFound, match=r"has no artifact 'student\.safetensors'"):
+        resolver.resolve(f"artifact://{job}/student.safetensors")
+
+
+def test_artifact_uri_without_owner_check_is_refused(tmp_path: Path) -> None:
+    resolver = UriResolver(roots=[], cache_dir=tmp_path, artifact_store=LocalStore(tmp_path / "a"))
+    with pytest.raises(UnsupportedUri, match="ownership check"):
+        resolver.resolve("artifact://job1/student.safetensors")
+
+
+# --------------------------------------------------------------------------- s3:// against SeaweedFS
+
+
+class CountingStore:
+    """Wraps a store to count downloads and optionally fail after some of them."""
+
+    def __init__(self, inner: ArtifactStore, fail_after: int | None = None) -> None:
+        self.inner = inner
+        self.downloads = 0
+        self.fail_after = fail_after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_file(self, key: str, dest: Path) -> StoredObject:
+        if self.fail_after is not None and self.downloads >= self.fail_after:
+            raise StorageUnavailable("connection dropped mid-download")
+        self.downloads += 1
+        return self.inner.get_file(key, dest)
+
+
+@pytest.fixture
+def s3_bucket(seaweed_s3: SeaweedS3) -> tuple[S3Store, str]:
+    """A bucket with one object and a small dataset tree under a fresh prefix."""
+    seaweed_s3.ensure_bucket(BUCKET)
+    store = S3Store(
+        bucket=BUCKET,
+        endpoint_url=seaweed_s3.endpoint_url,
+        access_key=seaweed_s3.access_key,
+        secret_key=seaweed_s3.secret_key,
+    )
+    prefix = f"u-{uuid.uuid4().hex[:10]}"
+    store.put_bytes(f"{prefix}/weights/teacher.safetensors", b"teacher")
+    for name in ["images/train/a.png", "images/train/b.png", "masks/train/a.png", "classes.json"]:
+        store.put_bytes(f"{prefix}/gta5/{name}", name.encode())
+    return store, prefix
+
+
+def test_s3_object_is_downloaded_once(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
+    counting = CountingStore(store)
+    resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: counting)
+    uri = f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors"
+    first = resolver.resolve(uri)
+    assert first.name == "teacher.safetensors" and first.read_bytes() == b"teacher"
+    assert first.is_relative_to(tmp_path / "cache")
+    assert resolver.resolve(uri) == first
+    assert counting.downloads == 1
+
+
+def test_s3_prefix_is_mirrored_as_a_folder(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
+    resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: store)
+    for uri in [f"s3://{BUCKET}/{prefix}/gta5", f"s3://{BUCKET}/{prefix}/gta5/"]:
+        folder = resolver.resolve(uri)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        assert files == ["classes.json", "images/train/a.png", "images/train/b.png", "masks/train/a.png"]
+        assert (folder / "images/train/b.png").read_bytes() == b"images/train/b.png"
+    with pytest.raises(UriNotFound, match="no objects under"):
+        resolver.resolve(f"s3://{BUCKET}/{prefix}/nothing-here")
+
+
+def test_interrupted_download_is_redone(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
+    uri = f"s3://{BUCKET}/{prefix}/gta5"
+    flaky = CountingStore(store, fail_after=2)
+    resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: flaky)
+    with pytest.raises(StorageUnavailable):
+        resolver.resolve(uri)
+    assert not list((tmp_path / "cache").glob("*.complete"))
+    # A crash (no cleanup at all) leaves a half-filled entry behind: simulate it, then retry.
+    good = CountingStore(store)
+    resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: good)
+    folder = resolver.resolve(uri)
+    assert good.downloads == 4
+    (tmp_path / "cache" / f"{folder.name}.complete").unlink()
+    (folder / "stale.tmp").write_bytes(b"half")
+    again = resolver.resolve(uri)
+    assert good.downloads == 8, "no marker: everything downloaded again"
+    assert not (again / "stale.tmp").exists()
+
+
+def test_s3_uri_from_settings_uses_the_configured_endpoint(
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
+) -> None:
+    _, prefix = s3_bucket
+    settings = Settings(
+        mode="production",
+        secret_key=SECRET,
+        data_dir=tmp_path,
+        s3_endpoint_url=seaweed_s3.endpoint_url,
+        s3_access_key=seaweed_s3.access_key,
+        s3_secret_key=seaweed_s3.secret_key,
+    )
+    path = UriResolver.from_settings(settings).resolve(f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors")
+    assert path.read_bytes() == b"teacher"
+    assert path.is_relative_to(tmp_path / "cache")
