@@ -1,0 +1,89 @@
+"""Step-indexed batches: resume order, worker-count independence, epochs; and seeding helpers."""
+
+from __future__ import annotations
+
+import random
+from itertools import islice
+
+import numpy as np
+import pytest
+import torch
+
+from gkd_core.engine import StepBatches, seed_everything
+from gkd_core.engine.seeding import capture_rng_state, isolated_rng, restore_rng_state
+
+from ._toy import ToyDataset
+
+
+def _take(source: StepBatches, start: int, count: int) -> list[dict[str, torch.Tensor]]:
+    return list(islice(source(start), count))
+
+
+def _same(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+
+
+def test_starting_mid_run_gives_the_same_batches() -> None:
+    source = StepBatches(ToyDataset(), batch_size=4, seed=1)
+    full = _take(source, 0, 7)  # crosses two epoch boundaries (3 steps per epoch)
+    assert _same(_take(source, 4, 3), full[4:])
+    assert not torch.equal(full[0]["image"], full[3]["image"])  # epochs reshuffle and re-augment
+
+
+def test_data_does_not_touch_or_depend_on_global_rng() -> None:
+    source = StepBatches(ToyDataset(), batch_size=4, seed=1)
+    seed_everything(0)
+    first = _take(source, 0, 2)
+    after = torch.rand(1)
+    seed_everything(0)
+    torch.rand(5)  # a different global state must not change the data
+    assert _same(_take(source, 0, 2), first)
+    seed_everything(0)
+    _take(source, 0, 2)
+    assert torch.equal(torch.rand(1), after)  # and loading the data did not advance the global RNG
+
+
+def test_worker_count_does_not_change_batches() -> None:
+    inline = StepBatches(ToyDataset(), batch_size=4, seed=2)
+    workers = StepBatches(ToyDataset(), batch_size=4, seed=2, num_workers=2)
+    assert _same(_take(workers, 2, 3), _take(inline, 2, 3))
+
+
+def test_epoch_orders_are_permutations_and_differ() -> None:
+    source = StepBatches(ToyDataset(), batch_size=4, seed=3)
+    orders = [list(source.epoch_order(e)) for e in range(3)]
+    assert all(sorted(o) == list(range(12)) for o in orders)
+    assert orders[0] != orders[1]
+    assert list(StepBatches(ToyDataset(), batch_size=4, shuffle=False).epoch_order(5)) == list(range(12))
+    assert source.steps_per_epoch == 3 and source.epoch_of(3) == 1
+
+
+def test_incomplete_last_batch_kept_without_drop_last() -> None:
+    source = StepBatches(ToyDataset(10), batch_size=4, drop_last=False)
+    assert [len(b["target"]) for b in _take(source, 0, 4)] == [4, 4, 2, 4]
+
+
+def test_bad_sources() -> None:
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        StepBatches(ToyDataset(3), batch_size=4)
+    with pytest.raises(ValueError, match="empty"):
+        StepBatches([], batch_size=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        StepBatches(ToyDataset(), batch_size=0)
+
+
+def test_rng_capture_restore_and_isolation() -> None:
+    seed_everything(4)
+    state = capture_rng_state()
+    first = (torch.rand(2), np.random.rand(2), random.random())
+    restore_rng_state(state)
+    assert torch.equal(torch.rand(2), first[0]) and np.array_equal(np.random.rand(2), first[1])
+    assert random.random() == first[2]
+    restore_rng_state(state)
+    with isolated_rng(123):
+        inside = torch.rand(1)
+    with isolated_rng(123):
+        assert torch.equal(torch.rand(1), inside)
+    assert torch.equal(torch.rand(2), first[0])  # the outer stream was not disturbed
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(-1)
