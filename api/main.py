@@ -1,19 +1,39 @@
-"""Application factory: builds the FastAPI app with its routers and error handlers."""
+"""Application factory: builds the FastAPI app with its routers, middleware and error handlers."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.routes import dashboard, health
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics
+from api.middleware import BodyGuard, RequestMetrics
+from api.routes import dashboard, datasets, evaluations, health, jobs, models
+from service.db import make_engine, session_factory
+from service.queue import CeleryEnqueuer, Enqueuer
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Distillation as a service: Generalizable Knowledge Distillation (CVPR 2026).
+
+Authenticate with `Authorization: Bearer <key>` (create one with `gkd keys create --team NAME`).
+Errors are `application/problem+json` (RFC 9457); validation problems list each field and its fix.
+"""
 
 
-def create_app() -> FastAPI:
-    """Build the API application (no torch import, no connections opened here)."""
-    app = FastAPI(
-        title="GKD Distill",
-        version="0.1.0",
-        description="Distillation as a service: Generalizable Knowledge Distillation (CVPR 2026).",
-    )
-    app.include_router(health.router)
-    app.include_router(dashboard.router)
+def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = None) -> FastAPI:
+    """Build the API application (no torch import; the engine connects lazily on first use)."""
+    settings = settings or get_settings()
+    app = FastAPI(title="GKD Distill", version="0.1.0", description=DESCRIPTION)
+    engine = make_engine(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    app.state.enqueuer = enqueuer or CeleryEnqueuer(settings)
+    app.state.metrics = ApiMetrics()
+    templates: list[str] = []
+    for module in (jobs, evaluations, datasets, models, health, dashboard):
+        app.include_router(module.router)
+        templates += [route.path for route in module.router.routes if isinstance(getattr(route, "path", None), str)]
+    install_error_handlers(app)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics, templates=templates)
     return app

@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 
 
 class Settings(BaseSettings):
@@ -22,9 +24,7 @@ class Settings(BaseSettings):
     mode: Literal["embedded", "production"] = "embedded"
     data_dir: Path = Field(default=Path(".gkd"), description="Embedded mode's home: db, queue, artifacts.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
-    broker_url: str | None = Field(
-        default=None, description="Celery broker; default kombu SQLAlchemy over SQLite."
-    )
+    broker_url: str | None = Field(default=None, description="Celery broker; default kombu SQLAlchemy over SQLite.")
     storage_url: str | None = Field(
         default=None, description="s3://bucket[/prefix] or file:///path; default data_dir/artifacts."
     )
@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_stale_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    secret_key: str = Field(
+        default=DEV_SECRET_KEY,
+        min_length=16,
+        description="Signs page tokens. The dev default is refused in production mode.",
+    )
+    max_page_size: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> Settings:
+        """A guessable signing key would let anyone forge page tokens."""
+        if self.mode == "production" and self.secret_key == DEV_SECRET_KEY:
+            raise ValueError("GKD_SECRET_KEY must be set to a random value in production mode")
+        return self
 
     @field_validator("allowed_roots", "queues", mode="before")
     @classmethod

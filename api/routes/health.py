@@ -1,9 +1,25 @@
-"""Liveness: answers without touching the database, broker or storage."""
+"""Liveness (no dependencies touched), readiness (db, broker, storage each) and Prometheus metrics.
+
+/healthz is public; /readyz and /metrics need an API key like every other route (they reveal
+infrastructure state and job counts; Prometheus sends the key with ``authorization.credentials``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.deps import CurrentTeam, SessionDep, SettingsDep
+from api.errors import responses
+from service.jobs import count_by_status
+from service.settings import Settings
+
+_logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -11,3 +27,63 @@ router = APIRouter(tags=["health"])
 def healthz() -> dict[str, str]:
     """Return ok while the process serves requests."""
     return {"status": "ok"}
+
+
+def _check_broker(settings: Settings) -> None:
+    from kombu import Connection
+
+    with Connection(settings.resolved_broker_url, connect_timeout=2) as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+
+
+def _check_storage(request: Request, settings: Settings) -> str:
+    try:
+        from service.storage import get_store
+    except ImportError:
+        return "unavailable"
+    store = getattr(request.app.state, "store", None) or get_store(settings)
+    store.check()
+    return "ok"
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness probe",
+    description="Checks the database, the broker and the artifact store; 200 when all are ok, else 503 with each "
+    "component's state.",
+    responses={503: {"description": "A dependency is down"}, **responses(401)},
+)
+def readyz(request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        session.execute(text("SELECT 1"))
+        checks["db"] = "ok"
+    except Exception as exc:  # report, never raise: this endpoint exists to describe failures
+        checks["db"] = f"error: {type(exc).__name__}"
+    try:
+        _check_broker(settings)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}: {exc}"[:300]
+    try:
+        checks["storage"] = _check_storage(request, settings)
+    except Exception as exc:
+        checks["storage"] = f"error: {type(exc).__name__}: {exc}"[:300]
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    description="Jobs by state, requests by route and status, request latency histogram.",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **responses(401)},
+)
+def metrics(request: Request, team: CurrentTeam, session: SessionDep) -> Response:
+    api_metrics = request.app.state.metrics
+    for state, count in count_by_status(session=session).items():
+        api_metrics.jobs.labels(state=state).set(count)
+    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)

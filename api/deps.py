@@ -1,0 +1,75 @@
+"""Request dependencies as Annotated aliases: settings, database session, current team, enqueuer, store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service import auth
+from service.errors import StorageUnavailable
+from service.models import Team
+from service.queue import Enqueuer
+from service.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `gkd keys create --team NAME`")
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request; routes commit explicitly, anything uncommitted is rolled back."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_team(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Team:
+    """The team owning the Bearer key; 401 problem otherwise."""
+    team = auth.authenticate(session=session, key=credentials.credentials if credentials else None)
+    session.expunge(team)
+    return team
+
+
+def get_enqueuer(request: Request) -> Enqueuer:
+    """How committed work reaches the workers (a Celery sender, or a fake in tests)."""
+    enqueuer: Enqueuer = request.app.state.enqueuer
+    return enqueuer
+
+
+def get_store(request: Request) -> Any:
+    """The artifact store (service.storage, imported lazily); 503 when it cannot be built."""
+    store = getattr(request.app.state, "store", None)
+    if store is not None:
+        return store
+    try:
+        from service.storage import get_store as build_store
+    except ImportError as exc:
+        raise StorageUnavailable("artifact storage is not available in this installation") from exc
+    try:
+        store = build_store(request.app.state.settings)
+    except Exception as exc:  # configuration errors of any kind: report, don't 500
+        raise StorageUnavailable(f"artifact storage cannot be opened: {exc}") from exc
+    request.app.state.store = store
+    return store
+
+
+CurrentTeam = Annotated[Team, Depends(get_current_team)]
+EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
+StoreDep = Annotated[Any, Depends(get_store)]

@@ -1,0 +1,151 @@
+"""One mapping from errors to RFC 9457 problem+json responses (DomainError classes, request errors)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    StorageUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+
+_logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (InvalidTransition, 409),
+    (Conflict, 409),
+    (ValidationFailed, 422),
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (StorageUnavailable, 503),
+)
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        }
+    }
+}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response; ``extra`` members (e.g. ``errors``) go into the body."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem statuses a route may answer."""
+    descriptions = {
+        400: "Malformed request",
+        401: "Missing or invalid API key",
+        404: "Not found (or another team's)",
+        409: "Conflict with the current state",
+        413: "Body too large",
+        415: "Body is not JSON",
+        422: "Invalid content; `errors` names each field and fix",
+        503: "A dependency is unavailable",
+    }
+    return {s: {"description": descriptions.get(s, "Error"), **PROBLEM_SCHEMA} for s in statuses}
+
+
+def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = next((code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem_response(status, exc.title, exc.detail, request=request, headers=headers, **exc.extra)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or ".".join(str(p) for p in loc)
+
+
+_FIXES = {
+    "extra_forbidden": "remove this field (see the JobSpec schema in /docs)",
+    "missing": "add this field",
+    "literal_error": "use one of the allowed values",
+}
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        return problem_response(
+            400, "Malformed JSON", f"the body is not valid JSON: {first.get('msg')}", request=request
+        )
+    items = []
+    for error in errors:
+        kind = str(error.get("type", ""))
+        fix = _FIXES.get(kind) or str(error.get("msg", ""))
+        if kind.startswith(("greater", "less")):
+            fix = f"use a value {str(error.get('msg', '')).removeprefix('Input should be ')}"
+        items.append(
+            {"field": _field(tuple(error.get("loc", ()))), "message": str(error.get("msg")), "fix": fix, "type": kind}
+        )
+    detail = f"{items[0]['field']}: {items[0]['message']}" if items else "invalid request"
+    if len(items) > 1:
+        detail = f"{len(items)} problems; first: {detail}"
+    return problem_response(422, "Validation failed", detail, request=request, errors=items)
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, detail, detail, request=request, headers=headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, "Internal error", "an unexpected error occurred; it has been logged", request=request)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler on ``app`` (one place; routes never build error responses)."""
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,51 @@
+"""Datasets: register (validated inline, report kept), list and read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import CurrentTeam, SessionDep, SettingsDep
+from api.errors import responses
+from service import datasets
+from service.schemas import DatasetCreate, DatasetList, DatasetRead
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetRead,
+    summary="Register a dataset",
+    description="Validates the dataset with gkd_core's layout readers (inline; seconds for a local folder) and "
+    "stores the report. 201 when new, 200 when the name was registered before (re-validated and replaced). "
+    "A dataset that fails validation is kept with status `invalid`; jobs naming it are refused with its report.",
+    responses={200: {"description": "Re-registered", "model": DatasetRead}, **responses(401, 413, 415, 422)},
+)
+def register_dataset(
+    body: DatasetCreate, team: CurrentTeam, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
+    dataset, created = datasets.register_dataset(session=session, team_id=team.id, body=body, settings=settings)
+    session.commit()
+    payload = DatasetRead.model_validate(dataset).model_dump(mode="json")
+    return JSONResponse(
+        payload, status_code=201 if created else 200, headers={"Location": f"/v1/datasets/{dataset.name}"}
+    )
+
+
+@router.get("", response_model=DatasetList, summary="List datasets", responses=responses(401))
+def list_datasets(team: CurrentTeam, session: SessionDep) -> DatasetList:
+    rows = datasets.list_datasets(session=session, team_id=team.id)
+    return DatasetList(items=[DatasetRead.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/{name}",
+    response_model=DatasetRead,
+    summary="Read a dataset and its validation report",
+    description="Images per split, label values seen, and every problem found.",
+    responses=responses(401, 404),
+)
+def read_dataset(name: str, team: CurrentTeam, session: SessionDep) -> DatasetRead:
+    return DatasetRead.model_validate(datasets.get_dataset(session=session, team_id=team.id, name=name))

@@ -1,0 +1,90 @@
+"""Evaluations: evaluate a finished job's student on more domains, and read the results."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+
+from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep
+from api.errors import responses
+from service import evaluations, jobs
+from service.datasets import find_dataset
+from service.errors import ValidationFailed, field_error
+from service.models import DatasetStatus
+from service.schemas import EvaluationCreate, EvaluationList, EvaluationRead
+
+_logger = logging.getLogger(__name__)
+router = APIRouter(tags=["evaluations"])
+
+
+@router.post(
+    "/v1/jobs/{job_id}/evaluations",
+    status_code=202,
+    response_model=EvaluationRead,
+    summary="Evaluate a job's student on more domains",
+    description="Queue an evaluation on registered, valid datasets. 409 unless the job succeeded.",
+    responses=responses(401, 404, 409, 413, 415, 422),
+)
+def create_evaluation(
+    job_id: str,
+    body: EvaluationCreate,
+    team: CurrentTeam,
+    session: SessionDep,
+    settings: SettingsDep,
+    enqueuer: EnqueuerDep,
+) -> EvaluationRead:
+    job = jobs.get_job(session=session, job_id=job_id, team_id=team.id)
+    errors = []
+    for index, target in enumerate(body.targets):
+        dataset = find_dataset(session=session, team_id=team.id, name=target.dataset)
+        field = f"targets[{index}].dataset"
+        if dataset is None:
+            errors.append(
+                field_error(
+                    field, f"dataset {target.dataset!r} is not registered", "register it first with POST /v1/datasets"
+                )
+            )
+        elif dataset.status != DatasetStatus.VALID.value:
+            errors.append(
+                field_error(
+                    field,
+                    f"dataset {target.dataset!r} failed validation",
+                    "fix the problems in its report and register it again",
+                    report=dataset.report,
+                )
+            )
+    if errors:
+        raise ValidationFailed(errors)
+    evaluation = evaluations.create_evaluation(session=session, job=job, targets=body.targets)
+    session.commit()
+    try:
+        enqueuer.enqueue_evaluation(evaluation.id, job.queue)
+    except Exception:  # committed; a sweeper or a retry re-sends it
+        _logger.exception("could not enqueue evaluation %s", evaluation.id)
+    return EvaluationRead.model_validate(evaluation)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/evaluations",
+    response_model=EvaluationList,
+    summary="List a job's evaluations",
+    description="Newest first.",
+    responses=responses(401, 404),
+)
+def list_evaluations(job_id: str, team: CurrentTeam, session: SessionDep) -> EvaluationList:
+    jobs.get_job(session=session, job_id=job_id, team_id=team.id)
+    rows = evaluations.list_evaluations(session=session, job_id=job_id)
+    return EvaluationList(items=[EvaluationRead.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/v1/evaluations/{evaluation_id}",
+    response_model=EvaluationRead,
+    summary="Read an evaluation",
+    description="Status and results: per domain {miou, per_class_iou, pixel_accuracy, images}.",
+    responses=responses(401, 404),
+)
+def read_evaluation(evaluation_id: str, team: CurrentTeam, session: SessionDep) -> EvaluationRead:
+    evaluation = evaluations.get_evaluation(session=session, evaluation_id=evaluation_id, team_id=team.id)
+    return EvaluationRead.model_validate(evaluation)

@@ -1,0 +1,131 @@
+"""Dataset registry: register (validate with gkd_core's layout readers, keep the report), get, list.
+
+Validation runs inline in the request: gkd_core's validator checks every file pairing and header
+but decodes only a sample of label files (``label_sample``), so it takes seconds on a local folder.
+A dataset that fails is kept with status "invalid" and its report; jobs naming it are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound
+from service.models import Dataset, DatasetStatus, utcnow
+from service.schemas import DatasetCreate
+from service.settings import Settings
+
+_logger = logging.getLogger(__name__)
+
+
+class UriRejected(ValueError):
+    """The URI cannot be read by this service (scheme, root or traversal)."""
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    """Roots under which file:// URIs may point: the data dir plus Settings.allowed_roots."""
+    return [settings.data_dir.resolve(), *(root.resolve() for root in settings.allowed_roots)]
+
+
+def resolve_dataset_uri(uri: str, settings: Settings) -> Path:
+    """Turn a dataset URI into a local directory.
+
+    Uses service.uris (allowed roots, no traversal, s3:// cached download); without it, a local
+    check: file:// only, the resolved path (symlinks and '..' followed) under an allowed root.
+    """
+    try:
+        from service.uris import UriError, UriResolver
+    except ImportError:
+        return _resolve_file_locally(uri, settings)
+    try:
+        return UriResolver.from_settings(settings).resolve(uri)
+    except UriError as exc:
+        raise UriRejected(str(exc)) from exc
+    except Exception as exc:  # storage failures while fetching s3:// data: report, never 500
+        raise UriRejected(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from exc
+
+
+def _resolve_file_locally(uri: str, settings: Settings) -> Path:
+    """Fallback when service.uris is absent: file:// under the allowed roots only."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise UriRejected(f"only file:// dataset URIs can be read by this service (got {parsed.scheme}://)")
+    if parsed.netloc not in ("", "localhost"):
+        raise UriRejected(f"file:// URIs must be local (file:///path); got host {parsed.netloc!r}")
+    path = Path(unquote(parsed.path)).resolve()
+    roots = allowed_roots(settings)
+    if not any(path == root or root in path.parents for root in roots):
+        raise UriRejected(
+            f"{path} is outside the allowed roots ({', '.join(map(str, roots))}); "
+            "add its parent to GKD_ALLOWED_ROOTS or move the data"
+        )
+    return path
+
+
+def _validate(path: Path, layout: str) -> dict[str, Any]:
+    """Run gkd_core's validator (imported here: the API must not import torch at start-up)."""
+    from gkd_core.data.validation import validate_dataset
+
+    return validate_dataset(path, layout).to_dict()
+
+
+def register_dataset(
+    *, session: Session, team_id: str, body: DatasetCreate, settings: Settings
+) -> tuple[Dataset, bool]:
+    """Validate and store a dataset; a name already registered is re-validated and replaced.
+
+    Returns the row and whether it was created (False: updated).
+    """
+    try:
+        path = resolve_dataset_uri(body.uri, settings)
+        report = _validate(path, body.layout)
+    except UriRejected as exc:
+        report = {"ok": False, "problems": [{"kind": "uri", "split": None, "name": None, "detail": str(exc)}]}
+    if body.classes is not None and report.get("ok") and report.get("classes"):
+        found = report["classes"].get("names")
+        if found and list(found) != list(body.classes):
+            report["ok"] = False
+            report.setdefault("problems", []).append(
+                {
+                    "kind": "classes",
+                    "split": None,
+                    "name": None,
+                    "detail": f"classes given ({len(body.classes)}) differ from the dataset's ({len(found)}): "
+                    "omit classes or pass the dataset's own list",
+                }
+            )
+    status = DatasetStatus.VALID if report.get("ok") else DatasetStatus.INVALID
+    dataset = session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == body.name))
+    created = dataset is None
+    now = utcnow()
+    if dataset is None:
+        dataset = Dataset(team_id=team_id, name=body.name, created_at=now)
+        session.add(dataset)
+    dataset.layout, dataset.uri, dataset.classes = body.layout, body.uri, body.classes
+    dataset.status, dataset.report, dataset.updated_at = status.value, report, now
+    session.flush()
+    _logger.info("dataset %s registered for team %s: %s", body.name, team_id, status.value)
+    return dataset, created
+
+
+def get_dataset(*, session: Session, team_id: str, name: str) -> Dataset:
+    """The team's dataset by name, or NotFound."""
+    dataset = session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == name))
+    if dataset is None:
+        raise NotFound(f"no dataset {name!r}; register it with POST /v1/datasets")
+    return dataset
+
+
+def find_dataset(*, session: Session, team_id: str, name: str) -> Dataset | None:
+    """The team's dataset by name, or None."""
+    return session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == name))
+
+
+def list_datasets(*, session: Session, team_id: str) -> list[Dataset]:
+    """All of the team's datasets by name."""
+    return list(session.scalars(select(Dataset).where(Dataset.team_id == team_id).order_by(Dataset.name)))

@@ -1,0 +1,86 @@
+"""Database engine and sessions; nothing connects at import time.
+
+SQLite (embedded mode) gets foreign keys, WAL and a busy timeout, and the pysqlite transaction
+fix from SQLAlchemy's docs so SAVEPOINTs (used by tests and nested transactions) behave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings, get_settings
+
+
+def make_engine(settings: Settings | None = None, *, url: str | None = None) -> Engine:
+    """Build an engine for the configured database (or ``url``), ready for several threads/processes."""
+    settings = settings or get_settings()
+    raw_url = url or settings.resolved_database_url
+    parsed = make_url(raw_url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(raw_url, pool_pre_ping=True, future=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(raw_url, connect_args={"check_same_thread": False, "timeout": 30})
+    _configure_sqlite(engine, in_memory=not parsed.database or parsed.database == ":memory:")
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (SAVEPOINT correctness).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory whose objects stay readable after commit (routes serialise after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def upgrade_database(settings: Settings | None = None, *, url: str | None = None) -> None:
+    """Run the Alembic migrations up to head (used by ``gkd serve``, ``gkd keys`` and tests)."""
+    from alembic import command
+    from alembic.config import Config
+
+    settings = settings or get_settings()
+    ini = Path(__file__).resolve().parent.parent / "migrations" / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent))
+    target = url or settings.resolved_database_url
+    if make_url(target).get_backend_name() == "sqlite":
+        database = make_url(target).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    config.set_main_option("sqlalchemy.url", target.replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,544 @@
+"""The job service and its state machine: create/get/list for the API, claim/heartbeat/finish for workers.
+
+Every status change is a compare-and-set UPDATE (``WHERE id = :id AND status IN :expected``) plus a
+job_events row, in the caller's transaction; the caller commits. Allowed transitions:
+
+    queued     -> running (claim) | cancelled (cancel) | failed
+    running    -> succeeded | failed | cancelling (cancel) | cancelled | queued (requeue after a lost worker)
+    cancelling -> cancelled | failed
+    succeeded, failed, cancelled: terminal
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, InvalidTransition, JobNotFound
+from service.models import (
+    TERMINAL_STATUSES,
+    Artifact,
+    FailureReason,
+    Job,
+    JobEvent,
+    JobPhase,
+    JobStatus,
+    MetricPoint,
+    utcnow,
+)
+from service.pagination import Cursor
+from service.schemas import JobSpec
+
+_logger = logging.getLogger(__name__)
+
+ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
+    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+# --- create, read, list (API) -------------------------------------------------------------
+
+
+def create_job(
+    *,
+    session: Session,
+    team_id: str,
+    spec: JobSpec,
+    max_attempts: int = 3,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> Job:
+    """Insert a queued job with its first event and flush (the caller commits, then enqueues).
+
+    With an idempotency key, a concurrent duplicate loses on the (team_id, idempotency_key) unique
+    constraint; that IntegrityError becomes ``Conflict`` so the caller can re-read the winner.
+    """
+    job = Job(
+        team_id=team_id,
+        name=spec.name,
+        method=spec.method,
+        queue=spec.resources.queue,
+        status=JobStatus.QUEUED.value,
+        spec=spec.model_dump(mode="json"),
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    now = utcnow()
+    job.created_at = now
+    job.updated_at = now
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a job with Idempotency-Key {idempotency_key!r} was created concurrently") from exc
+    session.add(
+        JobEvent(
+            job_id=job.id, time=now, type="created", message="job queued", attempt=0, to_status=JobStatus.QUEUED.value
+        )
+    )
+    session.flush()
+    return job
+
+
+def find_by_idempotency_key(*, session: Session, team_id: str, key: str) -> Job | None:
+    """The team's job created with this Idempotency-Key, if any."""
+    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+
+def get_job(*, session: Session, job_id: str, team_id: str | None = None) -> Job:
+    """The job, scoped to ``team_id`` when given (other teams' jobs are simply not found)."""
+    query = select(Job).where(Job.id == job_id)
+    if team_id is not None:
+        query = query.where(Job.team_id == team_id)
+    job = session.scalar(query)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    return job
+
+
+def list_jobs(
+    *,
+    session: Session,
+    team_id: str,
+    status: Iterable[str] | None = None,
+    method: str | None = None,
+    created_after: datetime | None = None,
+    page_size: int = 20,
+    after: Cursor | None = None,
+) -> tuple[list[Job], Cursor | None]:
+    """A page of the team's jobs, newest first (created_at desc, id desc), filters applied in SQL.
+
+    Returns the page and the cursor of its last row when another page follows.
+    """
+    query = select(Job).where(Job.team_id == team_id)
+    statuses = list(status or [])
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if method:
+        query = query.where(Job.method == method)
+    if created_after is not None:
+        query = query.where(Job.created_at > created_after)
+    if after is not None:
+        query = query.where(
+            or_(Job.created_at < after.created_at, and_(Job.created_at == after.created_at, Job.id < after.id))
+        )
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size + 1)))
+    page = rows[:page_size]
+    more = len(rows) > page_size
+    return page, (Cursor(created_at=page[-1].created_at, id=page[-1].id) if more and page else None)
+
+
+def count_by_status(*, session: Session) -> dict[str, int]:
+    """Jobs per status over all teams (for /metrics)."""
+    from sqlalchemy import func
+
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    counts = {status.value: 0 for status in JobStatus}
+    counts.update({str(s): int(n) for s, n in rows})
+    return counts
+
+
+# --- the state machine --------------------------------------------------------------------
+
+
+def _as_statuses(value: JobStatus | str | Iterable[JobStatus | str]) -> list[JobStatus]:
+    if isinstance(value, str):
+        return [JobStatus(value)]
+    return [JobStatus(v) for v in value]
+
+
+def add_event(
+    *,
+    session: Session,
+    job: Job,
+    type: str,
+    message: str = "",
+    from_status: str | None = None,
+    to_status: str | None = None,
+) -> None:
+    """Append one event row for ``job`` at its current attempt."""
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            time=utcnow(),
+            type=type,
+            message=message,
+            attempt=job.attempt,
+            from_status=from_status,
+            to_status=to_status,
+        )
+    )
+
+
+def transition(
+    *,
+    session: Session,
+    job_id: str,
+    to: JobStatus | str,
+    expected_from: JobStatus | str | Iterable[JobStatus | str] | None = None,
+    message: str = "",
+    event_type: str = "transition",
+    values: Mapping[str, Any] | None = None,
+) -> Job:
+    """Move a job to ``to`` if (and only if) it is still in one of ``expected_from``.
+
+    ``expected_from`` defaults to every state that may legally move to ``to``. Extra column
+    ``values`` are written in the same UPDATE. Raises InvalidTransition when the job is elsewhere
+    (the row is untouched), JobNotFound when it does not exist.
+    """
+    target = JobStatus(to)
+    sources = (
+        [s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets]
+        if expected_from is None
+        else _as_statuses(expected_from)
+    )
+    illegal = [s for s in sources if target not in ALLOWED_TRANSITIONS[s]]
+    if illegal:
+        raise InvalidTransition(
+            f"{illegal[0].value} -> {target.value} is not an allowed transition",
+            current=illegal[0].value,
+            requested=target.value,
+        )
+    now = utcnow()
+    columns: dict[str, Any] = {"status": target.value, "updated_at": now, **(values or {})}
+    if target in TERMINAL_STATUSES:
+        columns.setdefault("finished_at", now)
+    current = session.scalar(select(Job.status).where(Job.id == job_id))
+    if current is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in sources]))
+        .values(**columns)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current = session.scalar(select(Job.status).where(Job.id == job_id).execution_options(populate_existing=True))
+        raise InvalidTransition(
+            f"job {job_id} is {current}, cannot move to {target.value}", current=current, requested=target.value
+        )
+    job = session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
+    assert job is not None
+    add_event(
+        session=session,
+        job=job,
+        type=event_type,
+        message=message or f"{current} -> {target.value}",
+        from_status=current if current in {s.value for s in sources} else None,
+        to_status=target.value,
+    )
+    session.flush()
+    return job
+
+
+def request_cancel(*, session: Session, job_id: str, team_id: str | None = None) -> Job:
+    """Cancel: a queued job is cancelled at once; a running one goes to cancelling with the flag set.
+
+    Cancelling an already-cancelling job is a no-op; a terminal job raises InvalidTransition (409).
+    """
+    job = get_job(session=session, job_id=job_id, team_id=team_id)
+    status = JobStatus(job.status)
+    if status is JobStatus.CANCELLING:
+        return job
+    if status is JobStatus.QUEUED:
+        try:
+            return transition(
+                session=session,
+                job_id=job_id,
+                to=JobStatus.CANCELLED,
+                expected_from=status,
+                message="cancelled before it started",
+                values={"cancel_requested": True},
+            )
+        except InvalidTransition:
+            job = get_job(session=session, job_id=job_id)  # claimed meanwhile: cancel the running job
+            status = JobStatus(job.status)
+    if status is JobStatus.RUNNING:
+        return transition(
+            session=session,
+            job_id=job_id,
+            to=JobStatus.CANCELLING,
+            expected_from=status,
+            message="cancel requested",
+            values={"cancel_requested": True},
+        )
+    raise InvalidTransition(
+        f"job {job_id} is already {status.value}; only queued or running jobs can be cancelled",
+        current=status.value,
+        requested=JobStatus.CANCELLED.value,
+    )
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+
+def claim_job(*, session: Session, job_id: str, worker: str | None = None) -> Job | None:
+    """queued -> running with attempt + 1; None when the job is not queued (redelivery, cancelled, done)."""
+    job = session.scalar(select(Job).where(Job.id == job_id))
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    now = utcnow()
+    try:
+        return transition(
+            session=session,
+            job_id=job_id,
+            to=JobStatus.RUNNING,
+            expected_from=JobStatus.QUEUED,
+            message=f"claimed by {worker}" if worker else "claimed",
+            values={
+                "attempt": Job.attempt + 1,
+                "heartbeat_at": now,
+                "started_at": job.started_at or now,
+                "phase": None,
+            },
+        )
+    except InvalidTransition:
+        _logger.info("job %s not claimable (status %s); ignoring the message", job_id, job.status)
+        return None
+
+
+def heartbeat(*, session: Session, job_id: str, attempt: int | None = None) -> bool:
+    """Record that the worker is alive. Returns True when the worker should stop.
+
+    It should stop when cancel was requested, or when the job is no longer running under this
+    attempt (the sweeper requeued it and another worker owns it now).
+    """
+    query = update(Job).where(Job.id == job_id, Job.status.in_([JobStatus.RUNNING.value, JobStatus.CANCELLING.value]))
+    if attempt is not None:
+        query = query.where(Job.attempt == attempt)
+    result = session.execute(query.values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return True
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def set_phase(*, session: Session, job_id: str, phase: JobPhase | str, message: str = "") -> None:
+    """Record the running job's phase, with an event when it changes."""
+    job = get_job(session=session, job_id=job_id)
+    new = JobPhase(phase).value
+    if job.phase == new:
+        return
+    job.phase = new
+    job.updated_at = utcnow()
+    add_event(session=session, job=job, type="phase", message=message or f"phase {new}")
+    session.flush()
+
+
+def set_progress(
+    *, session: Session, job_id: str, progress: float, eta_s: float | None = None, phase: JobPhase | str | None = None
+) -> None:
+    """Record overall progress (clamped to 0..1) and the ETA in seconds."""
+    if phase is not None:
+        set_phase(session=session, job_id=job_id, phase=phase)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(progress=min(1.0, max(0.0, float(progress))), eta_s=eta_s, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_event(*, session: Session, job_id: str, message: str, type: str = "info") -> None:
+    """Append a free-text event (e.g. the teacher/student alignment description)."""
+    add_event(session=session, job=get_job(session=session, job_id=job_id), type=type, message=message)
+
+
+_METRIC_FIELDS = ("stage", "step", "epoch", "name", "value")
+
+
+def record_metrics(*, session: Session, job_id: str, rows: Iterable[Any]) -> int:
+    """Bulk-insert loss-curve rows (objects or mappings with stage, step, epoch, name, value)."""
+    payload = []
+    for row in rows:
+        data: Mapping[str, Any] = (
+            row if isinstance(row, Mapping) else {k: getattr(row, k, None) for k in _METRIC_FIELDS}
+        )
+        epoch = data.get("epoch")
+        payload.append(
+            {
+                "job_id": job_id,
+                "stage": str(data["stage"]),
+                "step": int(data["step"]),
+                "epoch": None if epoch is None else int(epoch),
+                "name": str(data["name"]),
+                "value": float(data["value"]),
+            }
+        )
+    if payload:
+        session.execute(insert(MetricPoint), payload)
+    return len(payload)
+
+
+def list_metrics(
+    *, session: Session, job_id: str, since_step: int | None = None, limit: int = 10_000
+) -> list[MetricPoint]:
+    """Metric rows in step order; ``since_step`` returns only rows with a larger step."""
+    query = select(MetricPoint).where(MetricPoint.job_id == job_id)
+    if since_step is not None:
+        query = query.where(MetricPoint.step > since_step)
+    return list(session.scalars(query.order_by(MetricPoint.step, MetricPoint.id).limit(limit)))
+
+
+def list_events(*, session: Session, job_id: str) -> list[JobEvent]:
+    """The job's events in the order they happened."""
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+def add_artifact(
+    *, session: Session, job_id: str, name: str, kind: str, size: int, sha256: str, storage_key: str
+) -> Artifact:
+    """Record a stored output; a second artifact with the same name replaces the first."""
+    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    if artifact is None:
+        artifact = Artifact(job_id=job_id, name=name)
+        session.add(artifact)
+    artifact.kind, artifact.size, artifact.sha256, artifact.storage_key = kind, size, sha256, storage_key
+    artifact.created_at = utcnow()
+    session.flush()
+    return artifact
+
+
+def list_artifacts(*, session: Session, job_id: str) -> list[Artifact]:
+    """The job's artifacts by name."""
+    return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)))
+
+
+def get_artifact(*, session: Session, job_id: str, name: str) -> Artifact:
+    """One artifact of the job, or NotFound."""
+    from service.errors import NotFound
+
+    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    if artifact is None:
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    return artifact
+
+
+def set_summary(*, session: Session, job_id: str, summary: dict[str, Any]) -> None:
+    """Store the per-domain mIoU summary (JSON-ready) shown by GET /v1/jobs/{id}."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(summary=summary, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish(
+    *,
+    session: Session,
+    job_id: str,
+    status: JobStatus | str,
+    reason: FailureReason | str | None = None,
+    detail: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Job:
+    """End a running (or cancelling) job: succeeded, failed (with reason user|infra) or cancelled."""
+    target = JobStatus(status)
+    if target not in TERMINAL_STATUSES:
+        raise InvalidTransition(f"finish() needs a terminal status, got {target.value}", requested=target.value)
+    values: dict[str, Any] = {"eta_s": None}
+    if target is JobStatus.SUCCEEDED:
+        values["progress"] = 1.0
+    if target is JobStatus.FAILED:
+        values["error_reason"] = FailureReason(reason or FailureReason.INFRA).value
+        values["error_detail"] = detail
+    if summary is not None:
+        values["summary"] = summary
+    message = detail or target.value
+    return transition(
+        session=session,
+        job_id=job_id,
+        to=target,
+        expected_from=[JobStatus.RUNNING, JobStatus.CANCELLING],
+        message=message,
+        values=values,
+    )
+
+
+def find_stale_jobs(*, session: Session, older_than: timedelta | float, now: datetime | None = None) -> list[Job]:
+    """Running/cancelling jobs whose last heartbeat is older than ``older_than`` (worker presumed lost)."""
+    age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
+    cutoff = (now or utcnow()) - age
+    return list(
+        session.scalars(
+            select(Job)
+            .where(
+                Job.status.in_([JobStatus.RUNNING.value, JobStatus.CANCELLING.value]),
+                or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.updated_at < cutoff)),
+            )
+            .order_by(Job.created_at)
+        )
+    )
+
+
+def find_queued_jobs(*, session: Session, older_than: timedelta | float, now: datetime | None = None) -> list[Job]:
+    """Jobs queued for longer than ``older_than`` (their message may be lost; the sweeper re-sends)."""
+    age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
+    cutoff = (now or utcnow()) - age
+    return list(
+        session.scalars(
+            select(Job).where(Job.status == JobStatus.QUEUED.value, Job.updated_at < cutoff).order_by(Job.created_at)
+        )
+    )
+
+
+def requeue_stale(*, session: Session, job_id: str) -> JobStatus:
+    """Recover a job whose worker was lost; returns the new status (enqueue again after commit if queued).
+
+    A cancelling job becomes cancelled; a running one is queued again while attempts < max_attempts,
+    else it fails with reason infra.
+    """
+    job = get_job(session=session, job_id=job_id)
+    status = JobStatus(job.status)
+    if status is JobStatus.CANCELLING:
+        transition(
+            session=session,
+            job_id=job_id,
+            to=JobStatus.CANCELLED,
+            expected_from=status,
+            message="worker lost while cancelling",
+        )
+        return JobStatus.CANCELLED
+    if status is not JobStatus.RUNNING:
+        raise InvalidTransition(
+            f"job {job_id} is {status.value}; only running jobs can be requeued",
+            current=status.value,
+            requested=JobStatus.QUEUED.value,
+        )
+    if job.attempt < job.max_attempts:
+        transition(
+            session=session,
+            job_id=job_id,
+            to=JobStatus.QUEUED,
+            expected_from=status,
+            message=f"worker lost (no heartbeat); requeued after attempt {job.attempt}/{job.max_attempts}",
+            values={"heartbeat_at": None, "phase": None, "eta_s": None},
+        )
+        return JobStatus.QUEUED
+    transition(
+        session=session,
+        job_id=job_id,
+        to=JobStatus.FAILED,
+        expected_from=status,
+        message=f"worker lost on all {job.max_attempts} attempts",
+        values={
+            "error_reason": FailureReason.INFRA.value,
+            "error_detail": f"worker lost on all {job.max_attempts} attempts (out of memory or crash?)",
+        },
+    )
+    return JobStatus.FAILED

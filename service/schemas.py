@@ -1,0 +1,383 @@
+"""Pydantic I/O shared by the API and the worker: the JobSpec and the read models of every resource.
+
+Shape checks (types, bounds, unknown fields) live here; checks that need the database or the model
+list (registered datasets, known timm models, feature compatibility) live in service/spec_checks.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Method = Literal["gkd", "proteus", "kd", "cwd", "feature_mse", "none"]
+Reference = Literal["teacher", "student_frozen", "student_finetuned"]
+Precision = Literal["fp32", "bf16"]
+
+_WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-]{36}/[\w.\-]+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ModelRef(_Strict):
+    """A teacher or student backbone: a timm model name and where its weights come from."""
+
+    model: str = Field(min_length=1, max_length=200, description="timm model name, e.g. vit_small_patch14_dinov2")
+    weights: str = Field(
+        default="none",
+        description='"timm" (pretrained, needs network on the worker), "none" (random init), or a URI: '
+        "s3://bucket/key, file://... (under allowed roots), artifact://<job id>/<name>.",
+    )
+    overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Keyword overrides for timm.create_model (e.g. depth, embed_dim, num_heads for tiny models).",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if value in ("timm", "none") or _WEIGHTS_URI.match(value):
+            return value
+        raise ValueError(
+            'weights must be "timm", "none", s3://bucket/key, file:///path or artifact://<job id>/<name>; '
+            f"got {value!r}"
+        )
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [key for key in value if not key.isidentifier() or key.startswith("_")]
+        if bad:
+            raise ValueError(f"override keys must be plain identifiers; got {bad}")
+        return value
+
+
+class DataRef(_Strict):
+    """A registered dataset (by name) and one of its splits."""
+
+    dataset: str = Field(min_length=1, max_length=100, description="Name given at POST /v1/datasets")
+    split: str = Field(default="train", min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+def _default_loss_weights() -> dict[Literal["cls", "feature", "mask"], float]:
+    return {"cls": 1.0, "feature": 1.0, "mask": 1.0}
+
+
+class Stage1Spec(_Strict):
+    """Stage 1: label-free feature distillation of the teacher into the student."""
+
+    steps: int = Field(default=20_000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    lr: float | None = Field(default=None, gt=0, le=1.0, description="None: 5e-4 * batch_size / 512")
+    weight_decay: float = Field(default=0.05, ge=0, le=1.0)
+    image_size: int = Field(default=224, ge=16, le=2048)
+    mask_probability: float = Field(default=0.5, ge=0, le=1)
+    mask_ratio: float = Field(default=0.5, ge=0, lt=1)
+    loss_weights: dict[Literal["cls", "feature", "mask"], float] = Field(default_factory=_default_loss_weights)
+    head: Literal["qsd", "linear"] = "qsd"
+    checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _weights_non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = {k: v for k, v in value.items() if v < 0 or v != v}
+        if negative:
+            raise ValueError(f"loss weights must be >= 0; got {negative}")
+        return value
+
+
+class Stage2Spec(_Strict):
+    """Stage 2: a segmentation head trained on the frozen student with source labels."""
+
+    steps: int = Field(default=40_000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=4, ge=1, le=256)
+    lr: float = Field(default=1e-4, gt=0, le=1.0)
+    crop_size: int = Field(default=512, ge=16, le=2048)
+    head: Literal["linear", "fpn"] = "fpn"
+    checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class Resources(_Strict):
+    """Where and how the job runs."""
+
+    queue: str = Field(default="gpu", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    gpus: int = Field(default=1, ge=1, le=8)
+    precision: Precision = "bf16"
+    max_runtime_s: int = Field(default=86_400, ge=60, le=14 * 86_400)
+
+
+JOB_SPEC_EXAMPLE: dict[str, Any] = {
+    "name": "dinov2s-to-deit-tiny",
+    "teacher": {"model": "vit_small_patch14_dinov2", "weights": "timm"},
+    "student": {"model": "deit_tiny_patch16_224", "weights": "none"},
+    "source": {"dataset": "synth-source", "split": "train"},
+    "targets": [{"dataset": "synth-fog", "split": "val"}],
+    "method": "gkd",
+    "stage1": {"steps": 200, "batch_size": 16, "image_size": 224},
+    "stage2": {"steps": 400, "batch_size": 4, "crop_size": 224, "head": "fpn"},
+    "references": ["student_frozen"],
+    "seed": 0,
+    "resources": {"queue": "gpu", "gpus": 1, "precision": "bf16", "max_runtime_s": 86400},
+}
+
+
+class JobSpec(_Strict):
+    """Everything a job needs; stored verbatim (as JSON) on the job row."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [JOB_SPEC_EXAMPLE]}
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    teacher: ModelRef
+    student: ModelRef
+    source: DataRef
+    targets: list[DataRef] = Field(min_length=1, max_length=16)
+    method: Method = "gkd"
+    proxy: DataRef | None = Field(default=None, description="Unlabelled images for stage 1; default: the source")
+    stage1: Stage1Spec = Field(default_factory=Stage1Spec)
+    stage2: Stage2Spec = Field(default_factory=Stage2Spec)
+    references: list[Reference] = Field(default_factory=list, max_length=3)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> JobSpec:
+        seen: set[tuple[str, str]] = set()
+        for index, target in enumerate(self.targets):
+            key = (target.dataset, target.split)
+            if key == (self.source.dataset, self.source.split):
+                raise ValueError(
+                    f"targets[{index}] ({target.dataset}/{target.split}) equals the source; "
+                    "a target must be another domain or split - remove it or pick another split"
+                )
+            if key in seen:
+                raise ValueError(f"targets[{index}] ({target.dataset}/{target.split}) is listed twice; remove it")
+            seen.add(key)
+        if len(set(self.references)) != len(self.references):
+            raise ValueError("references contain duplicates; list each reference once")
+        return self
+
+    def datasets(self) -> list[tuple[str, DataRef]]:
+        """Every dataset reference with the field path that names it (for error messages)."""
+        refs = [("source", self.source)]
+        refs += [(f"targets[{i}]", t) for i, t in enumerate(self.targets)]
+        if self.proxy is not None:
+            refs.append(("proxy", self.proxy))
+        return refs
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class JobError(BaseModel):
+    """Why a job failed: ``user`` (spec or data) or ``infra`` (platform), and the details."""
+
+    reason: str
+    detail: str | None = None
+
+
+class JobRead(_Read):
+    """A job as the API returns it."""
+
+    id: str
+    name: str
+    method: str
+    status: str
+    phase: str | None
+    progress: float
+    eta_s: float | None
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    spec: dict[str, Any]
+    error: JobError | None = None
+    summary: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+    @classmethod
+    def from_job(cls, job: Any) -> JobRead:
+        """Build from an ORM Job, folding the error columns into one object."""
+        read = cls.model_validate(job)
+        if job.error_reason:
+            read.error = JobError(reason=job.error_reason, detail=job.error_detail)
+        return read
+
+
+class JobPage(BaseModel):
+    """One page of a listing; pass ``next_page_token`` back to get the next one (null at the end)."""
+
+    items: list[JobRead]
+    next_page_token: str | None
+
+
+class JobEventRead(_Read):
+    """One lifecycle event."""
+
+    time: datetime
+    type: str
+    message: str
+    attempt: int
+    from_status: str | None
+    to_status: str | None
+
+
+class MetricRead(_Read):
+    """One point of a loss curve."""
+
+    stage: str
+    step: int
+    epoch: int | None
+    name: str
+    value: float
+
+
+class ArtifactRead(_Read):
+    """A stored job output."""
+
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class EvaluationCreate(_Strict):
+    """Evaluate a finished job's student on more domains."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"targets": [{"dataset": "synth-night", "split": "val"}]}]}
+    )
+
+    targets: list[DataRef] = Field(min_length=1, max_length=16)
+
+
+class EvaluationRead(_Read):
+    """An evaluation; ``results`` maps each domain to {miou, per_class_iou, pixel_accuracy, images}."""
+
+    id: str
+    job_id: str
+    status: str
+    targets: list[dict[str, Any]]
+    results: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+LAYOUTS = ("cityscapes", "gta5", "acdc", "bdd100k", "mapillary", "mmseg", "folder")
+
+
+class DatasetCreate(_Strict):
+    """Register a dataset: a name unique within the team, its layout and where it lives."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [{"name": "synth-source", "layout": "folder", "uri": "file:///data/synth/source"}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=100, description="Letters, digits, '_', '-', '.'")
+    layout: Literal["cityscapes", "gta5", "acdc", "bdd100k", "mapillary", "mmseg", "folder"]
+    uri: str = Field(
+        min_length=1, max_length=2048, description="file:///path (under allowed roots) or s3://bucket/prefix"
+    )
+    classes: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("name must start with a letter or digit and use only letters, digits, '_', '-', '.'")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError(f"uri must start with file:// or s3://; got {value!r}")
+        return value
+
+
+class DatasetRead(_Read):
+    """A registered dataset with its validation report."""
+
+    name: str
+    layout: str
+    uri: str
+    classes: list[str] | None
+    status: str
+    report: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelInfo(BaseModel):
+    """One entry of the curated model zoo."""
+
+    name: str
+    family: str
+    kind: Literal["vit", "cnn", "hierarchical"]
+    params_m: float
+    embed_dim: int
+    patch_size: int | None
+    feature_api: str
+    roles: list[Literal["teacher", "student"]]
+
+
+class KeyCreated(BaseModel):
+    """A new API key (shown once)."""
+
+    team: str
+    key: str
+    prefix: str
+
+
+class JobEventList(BaseModel):
+    """A job's events, oldest first."""
+
+    items: list[JobEventRead]
+
+
+class MetricList(BaseModel):
+    """Loss-curve rows in step order; poll again with ``since_step=last_step`` for new rows."""
+
+    items: list[MetricRead]
+    last_step: int | None
+
+
+class ArtifactList(BaseModel):
+    """A job's stored outputs."""
+
+    items: list[ArtifactRead]
+
+
+class EvaluationList(BaseModel):
+    """A job's evaluations, newest first."""
+
+    items: list[EvaluationRead]
+
+
+class DatasetList(BaseModel):
+    """The team's datasets by name."""
+
+    items: list[DatasetRead]
+
+
+class ModelList(BaseModel):
+    """The curated model zoo."""
+
+    items: list[ModelInfo]

@@ -1,0 +1,135 @@
+"""Checks on a JobSpec that need the database or the model list; all problems are reported at once.
+
+The shape of the spec (types, bounds, unknown fields) is checked by pydantic in service/schemas.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import zoo
+from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
+from service.errors import ValidationFailed, field_error
+from service.models import DatasetStatus, Job, JobStatus
+from service.schemas import JobSpec, ModelRef
+from service.settings import Settings
+
+FEATURE_METHODS_NEEDING_VIT_TEACHER = ("gkd", "proteus")
+
+
+def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: Settings) -> None:
+    """Raise ValidationFailed listing every problem (field, message, fix); return when the spec is runnable."""
+    errors: list[dict[str, Any]] = []
+    metas = {role: _check_model(role, getattr(spec, role), errors) for role in ("teacher", "student")}
+    teacher, student = metas["teacher"], metas["student"]
+    if teacher is not None and student is not None:
+        _check_pair(spec, teacher, student, errors)
+    for role in ("teacher", "student"):
+        _check_weights(session, team_id, role, getattr(spec, role), settings, errors)
+    for field, ref in spec.datasets():
+        dataset = find_dataset(session=session, team_id=team_id, name=ref.dataset)
+        if dataset is None:
+            errors.append(
+                field_error(
+                    f"{field}.dataset",
+                    f"dataset {ref.dataset!r} is not registered",
+                    "register it first with POST /v1/datasets (gkd data register)",
+                )
+            )
+        elif dataset.status != DatasetStatus.VALID.value:
+            errors.append(
+                field_error(
+                    f"{field}.dataset",
+                    f"dataset {ref.dataset!r} failed validation",
+                    "fix the problems in its report and register it again",
+                    report=dataset.report,
+                )
+            )
+        else:
+            splits = (dataset.report or {}).get("splits") or {}
+            if splits and ref.split not in splits:
+                errors.append(
+                    field_error(
+                        f"{field}.split",
+                        f"dataset {ref.dataset!r} has no split {ref.split!r}",
+                        f"use one of: {', '.join(sorted(splits))}",
+                    )
+                )
+    if spec.resources.queue not in settings.queues:
+        errors.append(
+            field_error(
+                "resources.queue",
+                f"no workers listen on queue {spec.resources.queue!r}",
+                f"use one of: {', '.join(settings.queues)}",
+            )
+        )
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _check_model(role: str, ref: ModelRef, errors: list[dict[str, Any]]) -> zoo.ModelMeta | None:
+    meta = zoo.lookup(ref.model)
+    if meta is None:
+        matches = zoo.close_matches(ref.model)
+        fix = f"did you mean: {', '.join(matches)}?" if matches else "see GET /v1/models for the curated zoo"
+        errors.append(field_error(f"{role}.model", f"unknown {role} model {ref.model!r}", fix, close_matches=matches))
+        return None
+    if meta.feature_api != "forward_intermediates":
+        errors.append(
+            field_error(
+                f"{role}.model",
+                f"{ref.model} has no forward_intermediates feature API",
+                "choose a model listed by GET /v1/models",
+            )
+        )
+        return None
+    return meta
+
+
+def _check_pair(spec: JobSpec, teacher: zoo.ModelMeta, student: zoo.ModelMeta, errors: list[dict[str, Any]]) -> None:
+    if spec.method in FEATURE_METHODS_NEEDING_VIT_TEACHER and teacher.kind != "vit":
+        errors.append(
+            field_error(
+                "teacher.model",
+                f"{spec.method} distils a ViT teacher's patch tokens, but {teacher.name} is a {teacher.kind} model "
+                f"whose features cannot be matched to {student.name}",
+                "use a ViT teacher (e.g. vit_base_patch14_dinov2) or method kd, cwd or feature_mse",
+            )
+        )
+    patch = spec.student.overrides.get("patch_size", student.patch_size)
+    if student.kind == "vit" and isinstance(patch, int) and patch > 0:
+        for field, size in (("stage1.image_size", spec.stage1.image_size), ("stage2.crop_size", spec.stage2.crop_size)):
+            if size % patch:
+                lower = max(patch, size - size % patch)
+                errors.append(
+                    field_error(
+                        field,
+                        f"{size} is not a multiple of the student's patch size {patch}",
+                        f"use {lower} or {lower + patch}",
+                    )
+                )
+
+
+def _check_weights(
+    session: Session, team_id: str, role: str, ref: ModelRef, settings: Settings, errors: list[dict[str, Any]]
+) -> None:
+    field = f"{role}.weights"
+    if ref.weights.startswith("file://"):
+        try:
+            resolve_dataset_uri(ref.weights, settings)
+        except UriRejected as exc:
+            errors.append(field_error(field, str(exc), "put the weights under an allowed root or use s3://"))
+    elif ref.weights.startswith("artifact://"):
+        job_id, _, _name = ref.weights.removeprefix("artifact://").partition("/")
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.team_id == team_id))
+        if job is None:
+            errors.append(field_error(field, f"no job {job_id} for this team", "name one of your own jobs"))
+        elif job.status != JobStatus.SUCCEEDED.value:
+            errors.append(
+                field_error(
+                    field, f"job {job_id} is {job.status}, not succeeded", "wait for it to succeed or pick another job"
+                )
+            )
