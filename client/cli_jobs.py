@@ -299,8 +299,10 @@ def register(app: typer.Typer) -> None:
             if scores is not None:
                 output.console.print(scores)
             if job.status != "succeeded":
-                detail = f": {job.error_reason or ''} {job.error_detail or ''}".rstrip() if job.error_detail else ""
-                output.err_console.print(f"job {escape(job.id)} {escape(job.status)}{escape(detail)}")
+                reason = f" ({job.error_reason})" if job.error_reason else ""
+                detail = f": {job.error_detail}" if job.error_detail else ""
+                line = escape(f"job {job.id} {job.status}{reason}{detail}")
+                output.err_console.print(line, soft_wrap=True, highlight=False)
         raise typer.Exit(_exit_code(job))
 
     @app.command()

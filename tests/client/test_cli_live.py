@@ -1,0 +1,138 @@
+"""The ``gkd`` job commands against a running API server, as a user would type them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from client.cli import app
+from client.sdk import Client
+from tests.client._live import LiveServer, spec
+
+Gkd = Callable[..., Result]
+
+
+@pytest.fixture
+def gkd(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Gkd:
+    monkeypatch.setenv("GKD_URL", server.url)
+    monkeypatch.setenv("GKD_API_KEY", server.api_key)
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, list(args))
+
+    return run
+
+
+def _one_clean_line(result: Result) -> str:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output and "Traceback" not in (result.stderr or "")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_submit_yaml_twice_gives_one_job_then_list_and_status(gkd: Gkd, tmp_path: Path) -> None:
+    spec_file = tmp_path / "job.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("cli-yaml")))
+    first = gkd("submit", str(spec_file), "--json")
+    assert first.exit_code == 0, first.output
+    job = json.loads(first.stdout)
+    second = json.loads(gkd("submit", str(spec_file), "--json").stdout)
+    assert second["id"] == job["id"]  # Idempotency-Key derived from the content
+
+    listed = json.loads(gkd("list", "--status", "queued", "--page-size", "100", "--json").stdout)
+    assert job["id"] in [j["id"] for j in listed["items"]]
+    table = gkd("status", job["id"])
+    assert table.exit_code == 0 and "cli-yaml" in table.stdout and "queued" in table.stdout
+
+
+def test_bad_inputs_print_one_line(gkd: Gkd, tmp_path: Path, server: LiveServer) -> None:
+    assert "not found" in _one_clean_line(gkd("submit", str(tmp_path / "missing.yaml")))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    assert "invalid YAML at line" in _one_clean_line(gkd("submit", str(broken)))
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"name": }')
+    assert "invalid JSON at line 1" in _one_clean_line(gkd("submit", str(bad_json)))
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text(json.dumps(spec("x", stage1={"steps": -1})))
+    assert "steps" in _one_clean_line(gkd("submit", str(invalid)))
+    assert "404" in _one_clean_line(gkd("status", "00000000-0000-0000-0000-000000000000"))
+    refused = gkd("list", "--url", "http://127.0.0.1:9")
+    assert "cannot reach" in _one_clean_line(refused)
+
+
+def _run_in_background(server: LiveServer, job_id: str, outcome: str) -> threading.Thread:
+    def work() -> None:
+        time.sleep(0.2)
+        server.start(job_id)
+        server.advance(job_id, "stage1", 0.5, steps=range(0, 8))
+        time.sleep(0.2)
+        server.advance(job_id, "stage2", 0.5, steps=range(0, 4))
+        time.sleep(0.2)
+        if outcome == "succeeded":
+            server.succeed(job_id, {"student.safetensors": ("student", b"w" * 5000)})
+        else:
+            server.fail(job_id, "source dataset has no labels")
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_watch_exit_status_follows_the_job(gkd: Gkd, server: LiveServer) -> None:
+    client = Client(server.url, server.api_key)
+    ok = client.submit_job(spec("watch-ok"))
+    thread = _run_in_background(server, ok.id, "succeeded")
+    result = gkd("watch", ok.id, "--poll", "0.05", "--timeout", "20")
+    thread.join()
+    assert result.exit_code == 0, result.output
+    assert "stage1" in result.stdout and "stage2" in result.stdout and "loss" in result.stdout
+    assert "synth-fog" in result.stdout  # the per-domain mIoU table at the end
+
+    bad = client.submit_job(spec("watch-fail"))
+    thread = _run_in_background(server, bad.id, "failed")
+    result = gkd("watch", bad.id, "--poll", "0.05", "--timeout", "20")
+    thread.join()
+    assert result.exit_code == 1 and "no labels" in result.stderr
+
+    cancelled = client.submit_job(spec("watch-cancel"))
+    client.cancel_job(cancelled.id)
+    assert gkd("watch", cancelled.id, "--poll", "0.05").exit_code == 3
+
+
+def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path: Path) -> None:
+    client = Client(server.url, server.api_key)
+    queued = client.submit_job(spec("cancel-me"))
+    result = gkd("cancel", queued.id, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "cancelled"
+    assert "409" in _one_clean_line(gkd("cancel", queued.id))
+    events = json.loads(gkd("events", queued.id, "--json").stdout)
+    assert events[0]["type"] == "created" and len(events) == 2
+
+    job = client.submit_job(spec("download-me"))
+    payload = b"student-weights" * 3000
+    server.start(job.id)
+    server.succeed(job.id, {"student.safetensors": ("student", payload)})
+    listing = gkd("download", job.id)
+    assert listing.exit_code == 0 and "student.safetensors" in listing.stdout
+    out = tmp_path / "model.safetensors"
+    result = gkd("download", job.id, "student.safetensors", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["sha256"] == hashlib.sha256(payload).hexdigest() and out.read_bytes() == payload
+    assert "no artifact 'nope'" in _one_clean_line(gkd("download", job.id, "nope"))
+
+    server.finish_evaluations({"synth-snow": {"miou": 0.3125, "pixel_accuracy": 0.9, "images": 8}})
+    result = gkd("eval", job.id, "--target", "synth-fog:val", "--poll", "0.05", "--timeout", "10")
+    assert result.exit_code == 0, result.output
+    assert "synth-snow" in result.stdout and "31.2" in result.stdout
