@@ -1,0 +1,238 @@
+"""Joint image+mask transforms for stage 2 and image-only augmentation for stage 1 (METHOD.md).
+
+Images are float [0, 1] 3xHxW tensors, masks int64 HxW. Masks are only ever resized with
+nearest-neighbour, so no transform can invent a label value. Each transform takes an optional
+``generator``; without one it draws from torch's global RNG (seeded per worker by DataLoader).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gkd_core.data._color import hsv_to_rgb, rgb_to_hsv
+from gkd_core.data._random import chance, randint, uniform
+from gkd_core.data.randaugment import RandAugment
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (antialiased when shrinking) resize of a 3xHxW image to (h, w)."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    out = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
+    return out.clamp_(0.0, 1.0)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of an HxW integer mask (values are copied, never blended)."""
+    if tuple(mask.shape[-2:]) == size:
+        return mask
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(mask.dtype)
+
+
+def photometric_distortion(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """mmseg-style photometric distortion: brightness +/-32, contrast and saturation 0.5-1.5, hue +/-18 deg.
+
+    Each part applies with probability 0.5; contrast comes either first or last, at random.
+    """
+    img = image
+    if chance(generator, 0.5):
+        img = img + uniform(generator, -32.0, 32.0) / 255.0
+    contrast_first = chance(generator, 0.5)
+
+    def contrast(x: torch.Tensor) -> torch.Tensor:
+        return x * uniform(generator, 0.5, 1.5) if chance(generator, 0.5) else x
+
+    if contrast_first:
+        img = contrast(img)
+    img = img.clamp(0.0, 1.0)
+    do_sat, do_hue = chance(generator, 0.5), chance(generator, 0.5)
+    if do_sat or do_hue:
+        hsv = rgb_to_hsv(img)
+        if do_sat:
+            hsv[1] = (hsv[1] * uniform(generator, 0.5, 1.5)).clamp(0.0, 1.0)
+        if do_hue:
+            hsv[0] = (hsv[0] + uniform(generator, -18.0, 18.0) / 360.0) % 1.0
+        img = hsv_to_rgb(hsv)
+    if not contrast_first:
+        img = contrast(img)
+    return img.clamp(0.0, 1.0)
+
+
+class SegTrainTransform:
+    """Random scale, pad, crop, horizontal flip and photometric distortion, applied jointly.
+
+    Args:
+        crop: output (h, w) or side length; smaller images are padded (image 0, mask ``ignore_index``).
+        scale: range of the random resize factor (relative to ``base_size`` if given, else to the image).
+        flip: horizontal flip with probability 0.5.
+        photometric: apply ``photometric_distortion`` to the image.
+        base_size: if set, the short side is first resized to ``base_size * factor``.
+        ignore_index: padding value for masks.
+    """
+
+    def __init__(
+        self,
+        crop: int | tuple[int, int],
+        scale: tuple[float, float] = (0.5, 2.0),
+        flip: bool = True,
+        photometric: bool = True,
+        base_size: int | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        if scale[0] <= 0 or scale[1] < scale[0]:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+        self.crop = _pair(crop)
+        self.scale = scale
+        self.flip = flip
+        self.photometric = photometric
+        self.base_size = base_size
+        self.ignore_index = ignore_index
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = image.shape[-2:]
+        factor = uniform(generator, *self.scale)
+        if self.base_size is not None:
+            factor *= self.base_size / min(h, w)
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        image, mask = resize_image(image, size), resize_mask(mask, size)
+        ch, cw = self.crop
+        pad_h, pad_w = max(0, ch - size[0]), max(0, cw - size[1])
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+            mask = F.pad(mask, (0, pad_w, 0, pad_h), value=self.ignore_index)
+        top = randint(generator, 0, image.shape[-2] - ch)
+        left = randint(generator, 0, image.shape[-1] - cw)
+        image = image[:, top : top + ch, left : left + cw]
+        mask = mask[top : top + ch, left : left + cw]
+        if self.flip and chance(generator, 0.5):
+            image, mask = image.flip(-1), mask.flip(-1)
+        if self.photometric:
+            image = photometric_distortion(image, generator)
+        return image.contiguous(), mask.contiguous()
+
+
+class SegEvalTransform:
+    """Deterministic evaluation resize: ``size`` None keeps the image, an int sets the short side.
+
+    Args:
+        size: None, a short-side length, or an exact (h, w).
+        resize_mask: also resize the mask (nearest); False keeps labels at full resolution, and the
+            caller upsamples logits to the mask instead.
+    """
+
+    def __init__(self, size: int | tuple[int, int] | None = None, resize_mask: bool = True) -> None:
+        self.size = size
+        self.resize_mask = resize_mask
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.size is None:
+            return image, mask
+        h, w = image.shape[-2:]
+        if isinstance(self.size, int):
+            f = self.size / min(h, w)
+            target = (max(1, round(h * f)), max(1, round(w * f)))
+        else:
+            target = _pair(self.size)
+        image = resize_image(image, target)
+        return image, (resize_mask(mask, target) if self.resize_mask else mask)
+
+
+def random_resized_crop_box(
+    h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float], generator: torch.Generator | None = None
+) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a crop covering ``scale`` of the area with aspect in ``ratio``."""
+    area = h * w
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * uniform(generator, *scale)
+        aspect = math.exp(uniform(generator, log_lo, log_hi))
+        cw = round(math.sqrt(target * aspect))
+        ch = round(math.sqrt(target / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            return randint(generator, 0, h - ch), randint(generator, 0, w - cw), ch, cw
+    # Fallback: the largest central crop whose aspect lies in ``ratio``.
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        cw, ch = w, round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        ch, cw = h, round(h * ratio[1])
+    else:
+        ch, cw = h, w
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def random_erasing(
+    image: torch.Tensor,
+    p: float = 0.25,
+    area: tuple[float, float] = (0.02, 1 / 3),
+    log_ratio: tuple[float, float] = (math.log(0.3), math.log(3.3)),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace one random rectangle with per-pixel uniform noise, with probability ``p``."""
+    if not chance(generator, p):
+        return image
+    _, h, w = image.shape
+    for _ in range(10):
+        target = h * w * uniform(generator, *area)
+        aspect = math.exp(uniform(generator, *log_ratio))
+        eh, ew = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < eh < h and 0 < ew < w:
+            top, left = randint(generator, 0, h - eh), randint(generator, 0, w - ew)
+            out = image.clone()
+            out[:, top : top + eh, left : left + ew] = torch.rand((image.shape[0], eh, ew), generator=generator)
+            return out
+    return image
+
+
+class Stage1Transform:
+    """Image-only stage 1 augmentation: random resized crop, flip, RandAugment, random erasing.
+
+    Args:
+        size: output side (or (h, w)).
+        scale: crop area range relative to the image (0.08-1 as in the paper).
+        ratio: crop aspect range.
+        flip: horizontal flip with probability 0.5.
+        randaugment_magnitude: RandAugment magnitude (0..10); None disables RandAugment.
+        randaugment_ops: operations per image.
+        erasing: random erasing probability.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip: bool = True,
+        randaugment_magnitude: float | None = 9.0,
+        randaugment_ops: int = 2,
+        erasing: float = 0.25,
+    ) -> None:
+        self.size = _pair(size)
+        self.scale = scale
+        self.ratio = ratio
+        self.flip = flip
+        self.randaugment = (
+            None if randaugment_magnitude is None else RandAugment(randaugment_ops, randaugment_magnitude)
+        )
+        self.erasing = erasing
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        top, left, ch, cw = random_resized_crop_box(image.shape[-2], image.shape[-1], self.scale, self.ratio, generator)
+        image = resize_image(image[:, top : top + ch, left : left + cw], self.size)
+        if self.flip and chance(generator, 0.5):
+            image = image.flip(-1)
+        if self.randaugment is not None:
+            image = self.randaugment.apply_tensor(image, generator)
+        return random_erasing(image, self.erasing, generator=generator).contiguous()
