@@ -17,10 +17,11 @@ def client(server: LiveServer) -> Client:
     return Client(server.url, server.api_key, retries=0)
 
 
-def test_submit_is_idempotent_with_a_key(client: Client) -> None:
+def test_submit_is_idempotent_with_a_key(server: LiveServer, client: Client) -> None:
     first = client.submit_job(spec("idem"), idempotency_key="idem-1")
     again = client.submit_job(spec("idem"), idempotency_key="idem-1")
     assert first.status == "queued" and again.id == first.id
+    assert server.enqueuer.jobs.count(first.id) == 1
     assert first.method == "gkd" and first.created_at is not None
     with pytest.raises(ConflictError) as info:
         client.submit_job(spec("idem-other"), idempotency_key="idem-1")
