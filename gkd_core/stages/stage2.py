@@ -12,12 +12,20 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
+from gkd_core.engine.batches import BatchSource, StepBatches
+from gkd_core.engine.callbacks import Callbacks
+from gkd_core.engine.inference import sliding_window_logits
+from gkd_core.engine.metrics import ConfusionMatrix, SegMetrics
+from gkd_core.engine.optim import adamw_poly, param_groups
+from gkd_core.engine.trainer import FitResult, autocast_context, fit
 from gkd_core.errors import ConfigError
 from gkd_core.models.heads import SegHead
 
@@ -164,24 +172,50 @@ class SegmentationModel(nn.Module):
             self.backbone.eval()
         return self
 
-    def features(self, images: Tensor) -> list[Tensor]:
-        """Four level maps at strides 4-32; detached when the encoder is frozen."""
-        size = (int(images.shape[-2]), int(images.shape[-1]))
+    def raw_levels(self, images: Tensor) -> list[Tensor]:
+        """The four block maps at the backbone's own stride; detached when the encoder is frozen."""
         if self.frozen_encoder:
             with torch.no_grad():
                 maps = _forward_levels(self.backbone, images, self.indices)
-            maps = [m.detach() for m in maps]
-        else:
-            maps = _forward_levels(self.backbone, images, self.indices)
-        return resize_levels(maps, size)
+            return [m.detach() for m in maps]
+        return _forward_levels(self.backbone, images, self.indices)
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """Four level maps at strides 4-32; detached when the encoder is frozen."""
+        return resize_levels(self.raw_levels(images), (int(images.shape[-2]), int(images.shape[-1])))
+
+    def forward_with_levels(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits and the raw block maps they came from (feature-distillation baselines)."""
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        raw = self.raw_levels(images)
+        return self.head(resize_levels(raw, size), size), raw
 
     def forward(self, images: Tensor) -> Tensor:
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        return self.head(self.features(images), size)
+        return self.forward_with_levels(images)[0]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters an optimizer should see (the head only when the encoder is frozen)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def build_segmentation_model(
+    backbone: nn.Module,
+    head: str,
+    num_classes: int,
+    *,
+    channels: int = 128,
+    frozen_encoder: bool = True,
+) -> SegmentationModel:
+    """Backbone + a named head over four levels spread over the depth (the backbone's own choice if it has one)."""
+    from gkd_core.models.heads import build_head
+
+    default = getattr(backbone, "default_level_indices", None)
+    indices = list(default()) if callable(default) else level_indices(int(backbone.num_blocks))  # type: ignore[arg-type]
+    probe = int(getattr(backbone, "img_size", 64) or 64)
+    dims = level_dims(backbone, indices, probe_size=probe)
+    return SegmentationModel(
+        backbone, build_head(head, dims, num_classes, channels=channels), indices, frozen_encoder=frozen_encoder
+    )
 
 
 def freeze_module(module: nn.Module) -> None:
@@ -221,3 +255,103 @@ def segmentation_ce(logits: Tensor, masks: Tensor, ignore_index: int = IGNORE_IN
     if not bool((masks != ignore_index).any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+
+
+def optimizer_groups(model: SegmentationModel, cfg: Stage2Config) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``."""
+    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay)]
+    if not model.frozen_encoder:
+        groups += [dict(g, lr=cfg.lr * cfg.backbone_lr_mult) for g in param_groups(model.backbone, cfg.weight_decay)]
+    return groups
+
+
+def train_transform(cfg: Stage2Config, ignore_index: int = IGNORE_INDEX) -> Any:
+    """The paper's segmentation augmentation: random scale, crop, flip, photometric distortion."""
+    from gkd_core.data.transforms import SegTrainTransform
+
+    return SegTrainTransform(cfg.crop_size, cfg.scale, cfg.flip, cfg.photometric, ignore_index=ignore_index)
+
+
+def source_batches(dataset: Dataset[Any], cfg: Stage2Config, seed: int) -> StepBatches:
+    """Resumable, seeded batches over an (already augmenting) labelled source dataset."""
+    size = len(dataset)  # type: ignore[arg-type]
+    return StepBatches(
+        dataset,
+        min(cfg.batch_size, size),
+        seed=seed,
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        collate_fn=_collate,
+    )
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "mask": torch.stack([it["mask"] for it in items]),
+        "name": [it["name"] for it in items],
+    }
+
+
+def train_segmentation(
+    task: nn.Module,
+    groups: list[dict[str, Any]],
+    cfg: Stage2Config,
+    batches: BatchSource,
+    *,
+    stage: str,
+    checkpoint_dir: Path | None,
+    callbacks: Callbacks | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+    exclude_prefixes: tuple[str, ...] = (),
+    config: Any = None,
+) -> FitResult:
+    """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay."""
+    optimizer, scheduler = adamw_poly(groups, cfg.lr, cfg.weight_decay, steps=cfg.steps, power=cfg.power)
+    return fit(
+        task,
+        optimizer,
+        scheduler,
+        batches,
+        steps=cfg.steps,
+        stage=stage,
+        checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks,
+        checkpoint_every=cfg.checkpoint_every,
+        device=device,
+        precision=precision,
+        seed=seed,
+        config=config,
+        exclude_prefixes=exclude_prefixes,
+    )
+
+
+@torch.no_grad()
+def evaluate_segmentation(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    num_classes: int,
+    *,
+    window: int,
+    stride: int,
+    device: str | torch.device = "cpu",
+    ignore_index: int = IGNORE_INDEX,
+    precision: str = "fp32",
+) -> SegMetrics:
+    """Sliding-window mIoU of ``model`` over every image of ``dataset`` (full resolution labels)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        item = dataset[i]
+        image = item["image"].unsqueeze(0).to(device)
+        mask = item["mask"].unsqueeze(0).to(device)
+        with autocast_context(device, precision):
+            logits = sliding_window_logits(model, image, num_classes, window, stride)
+        cm.update(logits.argmax(dim=1), mask)
+    model.train(was_training)
+    return cm.compute()

@@ -1,0 +1,120 @@
+"""Single-stage baselines of METHOD.md as trainer tasks: KD, CWD and feature MSE.
+
+Each one fine-tunes the whole student (encoder and head) with the task cross-entropy plus a
+distillation term, which is exactly the coupling GKD removes. ``none`` (no teacher) is a plain
+:class:`~gkd_core.stages.stage2.SegmentationTask` on a frozen or trainable encoder; ``proteus``
+is stage 1 with projection heads followed by the usual stage 2, so neither needs a task here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gkd_core.errors import ConfigError
+from gkd_core.losses.distill_baselines import FeatureProjector, cwd_loss, feature_mse_loss, kd_pixel_loss
+from gkd_core.stages.stage2 import IGNORE_INDEX, SegmentationModel, freeze_module, segmentation_ce
+
+_logger = logging.getLogger(__name__)
+
+LOGIT_METHODS = ("kd", "cwd")
+SINGLE_STAGE_METHODS = ("kd", "cwd", "feature_mse", "none")
+
+
+class FrozenModel(nn.Module):
+    """A trained model used only as a source of targets: eval mode, no gradients, detached outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        freeze_module(model)
+        self.model = model
+
+    def train(self, mode: bool = True) -> FrozenModel:
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+
+class LogitDistillTask(nn.Module):
+    """CE + ``weight`` x (pixel KD or CWD) between the student's and the frozen teacher model's logits.
+
+    The teacher model is the teacher backbone with its own segmentation head trained on the source
+    (METHOD.md, kd). ``teacher.`` state is not part of checkpoints of this task.
+    """
+
+    def __init__(
+        self,
+        student: SegmentationModel,
+        teacher: nn.Module,
+        kind: str,
+        *,
+        temperature: float,
+        weight: float = 1.0,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        if kind not in LOGIT_METHODS:
+            raise ConfigError(f"logit distillation kind must be one of {LOGIT_METHODS}, got {kind!r}")
+        if not temperature > 0:
+            raise ConfigError(f"{kind} temperature must be positive, got {temperature}")
+        self.student = student
+        self.teacher = teacher if isinstance(teacher, FrozenModel) else FrozenModel(teacher)
+        self.kind = kind
+        self.temperature = float(temperature)
+        self.weight = float(weight)
+        self.ignore_index = ignore_index
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        images, masks = batch["image"], batch["mask"]
+        logits = self.student(images)
+        target_logits = self.teacher(images)
+        ce = segmentation_ce(logits, masks, self.ignore_index)
+        if self.kind == "kd":
+            distill = kd_pixel_loss(logits, target_logits, masks, self.temperature, self.ignore_index)
+        else:
+            distill = cwd_loss(logits, target_logits, self.temperature)
+        loss = ce + self.weight * distill
+        return {"loss": loss, "ce": ce.detach(), self.kind: distill.detach()}
+
+
+class FeatureMSETask(nn.Module):
+    """CE + ``weight`` x MSE between projected student tokens (last level) and teacher tokens.
+
+    ``teacher`` is called as ``teacher(images, grid=(h, w))`` and returns final-normed tokens on the
+    student's grid (A's :class:`~gkd_core.models.teacher.Teacher`); it is frozen here.
+    """
+
+    def __init__(
+        self,
+        student: SegmentationModel,
+        teacher: nn.Module,
+        teacher_dim: int,
+        *,
+        weight: float = 1.0,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = teacher if isinstance(teacher, FrozenModel) else FrozenModel(teacher)
+        student_dim = int(student.head.in_dims[-1])
+        self.projector = FeatureProjector(student_dim, int(teacher_dim))
+        self.weight = float(weight)
+        self.ignore_index = ignore_index
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        images, masks = batch["image"], batch["mask"]
+        logits, raw = self.student.forward_with_levels(images)
+        last = raw[-1]
+        grid = (int(last.shape[-2]), int(last.shape[-1]))
+        tokens = last.flatten(2).transpose(1, 2)
+        target = self.teacher(images, grid=grid).patches.float()
+        feat = feature_mse_loss(self.projector(tokens), target)
+        ce = segmentation_ce(logits, masks, self.ignore_index)
+        return {"loss": ce + self.weight * feat, "ce": ce.detach(), "feature_mse": feat.detach()}

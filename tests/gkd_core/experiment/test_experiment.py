@@ -1,0 +1,145 @@
+"""run_experiment end to end on tiny ViTs and tiny synthetic domains: results, exports, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.engine.callbacks import RecordingCallbacks
+from gkd_core.engine.trainer import StopRequested
+from gkd_core.errors import ConfigError
+from gkd_core.experiment import DataRef, ExperimentConfig, Stage2Config, evaluate_student, run_experiment
+from gkd_core.export import load_student
+from tests.gkd_core.experiment.synth import CLASSES, write_domain
+
+STUDENT = {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8}
+TEACHER = {"depth": 2, "embed_dim": 48, "num_heads": 2, "patch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DataRef]:
+    root = tmp_path_factory.mktemp("domains")
+    return {
+        "source": DataRef(write_domain(root / "src", seed=0, style=0), "folder", "train", "source"),
+        "night": DataRef(write_domain(root / "night", seed=1, style=1, split="val"), "folder", "val", "night"),
+        "fog": DataRef(write_domain(root / "fog", seed=2, style=2, count=2, split="val"), "folder", "val", "fog"),
+    }
+
+
+def _config(domains: dict[str, DataRef], method: str = "gkd", **kw: object) -> ExperimentConfig:
+    base: dict[str, object] = {
+        "teacher": BackboneConfig("vit_small_patch16_224", img_size=32, overrides=TEACHER),
+        "student": BackboneConfig("vit_tiny_patch16_224", img_size=32, overrides=STUDENT),
+        "source": domains["source"],
+        "targets": [domains["night"], domains["fog"]],
+        "method": method,
+        "stage1": Stage1Config(steps=3, batch_size=2, image_size=32, checkpoint_every=0),
+        "stage2": Stage2Config(steps=3, batch_size=2, crop_size=32, head="fpn", head_channels=16, checkpoint_every=2),
+        "references": [],
+    }
+    base.update(kw)
+    return ExperimentConfig(**base)  # type: ignore[arg-type]
+
+
+def test_gkd_end_to_end_with_teacher_reference(domains: dict[str, DataRef], tmp_path: Path) -> None:
+    cb = RecordingCallbacks()
+    result = run_experiment(_config(domains, references=["teacher"]), work_dir=tmp_path, callbacks=cb)
+
+    assert set(result.student) == {"night", "fog", "source"}
+    assert set(result.references) == {"teacher"}
+    assert set(result.references["teacher"]) == {"night", "fog", "source"}
+    for metrics in [*result.student.values(), *result.references["teacher"].values()]:
+        assert 0.0 <= metrics.miou <= 1.0 and len(metrics.per_class_iou) == len(CLASSES)
+    assert result.student["fog"].images == 2 and result.student["night"].images == 4
+
+    phases = [e for e in cb.events if e.startswith("phase: ")]
+    assert phases == ["phase: stage1", "phase: stage2", "phase: references", "phase: evaluating", "phase: exporting"]
+    assert {p[0] for p in cb.progress} >= {"stage1b", "stage2", "ref_teacher", "evaluating", "exporting"}
+    assert {r.stage for r in cb.metrics} >= {"stage1b", "stage2", "ref_teacher"}
+
+    # Exports: safetensors reloads from the file alone and reproduces the reported metrics.
+    assert set(result.exports) == {"student", "onnx", "model_card", "readme"}
+    again = evaluate_student(result.exports["student"], [domains["night"], domains["fog"]])
+    for name in ("night", "fog"):
+        assert again[name].miou == pytest.approx(result.student[name].miou, abs=1e-9)
+    model, meta = load_student(result.exports["student"])
+    assert meta.classes == CLASSES and meta.method == "gkd" and meta.num_classes == 4
+    x = torch.rand(3, 3, 32, 32)
+    session = ort.InferenceSession(str(result.exports["onnx"]), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], model(x).numpy(), atol=1e-4)
+    card = json.loads(result.exports["model_card"].read_text())
+    assert card["results"]["night"]["miou"] == pytest.approx(result.student["night"].miou)
+    assert "model-index" in result.exports["readme"].read_text()
+
+    # A finished experiment rerun trains nothing and returns the same results.
+    cb2 = RecordingCallbacks()
+    again_all = run_experiment(_config(domains, references=["teacher"]), work_dir=tmp_path, callbacks=cb2)
+    assert not cb2.metrics
+    assert again_all.student == result.student
+
+
+class _StopAfterStage1(RecordingCallbacks):
+    def should_stop(self) -> bool:
+        return any(e.startswith("stage1b: finished") for e in self.events)
+
+
+def test_stop_after_stage1_then_resume_does_not_rerun_stage1(domains: dict[str, DataRef], tmp_path: Path) -> None:
+    cfg = _config(domains, export_onnx=False, evaluate_source=False)
+    first = _StopAfterStage1()
+    with pytest.raises(StopRequested):
+        run_experiment(cfg, work_dir=tmp_path, callbacks=first)
+    assert {r.stage for r in first.metrics} == {"stage1b"}
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert set(state["finished"]) == {"stage1"}
+    distilled = (tmp_path / state["finished"]["stage1"]["file"]).read_bytes()
+
+    second = RecordingCallbacks()
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=second)
+    assert "stage1b" not in {r.stage for r in second.metrics}
+    assert "stage2" in {r.stage for r in second.metrics}
+    assert any("stage1: already finished" in e for e in second.events)
+    assert (tmp_path / state["finished"]["stage1"]["file"]).read_bytes() == distilled
+    assert set(result.student) == {"night", "fog"}
+
+
+@pytest.mark.parametrize("method", ["kd", "cwd", "feature_mse", "none"])
+def test_single_stage_baselines_run_through_the_same_pipeline(
+    domains: dict[str, DataRef], tmp_path: Path, method: str
+) -> None:
+    stage2 = Stage2Config(steps=1, batch_size=2, crop_size=32, head="linear", head_channels=8, checkpoint_every=1)
+    cfg = _config(
+        domains,
+        method,
+        stage2=stage2,
+        export_onnx=False,
+        evaluate_source=False,
+        finetune=True,
+        targets=[domains["fog"]],
+    )
+    cb = RecordingCallbacks()
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+    assert set(result.student) == {"fog"}
+    names = {r.name for r in cb.metrics if r.stage == "stage2"}
+    expected = {"kd": "kd", "cwd": "cwd", "feature_mse": "feature_mse", "none": "ce"}[method]
+    assert expected in names
+    if method in ("kd", "cwd"):  # the teacher's own head was trained on the source first
+        assert "ref_teacher" in {r.stage for r in cb.metrics}
+    assert "phase: stage1" not in cb.events
+
+
+def test_config_errors_are_specific(domains: dict[str, DataRef]) -> None:
+    with pytest.raises(ConfigError, match="unknown method 'distill'"):
+        _config(domains, "distill")
+    with pytest.raises(ConfigError, match="unknown references"):
+        _config(domains, references=["oracle"])
+    with pytest.raises(ConfigError, match="crop_size=64"):
+        _config(domains, stage2=Stage2Config(steps=1, crop_size=64))
+    with pytest.raises(ConfigError, match="at least one target"):
+        _config(domains, targets=[])
