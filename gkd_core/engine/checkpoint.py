@@ -242,28 +242,41 @@ def _prune(directory: Path, stage: str, keep_last: int) -> None:
     for _, old in _stage_checkpoints(directory, stage)[:-keep_last]:
         with contextlib.suppress(OSError):
             old.unlink()
+    # Temp files of writes killed half-way (this stage only; the current write is already renamed).
+    for stale in directory.glob(f".{stage}-step*.pt.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def latest_checkpoint(directory: Path, stage: str) -> Path | None:
     """The newest complete checkpoint of ``stage`` in ``directory``, or None when there is none.
 
-    The manifest is trusted when the file it names exists with the recorded size; otherwise the
-    highest-step file with a final name is used (final names only ever appear through an atomic
-    rename, so such a file was completely written).
+    Files with a final name only ever appear through an atomic rename of a fully written, fsynced
+    temp file, so the highest-step one is complete, even when a crash came between the rename and
+    the manifest update. The manifest records each file's size, which catches later damage.
+
+    Raises:
+        CheckpointError: the newest file is shorter or longer than its manifest says (truncated or
+            overwritten outside gkd_core); the message names it.
     """
     directory = Path(directory)
-    manifest = manifest_path(directory, stage)
-    if manifest.is_file():
-        try:
-            info = json.loads(manifest.read_text())
-            candidate = directory / str(info["file"])
-            if candidate.is_file() and candidate.stat().st_size == int(info["size"]):
-                return candidate
-            _logger.warning("manifest %s names %s, which is missing or has another size", manifest, candidate)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            _logger.warning("ignoring unreadable checkpoint manifest %s: %s", manifest, exc)
     found = _stage_checkpoints(directory, stage)
-    return found[-1][1] if found else None
+    if not found:
+        return None
+    newest = found[-1][1]
+    manifest = manifest_path(directory, stage)
+    try:
+        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        recorded = int(info["size"]) if info.get("file") == newest.name else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        _logger.warning("ignoring unreadable checkpoint manifest %s: %s", manifest, exc)
+        recorded = None
+    if recorded is not None and newest.stat().st_size != recorded:
+        raise CheckpointError(
+            f"checkpoint {newest} has {newest.stat().st_size} bytes but was written with {recorded}: "
+            "it is truncated or damaged; delete it to resume from an older checkpoint"
+        )
+    return newest
 
 
 def load_checkpoint(path: Path, *, require: Iterable[str] = REQUIRED_KEYS) -> dict[str, Any]:

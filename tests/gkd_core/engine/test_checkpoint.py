@@ -141,8 +141,20 @@ def test_latest_ignores_stray_temp_files_and_a_stale_manifest(tmp_path: Path) ->
     manifest = tmp_path / "stage1.latest.json"
     manifest.write_text(json.dumps({"file": "stage1-step00000099.pt", "size": 1}))
     assert latest_checkpoint(tmp_path, "stage1") == tmp_path / "stage1-step00000003.pt"
+    manifest.write_text(json.dumps({"file": "stage1-step00000003.pt", "size": 1}))
+    with pytest.raises(CheckpointError, match=r"stage1-step00000003\.pt has \d+ bytes"):
+        latest_checkpoint(tmp_path, "stage1")
     manifest.write_text("{broken")
     assert latest_checkpoint(tmp_path, "stage1") == tmp_path / "stage1-step00000003.pt"
+    _save(tmp_path, step=4)
+    assert not list(tmp_path.glob("*.tmp"))  # the stray temp file was cleaned up
+
+
+def test_file_renamed_before_a_crash_beats_the_manifest(tmp_path: Path) -> None:
+    path, _ = _save(tmp_path, step=3)
+    newer = tmp_path / "stage1-step00000005.pt"
+    newer.write_bytes(path.read_bytes())  # as if killed between the rename and the manifest write
+    assert latest_checkpoint(tmp_path, "stage1") == newer
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path: Path) -> None:

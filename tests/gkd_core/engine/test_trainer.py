@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +200,33 @@ def test_exhausted_batch_source_is_a_clear_error() -> None:
     one = [next(batches(0))]
     with pytest.raises(ConfigError, match="ran out at step 1"):
         fit(task, optimizer, scheduler, lambda start: iter(one[start:]), steps=2, stage="s", checkpoint_dir=None)
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.gkd_core.engine.test_trainer import _fit
+from gkd_core.engine import RecordingCallbacks
+
+class KillAfterCheckpoint(RecordingCallbacks):
+    def on_checkpoint(self, path, stage, step):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+_fit(Path({ckpt!r}), KillAfterCheckpoint(), checkpoint_every=2)
+"""
+
+
+def test_process_killed_after_a_checkpoint_resumes_exactly(tmp_path: Path, reference: Any) -> None:
+    ref_losses, ref_weights = reference
+    root = str(Path(__file__).resolve().parents[3])
+    code = _KILLED_RUN.format(root=root, ckpt=str(tmp_path))
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    again = RecordingCallbacks()
+    task, result = _fit(tmp_path, again, init_seed=3, checkpoint_every=2)
+    assert result.resumed_from == 4
+    assert again.values("loss") == {s: ref_losses[s] for s in range(5, STEPS + 1)}
+    _assert_same_weights(task.state_dict(), ref_weights)
