@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# API image (also runs the one-shot `migrate` step): FastAPI + service layer. No torch, no CUDA:
+# the API enqueues jobs by task name and never imports gkd_core.
+# Build from the repository root: docker build -f docker/api.Dockerfile .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them. The API's own set (no ML stack),
+# still under the project's constraints file.
+COPY constraints.txt docker/api-requirements.txt /tmp/deps/
+RUN pip install -c /tmp/deps/constraints.txt -r /tmp/deps/api-requirements.txt
+
+# Then the code. --no-deps: pyproject's full dependency list would pull torch back in.
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY service ./service
+COPY client ./client
+COPY migrations ./migrations
+COPY docker/prestart.sh ./docker/prestart.sh
+RUN pip install --no-deps . \
+    && python -c "import api.main, service.storage, migrations" \
+    && ! python -c "import torch" 2>/dev/null \
+    && useradd --create-home --uid 10001 gkd
+
+USER gkd
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=5 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -1,0 +1,209 @@
+"""docker-compose.yml and docker/ agree with the code: Docker does not run here, so read them.
+
+Checks that compose's services, health checks, ports and GKD_* variables match what
+service.settings.Settings reads, that the compose environment actually builds production
+Settings, and that the API image's dependency set keeps torch out while staying in step with
+pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+ML_ONLY = {"torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript", "numpy", "pillow"}
+SECRETS = {"GKD_S3_ACCESS_KEY", "GKD_S3_SECRET_KEY", "GKD_SECRET_KEY", "POSTGRES_PASSWORD"}
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise KeyError(f"{name}: {arg}")
+        return arg if op == ":-" else ""
+
+    return _VAR.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def requirement_name(line: str) -> str:
+    return re.split(r"[\[<>=!~; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def settings_env_names() -> set[str]:
+    prefix = Settings.model_config.get("env_prefix", "")
+    return {f"{prefix}{name}".upper() for name in Settings.model_fields}
+
+
+def test_services_present(services: dict[str, Any]) -> None:
+    assert set(services) == {"postgres", "redis", "minio", "migrate", "api", "worker"}
+
+
+def test_long_running_services_have_health_checks(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if name == "migrate":
+            assert service.get("restart") == "no", "migrate is one-shot"
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
+
+
+def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            expected = "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            assert rule == {"condition": expected}, f"{name} -> {dependency}: {rule}"
+    assert set(services["api"]["depends_on"]) >= {"migrate", "redis"}
+    assert set(services["worker"]["depends_on"]) >= {"migrate", "redis"}
+    assert set(services["migrate"]["depends_on"]) >= {"postgres"}
+
+
+def test_gkd_variables_are_settings_fields(services: dict[str, Any]) -> None:
+    known = settings_env_names()
+    for name, service in services.items():
+        env = service.get("environment", {})
+        assert isinstance(env, dict), f"{name}: use the mapping form for environment"
+        unknown = {key for key in env if key.startswith("GKD_")} - known
+        assert not unknown, f"{name} sets {sorted(unknown)}, which Settings does not read"
+    required = {
+        "GKD_MODE",
+        "GKD_DATABASE_URL",
+        "GKD_BROKER_URL",
+        "GKD_STORAGE_URL",
+        "GKD_S3_ENDPOINT_URL",
+        "GKD_S3_ACCESS_KEY",
+        "GKD_S3_SECRET_KEY",
+        "GKD_QUEUES",
+    }
+    assert required <= known, f"Settings lost fields compose relies on: {sorted(required - known)}"
+    for name in ("migrate", "api", "worker"):
+        missing = required - set(services[name]["environment"])
+        assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_secrets_are_required_not_defaulted(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for key, value in service.get("environment", {}).items():
+            for match in _VAR.finditer(str(value)):
+                if match["name"] in SECRETS:
+                    assert match["op"] == ":?", f"{name}.{key}: secret {match['name']} must use ${{VAR:?...}}"
+            if key in SECRETS | {"MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"}:
+                assert str(value).startswith("${"), f"{name}.{key} is hard-coded"
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(services["api"]["environment"]["GKD_DATABASE_URL"], {})
+
+
+@pytest.mark.parametrize("service_name", ["migrate", "api", "worker"])
+def test_compose_environment_builds_production_settings(
+    services: dict[str, Any], service_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host_env = {name: f"{name.lower()}-0123456789abcdef" for name in SECRETS}
+    for key in list(os.environ):
+        if key.startswith("GKD_"):
+            monkeypatch.delenv(key)
+    for key, value in services[service_name]["environment"].items():
+        monkeypatch.setenv(key, interpolate(str(value), host_env))
+    settings = Settings()
+    assert settings.mode == "production"
+    assert settings.queues == ["gpu"]
+    assert [str(root) for root in settings.allowed_roots] == ["/datasets"]
+    database = urlsplit(settings.resolved_database_url)
+    assert database.scheme.startswith("postgresql") and database.hostname == "postgres"
+    assert database.password == host_env["POSTGRES_PASSWORD"]
+    assert urlsplit(settings.resolved_broker_url).hostname == "redis"
+    assert settings.resolved_storage_url == "s3://gkd-artifacts/artifacts"
+    endpoint = urlsplit(settings.s3_endpoint_url or "")
+    assert endpoint.hostname == "minio"
+    minio_ports = {str(port).split(":")[-1] for port in services["minio"]["ports"]}
+    assert str(endpoint.port) in minio_ports
+    assert "--address" in services["minio"]["command"]
+    assert services["minio"]["command"][services["minio"]["command"].index("--address") + 1] == f":{endpoint.port}"
+    minio_env = services["minio"]["environment"]
+    assert interpolate(minio_env["MINIO_ROOT_USER"], host_env) == settings.s3_access_key
+    assert interpolate(minio_env["MINIO_ROOT_PASSWORD"], host_env) == settings.s3_secret_key
+
+
+def test_api_port_matches_image_command_and_health_check(services: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    cmd = re.search(r"^CMD \[(.*)\]$", dockerfile, re.MULTILINE)
+    assert cmd, "api.Dockerfile has no exec-form CMD"
+    args = [part.strip().strip('"') for part in cmd.group(1).split(",")]
+    port = args[args.index("--port") + 1]
+    assert args[:2] == ["uvicorn", "api.main:create_app"] and "--factory" in args
+    published = [interpolate(str(p), {}) for p in services["api"]["ports"]]
+    assert published == [f"8000:{port}"]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+
+
+def test_worker_reserves_a_gpu(services: dict[str, Any]) -> None:
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any("gpu" in device["capabilities"] and device["driver"] == "nvidia" for device in devices)
+
+
+def test_build_files_exist(services: dict[str, Any]) -> None:
+    for name in ("migrate", "api", "worker"):
+        build = services[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    prestart = ROOT / "docker" / "prestart.sh"
+    assert services["migrate"]["command"] == ["bash", "docker/prestart.sh"]
+    assert prestart.is_file() and os.access(prestart, os.X_OK)
+    assert "alembic -c migrations/alembic.ini upgrade head" in prestart.read_text()
+    assert (ROOT / "migrations" / "alembic.ini").is_file()
+
+
+def test_api_image_has_no_ml_stack_and_follows_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {requirement_name(line): line for line in project["dependencies"]}
+    lines = [
+        line.strip()
+        for line in (ROOT / "docker" / "api-requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    api = {requirement_name(line): line for line in lines}
+    assert not set(api) & ML_ONLY, f"API image would install {sorted(set(api) & ML_ONLY)}"
+    assert set(api) == set(runtime) - ML_ONLY, "api-requirements.txt drifted from pyproject dependencies"
+    for name, line in api.items():
+        assert line == runtime[name], f"{name}: api-requirements says {line!r}, pyproject {runtime[name]!r}"
+    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    assert "-c /tmp/deps/constraints.txt -r /tmp/deps/api-requirements.txt" in dockerfile
+    assert "pip install --no-deps ." in dockerfile, "installing the project with deps would pull torch"
+    assert '! python -c "import torch"' in dockerfile
+    assert "nvidia/cuda" not in dockerfile
+
+
+def test_worker_image_pins_cuda_torch_and_timm() -> None:
+    dockerfile = (ROOT / "docker" / "worker.Dockerfile").read_text()
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:\S+", dockerfile, re.MULTILINE)
+    assert re.search(r"pip install -c /tmp/deps/constraints.txt --index-url \S+ torch torchvision", dockerfile)
+    assert "pip install -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt" in dockerfile
+    assert "import torch, gkd_core, timm" in dockerfile
+    constraints = (ROOT / "constraints.txt").read_text()
+    assert re.search(r"^torch==\S+$", constraints, re.MULTILINE), "torch must be pinned for the worker image"
