@@ -1,0 +1,264 @@
+"""GKD stage 1: label-free representation distillation (Lv et al., CVPR 2026, Sec. 3.1-3.2).
+
+Per step the frozen teacher sees the unmasked images and gives final-normed tokens (t, T). The
+student is run on a clean view and on a masked view (shared weights): the first
+``mask_probability`` of the batch has ``mask_ratio`` of its patch embeddings replaced by one
+learnable mask token before position embeddings. Three heads map student tokens to the teacher
+space (QSD for GKD, LayerNorm + Linear for Proteus)::
+
+    L_cls  = MSE(head_cls(s_cls), t)
+    L_feat = MSE([head_cls(s_cls); QSD_feat(S_clean, T)], [t; T])      # CLS row first
+    L_mask = MSE(QSD_mask(S_masked, T), T)                               # all positions (or masked only)
+    L      = w_cls L_cls + w_feat L_feat + w_mask L_mask
+
+Stage 1 runs as an optional proxy step (1a) then the source step (1b); each starts with fresh heads
+and a fresh optimizer, and only the student backbone's weights carry over.
+
+Efficiency: the unmasked images of the masked view are exactly their clean view when the student
+has no stochastic layers (no dropout / drop path), so only the masked images are run a second time,
+batched together with the clean view in one forward. With stochastic layers both views are run in full.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gkd_core.config import Stage1Config
+from gkd_core.engine import BatchSource, Callbacks, FitResult, adamw_cosine, fit
+from gkd_core.errors import ConfigError
+from gkd_core.losses.qsd import ProjectionHead, build_token_head
+from gkd_core.models.backbone import Backbone, TokenOutput
+from gkd_core.models.teacher import Teacher
+
+_logger = logging.getLogger(__name__)
+
+STAGE1A = "stage1a"
+STAGE1B = "stage1b"
+
+
+def _has_stochastic_layers(module: nn.Module) -> bool:
+    """True when a forward in train mode is random (dropout or drop path with p > 0)."""
+    for sub in module.modules():
+        p = getattr(sub, "drop_prob", None) if "DropPath" in type(sub).__name__ else None
+        if isinstance(sub, nn.modules.dropout._DropoutNd):
+            p = sub.p
+        if p:
+            return True
+    return False
+
+
+def make_patch_mask(
+    batch: int, num_patches: int, mask_probability: float, mask_ratio: float, device: torch.device
+) -> torch.Tensor:
+    """Bool B x N mask: the first ``floor(B * probability)`` images get ``floor(N * ratio)`` random positions.
+
+    Positions are chosen uniformly at random without replacement per image (global torch RNG, so
+    checkpoints that save RNG states resume the same masks).
+    """
+    mask = torch.zeros(batch, num_patches, dtype=torch.bool, device=device)
+    rows = int(batch * mask_probability)
+    count = int(num_patches * mask_ratio)
+    if rows and count:
+        order = torch.rand(rows, num_patches, device=device).argsort(dim=1)
+        mask[:rows].scatter_(1, order[:, :count], True)
+    return mask
+
+
+class Stage1Task(nn.Module):
+    """The stage-1 training task: ``forward(batch) -> {"loss", "loss_cls", "loss_feat", "loss_mask"}``.
+
+    Trainable parameters are the student's and the three heads'; the teacher is frozen.
+
+    Args:
+        student: the student backbone (a ViT unless ``cfg.mask_probability == 0``).
+        teacher: the frozen teacher, already aligned to the student (see ``align_teacher_to_student``).
+        cfg: stage-1 options (head kind, masking, loss weights, mask-loss positions).
+    """
+
+    def __init__(self, student: Backbone, teacher: Teacher, cfg: Stage1Config) -> None:
+        super().__init__()
+        if cfg.mask_probability > 0 and cfg.mask_ratio > 0 and not student.supports_masking:
+            raise ConfigError(
+                f"student {student.name!r} cannot take a masked view (not a ViT); "
+                "set Stage1Config.mask_probability=0 to train it without the masked view"
+            )
+        self.student = student
+        self.teacher = teacher
+        self.cfg = cfg
+        cs, ct = student.embed_dim, teacher.embed_dim
+        self.heads = nn.ModuleDict(
+            {
+                "cls": ProjectionHead(cs, ct),
+                "feat": build_token_head(cfg.head, cs, ct),
+                "mask": build_token_head(cfg.head, cs, ct),
+            }
+        )
+        self._exact_reuse = not _has_stochastic_layers(student)
+
+    def _student_views(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[TokenOutput, torch.Tensor]:
+        """Clean-view tokens and masked-view patch tokens (B x N x C) of the student."""
+        rows = int(mask.any(dim=1).sum())
+        if rows == 0:
+            clean = self.student.forward_tokens(images)
+            return clean, clean.patches
+        batch = images.shape[0]
+        if self._exact_reuse:
+            # One forward over [clean batch; masked images]: the unmasked rest of the masked view is its clean view.
+            both = self.student.forward_tokens(
+                torch.cat([images, images[:rows]]), torch.cat([torch.zeros_like(mask), mask[:rows]])
+            )
+            clean = TokenOutput(both.cls[:batch], both.patches[:batch], both.grid)
+            masked = torch.cat([both.patches[batch:], clean.patches[rows:]])
+            return clean, masked
+        clean = self.student.forward_tokens(images)
+        return clean, self.student.forward_tokens(images, mask).patches
+
+    def forward(self, batch: Mapping[str, Any] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Compute the stage-1 losses for a batch of float [0, 1] images (``batch["image"]``)."""
+        images = batch["image"] if isinstance(batch, Mapping) else batch
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError("stage 1 expects batches with 'image': float B x 3 x H x W in [0, 1]")
+        grid = self.student.grid_for(int(images.shape[-2]), int(images.shape[-1]))
+        target = self.teacher(images, grid=grid)
+        t_cls, t_patches = target.cls, target.patches
+        mask = make_patch_mask(
+            images.shape[0], grid[0] * grid[1], self.cfg.mask_probability, self.cfg.mask_ratio, images.device
+        )
+        clean, masked_patches = self._student_views(images, mask)
+
+        pred_cls = self.heads["cls"](clean.cls).float()
+        pred_feat = self.heads["feat"](clean.patches, t_patches).float()
+        pred_mask = self.heads["mask"](masked_patches, t_patches).float()
+
+        loss_cls = F.mse_loss(pred_cls, t_cls)
+        loss_feat = F.mse_loss(
+            torch.cat([pred_cls.unsqueeze(1), pred_feat], dim=1), torch.cat([t_cls.unsqueeze(1), t_patches], dim=1)
+        )
+        if self.cfg.mask_loss_on == "all":
+            loss_mask = F.mse_loss(pred_mask, t_patches)
+        elif bool(mask.any()):
+            loss_mask = (pred_mask - t_patches).pow(2).mean(dim=-1)[mask].mean()
+        else:
+            loss_mask = pred_mask.sum() * 0.0  # keeps the graph connected when nothing was masked
+        loss = (
+            self.cfg.weight("cls") * loss_cls
+            + self.cfg.weight("feat") * loss_feat
+            + self.cfg.weight("mask") * loss_mask
+        )
+        return {
+            "loss": loss,
+            "loss_cls": loss_cls.detach(),
+            "loss_feat": loss_feat.detach(),
+            "loss_mask": loss_mask.detach(),
+        }
+
+
+BatchesLike = BatchSource | Callable[[int], Iterator[Any]] | Iterable[Any]
+
+
+def as_batch_source(batches: BatchesLike) -> BatchSource:
+    """A step-indexed batch source; plain iterables are cycled and skipped to the start step.
+
+    Pass ``gkd_core.engine.StepBatches`` (or another callable) for exact resumes; a plain iterable
+    is re-iterated from its beginning on resume, which is exact only when it is deterministic.
+    """
+    if callable(batches):
+        return cast(BatchSource, batches)
+    items = batches
+
+    def source(start_step: int) -> Iterator[Any]:
+        return itertools.islice(itertools.cycle(items), start_step, None)
+
+    return source
+
+
+@dataclass
+class Stage1Result:
+    """What stage 1 hands on: the distilled student and each step's fit result."""
+
+    student: Backbone
+    alignment: str
+    results: dict[str, FitResult] = field(default_factory=dict)
+
+
+def run_stage1(
+    student: Backbone,
+    teacher: Teacher,
+    cfg: Stage1Config,
+    *,
+    source: BatchesLike,
+    proxy: BatchesLike | None = None,
+    work_dir: Path | None = None,
+    callbacks: Callbacks | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+) -> Stage1Result:
+    """Run stage 1: the optional proxy step 1a, then the source step 1b.
+
+    Each step builds a fresh :class:`Stage1Task` (fresh heads) and a fresh AdamW + cosine schedule
+    (lr ``cfg.effective_lr``, to ``cfg.min_lr``, no warmup); only the student's weights carry over.
+    Checkpoints go to ``work_dir`` (teacher excluded); a finished step is not rerun on resume.
+
+    Args:
+        student: the student backbone (trained in place).
+        teacher: the frozen teacher, aligned to the student.
+        cfg: stage-1 options; ``cfg.steps`` for 1b, ``cfg.proxy_steps`` (default ``cfg.steps``) for 1a.
+        source: batches of source-domain images (``{"image": B x 3 x H x W}``), step-indexed or iterable.
+        proxy: batches of proxy images for step 1a, or None to skip it.
+        work_dir: checkpoint directory (None: no checkpoints, no resume).
+        callbacks: metrics, progress, events, checkpoint and stop hooks.
+        device: where to train.
+        precision: "fp32" or "bf16" autocast for the student (the teacher follows ``cfg.teacher_precision``).
+        seed: seeds every RNG at a fresh start of each step (1b uses ``seed + 1``).
+
+    Raises:
+        gkd_core.engine.StopRequested: the callbacks asked to stop (a checkpoint was saved).
+    """
+    callbacks = callbacks or Callbacks()
+    if student.img_size != cfg.image_size:
+        raise ConfigError(
+            f"Stage1Config.image_size={cfg.image_size} differs from the student's img_size={student.img_size}; "
+            "build the student (and align the teacher) at the stage-1 resolution"
+        )
+    teacher.precision = cfg.teacher_precision
+    callbacks.on_event(f"stage 1 token grids: {teacher.alignment}")
+    plan: list[tuple[str, BatchesLike, int, int]] = []
+    if proxy is not None:
+        plan.append((STAGE1A, proxy, cfg.proxy_steps or cfg.steps, seed))
+    plan.append((STAGE1B, source, cfg.steps, seed + 1))
+    result = Stage1Result(student=student, alignment=teacher.alignment)
+    for stage, batches, steps, stage_seed in plan:
+        torch.manual_seed(stage_seed)  # fresh heads are initialised reproducibly
+        task = Stage1Task(student, teacher, cfg)
+        optimizer, scheduler = adamw_cosine(
+            task, cfg.effective_lr, cfg.weight_decay, steps=steps, min_lr=cfg.min_lr, warmup=0
+        )
+        callbacks.on_event(f"{stage}: {steps} steps, lr {cfg.effective_lr:.3g}, heads {cfg.head}")
+        result.results[stage] = fit(
+            task,
+            optimizer,
+            scheduler,
+            as_batch_source(batches),
+            steps=steps,
+            stage=stage,
+            checkpoint_dir=work_dir,
+            callbacks=callbacks,
+            checkpoint_every=cfg.checkpoint_every,
+            device=device,
+            precision=precision,
+            seed=stage_seed,
+            config={"stage1": asdict(cfg), "student": student.name, "teacher": teacher.backbone.name},
+            exclude_prefixes=("teacher.",),
+        )
+    student.eval()
+    return result
