@@ -33,9 +33,8 @@ class FrozenModel(nn.Module):
         self.model = model
 
     def train(self, mode: bool = True) -> FrozenModel:
-        super().train(mode)
-        self.model.eval()
-        return self
+        """Stay in eval mode whatever the enclosing task asks for (BatchNorm/dropout stay fixed)."""
+        return super().train(False)
 
     @torch.no_grad()
     def forward(self, *args: Any, **kwargs: Any) -> Any:
