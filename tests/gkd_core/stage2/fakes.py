@@ -11,6 +11,8 @@ from torch import Tensor, nn
 class TinyLevelBackbone(nn.Module):
     """Patch-8 conv stem plus ``depth`` residual 1x1 blocks; ``forward_levels`` returns one map per index."""
 
+    mean: Tensor
+
     def __init__(self, embed_dim: int = 16, depth: int = 4, patch_size: int = 8) -> None:
         super().__init__()
         self.embed_dim = embed_dim

@@ -14,6 +14,7 @@ from gkd_core.models.backbone import build_backbone
 from gkd_core.models.teacher import build_teacher
 from gkd_core.stages.baselines import FeatureMSETask, FrozenModel, LogitDistillTask
 from gkd_core.stages.stage2 import (
+    SegmentationModel,
     SegmentationTask,
     Stage2Config,
     build_segmentation_model,
@@ -32,7 +33,7 @@ def _batch(seed: int = 0, size: int = 32) -> dict[str, torch.Tensor]:
     return {"image": torch.rand(2, 3, size, size, generator=g), "mask": mask}
 
 
-def _student(frozen: bool = False) -> torch.nn.Module:
+def _student(frozen: bool = False) -> SegmentationModel:
     torch.manual_seed(0)
     return build_segmentation_model(TinyLevelBackbone(8, 4), "linear", 3, channels=8, frozen_encoder=frozen)
 
