@@ -80,6 +80,11 @@
     return seconds + "s";
   }
 
+  function when(iso) {
+    if (!iso) return "";
+    return String(iso).replace("T", " ").replace(/\.\d+/, "").replace(/(Z|\+00:00)$/, " UTC");
+  }
+
   function duration(seconds) {
     if (seconds === null || seconds === undefined) return "-";
     const s = Math.max(0, Math.round(seconds));
@@ -331,7 +336,7 @@
         el(
           "li",
           {},
-          el("span", { class: "mono muted" }, ev.time || ev.created_at || ev.at || ""),
+          el("span", { class: "mono muted" }, when(ev.time || ev.created_at || ev.at)),
           " ",
           el("strong", {}, ev.type || ev.kind || ""),
           ev.attempt !== undefined && ev.attempt !== null ? el("span", { class: "muted" }, " (attempt " + ev.attempt + ")") : null,
