@@ -125,6 +125,23 @@ def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
 
+def eval_frozen_submodules(task: nn.Module) -> list[str]:
+    """Put every submodule whose parameters are all frozen into eval mode; return their names.
+
+    A frozen teacher or stage-2 encoder must not update BatchNorm statistics or apply dropout
+    just because the surrounding task was put in train mode. Parameter-free modules (a task-level
+    Dropout) are left alone unless they sit inside a frozen module.
+    """
+    frozen = []
+    for name, module in task.named_modules():
+        params = list(module.parameters())
+        if name and params and not any(p.requires_grad for p in params):
+            if module.training:
+                frozen.append(name)
+            module.eval()
+    return frozen
+
+
 def fit(
     task: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -153,8 +170,9 @@ def fit(
 
     Args:
         task: module whose ``forward(batch)`` returns a dict with a scalar ``"loss"``; every other
-            scalar entry is logged too. It is moved to ``device`` and put in train mode (a frozen
-            teacher inside should keep itself in eval mode by overriding ``train``).
+            scalar entry is logged too. It is moved to ``device`` and put in train mode, except
+            for submodules whose parameters are all frozen (teacher, frozen encoder): those run
+            in eval mode.
         optimizer: built over the task's trainable parameters.
         scheduler: stepped once after every optimizer step (or None).
         batches: ``batches(start_step)`` yields the batches of ``start_step`` onward, the same
@@ -244,6 +262,7 @@ def fit(
 
     steps_per_epoch = getattr(batches, "steps_per_epoch", None)
     task.train()
+    eval_frozen_submodules(task)
     iterator: Iterator[Any] = iter(batches(start))
     ema: float | None = None
     last_saved: tuple[int, Path | None] | None = None

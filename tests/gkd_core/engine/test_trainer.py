@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from gkd_core.engine import Callbacks, RecordingCallbacks, StopRequested, fit, latest_checkpoint, load_checkpoint
+from gkd_core.engine import (
+    Callbacks,
+    RecordingCallbacks,
+    StopRequested,
+    adamw_cosine,
+    fit,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from gkd_core.engine.trainer import NonFiniteLossError
 from gkd_core.errors import CheckpointError, ConfigError
 
@@ -230,3 +238,16 @@ def test_process_killed_after_a_checkpoint_resumes_exactly(tmp_path: Path, refer
     assert result.resumed_from == 4
     assert again.values("loss") == {s: ref_losses[s] for s in range(5, STEPS + 1)}
     _assert_same_weights(task.state_dict(), ref_weights)
+
+
+def test_frozen_submodules_run_in_eval_mode() -> None:
+    task, _, _, batches = make_run()
+    task.conv.requires_grad_(False)
+    task.norm.requires_grad_(False)  # a frozen BatchNorm must keep its running statistics
+    assert task.norm.running_mean is not None
+    stats = task.norm.running_mean.clone()
+    optimizer, scheduler = adamw_cosine(task, lr=1e-2, steps=2)
+    fit(task, optimizer, scheduler, batches, steps=2, stage="s", checkpoint_dir=None)
+    assert torch.equal(task.norm.running_mean, stats)  # type: ignore[arg-type]
+    assert not task.norm.training and not task.conv.training
+    assert task.training and task.drop.training and task.head.training
