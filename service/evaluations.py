@@ -90,4 +90,8 @@ def finish_evaluation(
             current=current,
             requested=target.value,
         )
-    return get_evaluation(session=session, evaluation_id=evaluation_id)
+    refreshed = session.scalar(
+        select(Evaluation).where(Evaluation.id == evaluation_id).execution_options(populate_existing=True)
+    )
+    assert refreshed is not None
+    return refreshed

@@ -464,7 +464,7 @@ def finish(
         session=session,
         job_id=job_id,
         to=target,
-        expected_from=[JobStatus.RUNNING, JobStatus.CANCELLING],
+        expected_from=[s for s in (JobStatus.RUNNING, JobStatus.CANCELLING) if target in ALLOWED_TRANSITIONS[s]],
         message=message,
         values=values,
     )

@@ -27,6 +27,8 @@ def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: S
     teacher, student = metas["teacher"], metas["student"]
     if teacher is not None and student is not None:
         _check_pair(spec, teacher, student, errors)
+    if student is not None:
+        _check_sizes(spec, student, errors)
     for role in ("teacher", "student"):
         _check_weights(session, team_id, role, getattr(spec, role), settings, errors)
     for field, ref in spec.datasets():
@@ -99,6 +101,9 @@ def _check_pair(spec: JobSpec, teacher: zoo.ModelMeta, student: zoo.ModelMeta, e
                 "use a ViT teacher (e.g. vit_base_patch14_dinov2) or method kd, cwd or feature_mse",
             )
         )
+
+
+def _check_sizes(spec: JobSpec, student: zoo.ModelMeta, errors: list[dict[str, Any]]) -> None:
     patch = spec.student.overrides.get("patch_size", student.patch_size)
     if student.kind == "vit" and isinstance(patch, int) and patch > 0:
         for field, size in (("stage1.image_size", spec.stage1.image_size), ("stage2.crop_size", spec.stage2.crop_size)):
