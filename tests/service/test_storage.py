@@ -259,7 +259,7 @@ def test_presigned_url_downloads_then_expires(seaweed_s3: SeaweedS3) -> None:
         store.presigned_url("jobs/j/artifacts/student.onnx", expires_s=0)
 
 
-def test_wrong_secret_is_refused(seaweed_s3: SeaweedS3) -> None:
+def test_wrong_secret_is_refused(seaweed_s3: SeaweedS3, tmp_path: Path) -> None:
     good = make_s3_store(seaweed_s3)
     good.put_bytes("x", b"x")
     bad = S3Store(
@@ -273,6 +273,9 @@ def test_wrong_secret_is_refused(seaweed_s3: SeaweedS3) -> None:
         bad.get_bytes("x")
     with pytest.raises(StorageAuthError):
         bad.put_bytes("y", b"y")
+    (tmp_path / "y").write_bytes(b"y")
+    with pytest.raises(StorageAuthError):
+        bad.put_file("y", tmp_path / "y")  # upload_file wraps errors in S3UploadFailedError
     with pytest.raises(StorageAuthError):
         bad.check()
     assert not good.exists("y")
@@ -309,6 +312,8 @@ def test_check_fails_fast_on_a_dead_endpoint() -> None:
         store.check()
     with pytest.raises(StorageUnavailable):
         store.put_bytes("k", b"v")
+    with pytest.raises(StorageUnavailable):
+        store.get_file("k", Path("/nonexistent-dir/never-written"))
     assert time.monotonic() - start < 5.0
 
 
