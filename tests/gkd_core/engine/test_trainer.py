@@ -248,6 +248,6 @@ def test_frozen_submodules_run_in_eval_mode() -> None:
     stats = task.norm.running_mean.clone()
     optimizer, scheduler = adamw_cosine(task, lr=1e-2, steps=2)
     fit(task, optimizer, scheduler, batches, steps=2, stage="s", checkpoint_dir=None)
-    assert torch.equal(task.norm.running_mean, stats)  # type: ignore[arg-type]
+    assert torch.equal(task.norm.running_mean, stats)
     assert not task.norm.training and not task.conv.training
     assert task.training and task.drop.training and task.head.training
