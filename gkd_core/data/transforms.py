@@ -34,7 +34,7 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of an HxW integer mask (values are copied, never blended)."""
     if tuple(mask.shape[-2:]) == size:
         return mask
-    return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(mask.dtype)
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(mask.dtype)
 
 
 def photometric_distortion(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Transforms: shapes, value ranges, nearest-neighbour masks, and determinism from a generator."""
+
+from __future__ import annotations
+
+import torch
+
+from gkd_core.data import SegEvalTransform, SegTrainTransform, Stage1Transform, photometric_distortion
+from gkd_core.data._color import hsv_to_rgb, rgb_to_hsv
+from gkd_core.data.randaugment import OPS, RandAugment
+from gkd_core.data.transforms import resize_mask
+
+
+def _pair(h: int = 40, w: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, h, w, generator=g)
+    mask = torch.randint(0, 5, (h, w), generator=g)
+    mask[:4] = 255
+    return image, mask
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_resize_mask_is_nearest_and_exact() -> None:
+    mask = torch.tensor([[0, 7], [200, 255]])
+    up = resize_mask(mask, (4, 4))
+    assert up.tolist() == [[0, 0, 7, 7], [0, 0, 7, 7], [200, 200, 255, 255], [200, 200, 255, 255]]
+    _, m = _pair()
+    down = resize_mask(m, (13, 17))
+    assert set(down.unique().tolist()) <= set(m.unique().tolist()) and down.dtype == torch.int64
+
+
+def test_seg_train_transform_shapes_values_and_padding() -> None:
+    image, mask = _pair()
+    values = set(mask.unique().tolist())
+    t = SegTrainTransform(crop=32, scale=(0.5, 2.0))
+    for seed in range(20):
+        img, m = t(image, mask, generator=_gen(seed))
+        assert img.shape == (3, 32, 32) and m.shape == (32, 32) and m.dtype == torch.int64
+        assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
+        assert set(m.unique().tolist()) <= values  # nearest resize + ignore padding never invent labels
+    small = SegTrainTransform(crop=(64, 80), scale=(0.5, 0.5), photometric=False, flip=False)
+    img, m = small(image, mask, generator=_gen(1))
+    assert img.shape == (3, 64, 80) and (m[20:, :] == 255).all() and (img[:, 20:, :] == 0).all()
+
+
+def test_seg_train_transform_keeps_image_and_mask_aligned() -> None:
+    # The image encodes its own mask: any misalignment between them shows up as a mismatch.
+    mask = torch.zeros(40, 56, dtype=torch.int64)
+    mask[:, 28:] = 1
+    mask[10:20, :] = 2
+    image = torch.stack([mask.float() / 2.0] * 3)
+    t = SegTrainTransform(crop=24, scale=(1.0, 2.0), photometric=False)
+    for seed in range(10):
+        img, m = t(image, mask, generator=_gen(seed))
+        # interior pixels (away from label edges, where bilinear blends) must agree with the mask
+        interior = (torch.nn.functional.max_pool2d(m[None, None].float(), 3, 1, 1)[0, 0]
+                    == -torch.nn.functional.max_pool2d(-m[None, None].float(), 3, 1, 1)[0, 0])
+        interior[[0, -1], :] = False  # a label edge just outside the crop is invisible in m
+        interior[:, [0, -1]] = False
+        assert torch.allclose(img[0][interior], m[interior].float() / 2.0, atol=1e-4)
+
+
+def test_seg_train_transform_is_deterministic_given_a_generator() -> None:
+    image, mask = _pair()
+    t = SegTrainTransform(crop=24)
+    a, b, c = t(image, mask, generator=_gen(5)), t(image, mask, generator=_gen(5)), t(image, mask, generator=_gen(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_seg_eval_transform() -> None:
+    image, mask = _pair(40, 60)
+    assert SegEvalTransform()(image, mask)[0] is image
+    img, m = SegEvalTransform(20)(image, mask)
+    assert img.shape == (3, 20, 30) and m.shape == (20, 30)
+    img, m = SegEvalTransform((16, 16), resize_mask=False)(image, mask)
+    assert img.shape == (3, 16, 16) and m.shape == (40, 60)
+
+
+def test_photometric_distortion_stays_in_range() -> None:
+    image, _ = _pair()
+    for seed in range(10):
+        out = photometric_distortion(image, _gen(seed))
+        assert out.shape == image.shape and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_hsv_round_trip() -> None:
+    image, _ = _pair()
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(image)), image, atol=1e-5)
+
+
+def test_stage1_transform() -> None:
+    image, _ = _pair(48, 64)
+    t = Stage1Transform(32)
+    outs = [t(image, generator=_gen(s)) for s in range(12)]
+    assert all(o.shape == (3, 32, 32) and float(o.min()) >= 0.0 and float(o.max()) <= 1.0 for o in outs)
+    assert torch.equal(t(image, generator=_gen(3)), outs[3])
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_randaugment_every_op_runs_at_m9() -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (24, 24), (90, 140, 200))
+    for name, op in OPS.items():
+        out = op(img, 9.0, _gen(0))
+        assert out.size == (24, 24) and out.mode == "RGB", name
+    image, _ = _pair()
+    ra = RandAugment(2, 9)
+    assert torch.equal(ra.apply_tensor(image, _gen(1)), ra.apply_tensor(image, _gen(1)))
