@@ -83,9 +83,11 @@ class CeleryEnqueuer:
         enqueue_evaluation(evaluation_id, queue=queue, settings=self.settings)
 
 
-def enqueue_job(job_id: str, *, queue: str = Queue.GPU.value, settings: Settings | None = None) -> None:
-    """Send ``gkd.run_job(job_id)``; call only after the job row is committed."""
-    _sender(settings or get_settings()).send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+def enqueue_job(
+    job_id: str, *, queue: str = Queue.GPU.value, settings: Settings | None = None, countdown: float | None = None
+) -> None:
+    """Send ``gkd.run_job(job_id)``; call only after the job row is committed (``countdown``: retry delay)."""
+    _sender(settings or get_settings()).send_task(RUN_JOB_TASK, args=[job_id], queue=queue, countdown=countdown)
     _logger.info("enqueued job %s on %s", job_id, queue)
 
 

@@ -1,30 +1,62 @@
-"""The Celery app, configured once from Settings with the policy every GKD task shares."""
+"""The Celery app, configured once from Settings with the policy every GKD task shares.
+
+``celery -A worker.celery_app:app worker`` runs a worker; each worker process also runs the
+sweeper thread that recovers jobs of lost workers.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
-from service.queue import Queue
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from service.queue import celery_config
 from service.settings import Settings, get_settings
+
+_logger = logging.getLogger(__name__)
+SQLA_POLLING_INTERVAL_S = 0.05  # embedded broker: a job starts within a second (default polling is 1 s)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     """Build a Celery app: late acks, one message at a time, JSON only, one queue per GPU kind."""
     settings = settings or get_settings()
-    app = Celery("gkd", broker=settings.resolved_broker_url)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=True,
-        task_default_queue=Queue.GPU.value,
-        broker_connection_retry_on_startup=True,
-        # Longer than any stage: a job that runs for hours must not be redelivered while alive.
-        broker_transport_options={"visibility_timeout": 48 * 3600}
-        if settings.resolved_broker_url.startswith("redis")
-        else {},
-    )
+    app = Celery("gkd")
+    app.conf.update(celery_config(settings))
+    app.conf.update(include=["worker.tasks"], worker_hijack_root_logger=False)
+    if settings.resolved_broker_url.startswith("sqla+"):
+        # Set on the transport class: broker_transport_options would be passed to create_engine.
+        from kombu.transport import sqlalchemy as sqla_transport
+
+        sqla_transport.Transport.polling_interval = SQLA_POLLING_INTERVAL_S
     return app
+
+
+app = create_celery()
+_sweeper: Any = None
+
+
+@worker_process_init.connect
+def _fresh_context(**_: Any) -> None:
+    """Forked pool processes must not share the parent's database connections."""
+    from worker.context import set_context
+
+    set_context(None)
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    global _sweeper
+    from worker.context import get_context
+    from worker.sweeper import Sweeper
+
+    settings = get_settings()
+    _sweeper = Sweeper(get_context(), interval_s=max(1.0, settings.heartbeat_stale_s / 4)).start()
+    _logger.info("sweeper started")
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()

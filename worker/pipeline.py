@@ -1,0 +1,212 @@
+"""Run one stored job through gkd_core: the one place where the service meets the ML library.
+
+The database is the source of truth. A task claims the job with a compare-and-set (a redelivered
+message for a running or finished job does nothing), pulls the resume state of earlier attempts
+from storage, runs the experiment with callbacks that write progress to the database and push
+checkpoints to storage, then uploads the exports as artifacts and ends the job. Failures are told
+apart: bad input found late fails with reason "user"; storage or database faults requeue the job
+with backoff until max_attempts, then fail with reason "infra".
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gkd_core.engine.metrics import SegMetrics
+from gkd_core.engine.trainer import StopRequested
+from gkd_core.errors import GKDError
+from gkd_core.experiment import ExperimentResult, run_experiment
+from service import jobs
+from service.datasets import get_dataset
+from service.errors import DomainError
+from service.models import Job, JobStatus
+from service.queue import enqueue_job
+from service.schemas import DataRef as SpecDataRef
+from service.schemas import JobSpec
+from service.uris import UriError
+from worker.context import WorkerContext, get_context
+from worker.heartbeat import Heartbeat
+from worker.progress import JobCallbacks
+from worker.retry import BackoffPolicy, is_transient
+from worker.spec_convert import local_data_ref, to_experiment_config
+from worker.work_dir_sync import WorkDirSync
+
+_logger = logging.getLogger(__name__)
+
+# Bad input the user can fix: these fail the job with reason "user" and the exception's message.
+USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError, ValueError, FileNotFoundError)
+ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _phases(spec: JobSpec) -> list[str]:
+    phases = ["stage1", "stage2"] if spec.method in ("gkd", "proteus") else ["stage2"]
+    if spec.references:
+        phases.append("references")
+    return [*phases, "evaluating", "exporting"]
+
+
+def metrics_summary(result: ExperimentResult) -> dict[str, Any]:
+    """The JSON summary shown on GET /v1/jobs/{id}: per-domain mIoU of the student and each reference."""
+
+    def table(per_domain: dict[str, SegMetrics]) -> dict[str, Any]:
+        return {domain: m.to_dict() for domain, m in per_domain.items()}
+
+    return {
+        "student": table(result.student),
+        "references": {name: table(rows) for name, rows in result.references.items()},
+    }
+
+
+class JobRun:
+    """One attempt at one job."""
+
+    def __init__(self, context: WorkerContext, job: Job) -> None:
+        self.context = context
+        self.job_id = job.id
+        self.team_id = job.team_id
+        self.attempt = job.attempt
+        self.spec = JobSpec.model_validate(job.spec)
+        self.work_dir = context.scratch / job.id
+        self.sync = WorkDirSync(context.store, job.id, self.work_dir)
+        self.resolver = context.resolver(team_id=job.team_id)
+
+    def event(self, message: str, type: str = "info") -> None:
+        with self.context.session() as session:
+            jobs.record_event(session=session, job_id=self.job_id, message=message, type=type)
+
+    def dataset_ref(self, ref: SpecDataRef) -> Any:
+        with self.context.session() as session:
+            dataset = get_dataset(session=session, team_id=self.team_id, name=ref.dataset)
+            uri, layout = dataset.uri, dataset.layout
+        return local_data_ref(self.resolver.resolve(uri), layout, ref)
+
+    def resolve_weights(self, uri: str) -> str:
+        return str(self.resolver.resolve(uri))
+
+    def prepare(self) -> None:
+        """Start from a clean local folder filled with the stored resume state, if any."""
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True)
+        pulled = self.sync.pull()
+        if pulled:
+            self.event(f"attempt {self.attempt}: restored {pulled} resume files from storage")
+
+    def run(self) -> None:
+        self.prepare()
+        if self.spec.stage1.image_size != self.spec.stage2.crop_size and self.spec.method in ("gkd", "proteus"):
+            self.event(
+                f"stage 1 runs at {self.spec.stage2.crop_size} px (the stage-2 crop size), not "
+                f"stage1.image_size={self.spec.stage1.image_size}: one student input size per job"
+            )
+        config = to_experiment_config(
+            self.spec, dataset_ref=self.dataset_ref, resolve_weights=self.resolve_weights, device=_device()
+        )
+        callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec))
+        beat = Heartbeat(
+            lambda: self._beat(callbacks), interval_s=self.context.settings.heartbeat_interval_s, name=self.job_id
+        )
+        with beat:
+            try:
+                result = run_experiment(config, work_dir=self.work_dir, callbacks=callbacks)
+            except StopRequested:
+                callbacks.flush()
+                self.sync.push()
+                self._stopped()
+                return
+            callbacks.flush()
+        self.sync.push()
+        self._publish(result)
+
+    def _beat(self, callbacks: JobCallbacks) -> None:
+        with self.context.session() as session:
+            if jobs.heartbeat(session=session, job_id=self.job_id, attempt=self.attempt):
+                callbacks.request_stop()
+
+    def _stopped(self) -> None:
+        """The loop stopped on request: cancelled by the user, or the job was given to another worker."""
+        with self.context.session() as session:
+            job = jobs.get_job(session=session, job_id=self.job_id)
+            if job.status == JobStatus.CANCELLING.value and job.attempt == self.attempt:
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.CANCELLED, detail="cancelled")
+            else:
+                _logger.warning("job %s: attempt %d no longer owns the job; stopping", self.job_id, self.attempt)
+
+    def _publish(self, result: ExperimentResult) -> None:
+        stored = []
+        for name, path in sorted(result.exports.items()):
+            path = Path(path)
+            if not path.is_file():
+                continue
+            key = f"jobs/{self.job_id}/artifacts/{path.name}"
+            obj = self.context.store.put_file(key, path)
+            stored.append((path.name, ARTIFACT_KINDS.get(path.suffix, "report"), obj))
+            _logger.info("job %s: stored %s (%s)", self.job_id, path.name, name)
+        with self.context.session() as session:
+            for name, kind, obj in stored:
+                jobs.add_artifact(
+                    session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
+                    sha256=obj.sha256, storage_key=obj.key,
+                )
+            jobs.finish(
+                session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=metrics_summary(result)
+            )
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
+    """Run (or resume) a job; safe to call twice for the same message."""
+    context = context or get_context()
+    with context.session() as session:
+        job = jobs.claim_job(session=session, job_id=job_id, worker=context.hostname)
+        if job is None:
+            return
+        session.expunge(job)
+    attempt = job.attempt
+    try:
+        JobRun(context, job).run()
+    except BaseException as exc:
+        _handle_failure(context, job_id, attempt, exc)
+        if not isinstance(exc, Exception):
+            raise
+
+
+def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: BaseException) -> None:
+    """Fail with reason user, or requeue with backoff (reason infra once attempts run out)."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, Exception):  # KeyboardInterrupt / SystemExit: the sweeper will requeue it
+        _logger.warning("job %s: worker interrupted (%s)", job_id, detail)
+        return
+    try:
+        with context.session() as session:
+            job = jobs.get_job(session=session, job_id=job_id)
+            if job.status not in (JobStatus.RUNNING.value, JobStatus.CANCELLING.value) or job.attempt != attempt:
+                return
+            if is_transient(exc):
+                status = jobs.requeue_stale(session=session, job_id=job_id)
+                jobs.record_event(session=session, job_id=job_id, message=f"infrastructure error: {detail}")
+                if status is not JobStatus.QUEUED:
+                    return
+                delay = BackoffPolicy().delay(attempt)
+            else:
+                _logger.info("job %s failed on user input: %s", job_id, detail)
+                reason = "user" if isinstance(exc, USER_ERRORS) else "infra"
+                jobs.finish(session=session, job_id=job_id, status=JobStatus.FAILED, reason=reason, detail=detail)
+                return
+    except Exception:  # the database itself is down: the sweeper requeues the job once it is back
+        _logger.exception("job %s: could not record the failure %s", job_id, detail)
+        return
+    _logger.warning("job %s: transient error (%s); retrying in %.1f s", job_id, detail, delay)
+    enqueue_job(job_id, settings=context.settings, countdown=delay)
+
+
+Runner = Callable[[str], None]

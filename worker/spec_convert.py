@@ -1,0 +1,70 @@
+"""JobSpec (the API's pydantic model) -> gkd_core's ExperimentConfig: the one translation table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.experiment import DataRef, ExperimentConfig, Stage2Config
+from service.schemas import DataRef as SpecDataRef
+from service.schemas import JobSpec, ModelRef
+
+# The API names the patch-feature term "feature"; gkd_core calls it "feat".
+_LOSS_KEYS = {"cls": "cls", "feature": "feat", "mask": "mask"}
+
+
+def _backbone(ref: ModelRef, img_size: int, resolve_weights: Callable[[str], str]) -> BackboneConfig:
+    weights = ref.weights if ref.weights in ("none", "timm") else resolve_weights(ref.weights)
+    return BackboneConfig(model=ref.model, weights=weights, img_size=img_size, overrides=dict(ref.overrides))
+
+
+def to_experiment_config(
+    spec: JobSpec,
+    *,
+    dataset_ref: Callable[[SpecDataRef], DataRef],
+    resolve_weights: Callable[[str], str],
+    device: str,
+) -> ExperimentConfig:
+    """Build the library config; callers supply how dataset names and weight URIs become local paths."""
+    s1, s2 = spec.stage1, spec.stage2
+    size = s2.crop_size
+    return ExperimentConfig(
+        name=spec.name,
+        teacher=_backbone(spec.teacher, size, resolve_weights),
+        student=_backbone(spec.student, size, resolve_weights),
+        source=dataset_ref(spec.source),
+        targets=[dataset_ref(t) for t in spec.targets],
+        proxy=dataset_ref(spec.proxy) if spec.proxy is not None else None,
+        method=spec.method,
+        stage1=Stage1Config(
+            steps=s1.steps,
+            batch_size=s1.batch_size,
+            lr=s1.lr,
+            weight_decay=s1.weight_decay,
+            image_size=size,
+            mask_probability=s1.mask_probability,
+            mask_ratio=s1.mask_ratio,
+            loss_weights={_LOSS_KEYS[k]: float(v) for k, v in s1.loss_weights.items()},
+            head=s1.head,
+            teacher_precision=spec.resources.precision,
+            checkpoint_every=s1.checkpoint_every,
+        ),
+        stage2=Stage2Config(
+            steps=s2.steps,
+            batch_size=s2.batch_size,
+            lr=s2.lr,
+            crop_size=s2.crop_size,
+            head=s2.head,
+            checkpoint_every=s2.checkpoint_every,
+        ),
+        references=list(spec.references),
+        seed=spec.seed,
+        device=device,
+        precision=spec.resources.precision if device != "cpu" else "fp32",
+    )
+
+
+def local_data_ref(root: Path, layout: str, ref: SpecDataRef) -> DataRef:
+    """A gkd_core DataRef for a dataset already resolved to a local folder."""
+    return DataRef(root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}")
