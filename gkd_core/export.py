@@ -148,6 +148,8 @@ def export_onnx(model: nn.Module, path: Path, image_size: int, *, opset: int = O
     with warnings.catch_warnings():
         # Spatial sizes are traced as constants on purpose: only the batch axis is dynamic.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # The TorchScript exporter is chosen on purpose (no onnxscript rewrite, stable on CPU torch).
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         try:
             torch.onnx.export(
                 model,
