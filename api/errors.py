@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
@@ -119,12 +120,11 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     items = []
     for error in errors:
         kind = str(error.get("type", ""))
-        fix = _FIXES.get(kind) or str(error.get("msg", ""))
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        fix = _FIXES.get(kind) or message
         if kind.startswith(("greater", "less")):
             fix = f"use a value {str(error.get('msg', '')).removeprefix('Input should be ')}"
-        items.append(
-            {"field": _field(tuple(error.get("loc", ()))), "message": str(error.get("msg")), "fix": fix, "type": kind}
-        )
+        items.append({"field": _field(tuple(error.get("loc", ()))), "message": message, "fix": fix, "type": kind})
     detail = f"{items[0]['field']}: {items[0]['message']}" if items else "invalid request"
     if len(items) > 1:
         detail = f"{len(items)} problems; first: {detail}"
@@ -138,6 +138,14 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail, detail, request=request, headers=headers)
 
 
+def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Defence in depth: input the schemas let through but the database cannot store is the client's fault.
+    _logger.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        400, "Bad request", "a value in the request cannot be stored (e.g. NUL characters)", request=request
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     _logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, "Internal error", "an unexpected error occurred; it has been logged", request=request)
@@ -148,4 +156,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

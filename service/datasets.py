@@ -115,7 +115,7 @@ def register_dataset(
 
 def get_dataset(*, session: Session, team_id: str, name: str) -> Dataset:
     """The team's dataset by name, or NotFound."""
-    dataset = session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == name))
+    dataset = find_dataset(session=session, team_id=team_id, name=name)
     if dataset is None:
         raise NotFound(f"no dataset {name!r}; register it with POST /v1/datasets")
     return dataset
@@ -123,6 +123,8 @@ def get_dataset(*, session: Session, team_id: str, name: str) -> Dataset:
 
 def find_dataset(*, session: Session, team_id: str, name: str) -> Dataset | None:
     """The team's dataset by name, or None."""
+    if "\x00" in name or len(name) > 100:
+        return None
     return session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == name))
 
 

@@ -34,6 +34,10 @@ def create_evaluation(*, session: Session, job: Job, targets: list[DataRef]) -> 
 
 def get_evaluation(*, session: Session, evaluation_id: str, team_id: str | None = None) -> Evaluation:
     """The evaluation, scoped to ``team_id`` when given."""
+    from service.jobs import is_id
+
+    if not is_id(evaluation_id):
+        raise NotFound(f"no evaluation {evaluation_id[:64]!r}")
     query = select(Evaluation).where(Evaluation.id == evaluation_id)
     if team_id is not None:
         query = query.where(Evaluation.team_id == team_id)

@@ -12,6 +12,7 @@ job_events row, in the caller's transaction; the caller commits. Allowed transit
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,13 @@ from service.pagination import Cursor
 from service.schemas import JobSpec
 
 _logger = logging.getLogger(__name__)
+_ID = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` can be one of our UUID ids (anything else is simply not found, never a DB error)."""
+    return bool(_ID.match(value))
+
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
@@ -102,6 +110,8 @@ def find_by_idempotency_key(*, session: Session, team_id: str, key: str) -> Job 
 
 def get_job(*, session: Session, job_id: str, team_id: str | None = None) -> Job:
     """The job, scoped to ``team_id`` when given (other teams' jobs are simply not found)."""
+    if not is_id(job_id):
+        raise JobNotFound(f"no job {job_id[:64]!r}")
     query = select(Job).where(Job.id == job_id)
     if team_id is not None:
         query = query.where(Job.team_id == team_id)
@@ -422,7 +432,9 @@ def get_artifact(*, session: Session, job_id: str, name: str) -> Artifact:
     """One artifact of the job, or NotFound."""
     from service.errors import NotFound
 
-    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    artifact = None
+    if "\x00" not in name and len(name) <= 255:
+        artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
     if artifact is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     return artifact

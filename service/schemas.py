@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Method = Literal["gkd", "proteus", "kd", "cwd", "feature_mse", "none"]
 Reference = Literal["teacher", "student_frozen", "student_finetuned"]
@@ -20,8 +20,26 @@ _WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """NUL characters cannot be stored (PostgreSQL text) and are never meaningful here."""
+        if _has_nul(value):
+            raise ValueError("NUL characters are not allowed")
+        return value
 
 
 class ModelRef(_Strict):
@@ -147,12 +165,14 @@ class JobSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     resources: Resources = Field(default_factory=Resources)
 
-    @model_validator(mode="after")
-    def _cross_field(self) -> JobSpec:
+    @field_validator("targets")
+    @classmethod
+    def _targets_differ_from_source(cls, targets: list[DataRef], info: ValidationInfo) -> list[DataRef]:
+        source = info.data.get("source")
         seen: set[tuple[str, str]] = set()
-        for index, target in enumerate(self.targets):
+        for index, target in enumerate(targets):
             key = (target.dataset, target.split)
-            if key == (self.source.dataset, self.source.split):
+            if source is not None and key == (source.dataset, source.split):
                 raise ValueError(
                     f"targets[{index}] ({target.dataset}/{target.split}) equals the source; "
                     "a target must be another domain or split - remove it or pick another split"
@@ -160,9 +180,14 @@ class JobSpec(_Strict):
             if key in seen:
                 raise ValueError(f"targets[{index}] ({target.dataset}/{target.split}) is listed twice; remove it")
             seen.add(key)
-        if len(set(self.references)) != len(self.references):
+        return targets
+
+    @field_validator("references")
+    @classmethod
+    def _unique_references(cls, references: list[str]) -> list[str]:
+        if len(set(references)) != len(references):
             raise ValueError("references contain duplicates; list each reference once")
-        return self
+        return references
 
     def datasets(self) -> list[tuple[str, DataRef]]:
         """Every dataset reference with the field path that names it (for error messages)."""

@@ -36,6 +36,7 @@ def register_dataset(
 
 @router.get("", response_model=DatasetList, summary="List datasets", responses=responses(401))
 def list_datasets(team: CurrentTeam, session: SessionDep) -> DatasetList:
+    """The team's datasets by name, each with its status and validation report."""
     rows = datasets.list_datasets(session=session, team_id=team.id)
     return DatasetList(items=[DatasetRead.model_validate(r) for r in rows])
 

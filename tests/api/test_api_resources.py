@@ -1,0 +1,183 @@
+"""Auth on every route, team isolation on every resource route, datasets, evaluations, health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service import jobs as job_service
+from service.db import session_scope
+from tests.api.conftest import ApiEnv, TeamClient
+from tests.service.factories import spec_dict
+
+
+def _routes(api: ApiEnv) -> list[tuple[str, str]]:
+    schema = api.client.get("/openapi.json").json()
+    return [(method.upper(), path) for path, ops in schema["paths"].items() for method in ops]
+
+
+def test_every_route_but_healthz_needs_a_key(api: ApiEnv) -> None:
+    routes = _routes(api)
+    assert len(routes) >= 16
+    for method, path in routes:
+        url = path.replace("{job_id}", "x").replace("{evaluation_id}", "x").replace("{name}", "x")
+        url = url.replace("{name:path}", "x")
+        for headers in ({}, {"Authorization": "Bearer gkd_000000000000_" + "x" * 43}, {"Authorization": "Basic a"}):
+            response = api.client.request(method, url, headers=headers, json={} if method == "POST" else None)
+            if path == "/healthz":
+                assert response.status_code == 200
+                continue
+            assert response.status_code == 401, (method, path, response.status_code)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_team_never_sees_another_teams_resources(api: ApiEnv, ready_team: TeamClient, other_team: TeamClient) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.add_artifact(
+            session=session,
+            job_id=job_id,
+            name="student.safetensors",
+            kind="student",
+            size=1,
+            sha256="0" * 64,
+            storage_key="jobs/x",
+        )
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    evaluation = ready_team.post(
+        f"/v1/jobs/{job_id}/evaluations", json={"targets": [{"dataset": "tgt", "split": "train"}]}
+    )
+    assert evaluation.status_code == 202, evaluation.text
+    evaluation_id = evaluation.json()["id"]
+    other_team.register("tgt")
+    reads = [
+        f"/v1/jobs/{job_id}",
+        f"/v1/jobs/{job_id}/events",
+        f"/v1/jobs/{job_id}/metrics",
+        f"/v1/jobs/{job_id}/artifacts",
+        f"/v1/jobs/{job_id}/artifacts/student.safetensors",
+        f"/v1/jobs/{job_id}/evaluations",
+        f"/v1/evaluations/{evaluation_id}",
+        "/v1/datasets/src",
+    ]
+    for path in reads:
+        assert ready_team.get(path, follow_redirects=False).status_code in (200, 307, 503), path
+        response = other_team.get(path)
+        assert response.status_code == 404, path
+        fake = path.replace(job_id, "0" * 36).replace(evaluation_id, "1" * 36).replace("/src", "/nosuch")
+        unknown = other_team.get(fake).json()
+        # indistinguishable from a resource that does not exist (same title, same wording)
+        assert response.json()["title"] == unknown["title"]
+        assert response.json()["detail"].split("'")[0] == unknown["detail"].split("'")[0], path
+    assert other_team.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+    assert (
+        other_team.post(
+            f"/v1/jobs/{job_id}/evaluations", json={"targets": [{"dataset": "tgt", "split": "train"}]}
+        ).status_code
+        == 404
+    )
+    assert all(j["id"] != job_id for j in other_team.get("/v1/jobs").json()["items"])
+    assert [d["name"] for d in other_team.get("/v1/datasets").json()["items"]] == ["tgt"]
+    artifact_weights = spec_dict(student={"model": "test_vit", "weights": f"artifact://{job_id}/student.safetensors"})
+    other_team.register("src")
+    refused = other_team.post("/v1/jobs", json=artifact_weights)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "student.weights"
+    assert ready_team.post("/v1/jobs", json=artifact_weights).status_code == 201
+
+
+def test_datasets(ready_team: TeamClient, api: ApiEnv) -> None:
+    listed = ready_team.get("/v1/datasets").json()["items"]
+    assert [d["name"] for d in listed] == ["src", "tgt"] and all(d["status"] == "valid" for d in listed)
+    again = ready_team.register("src")
+    assert again.status_code == 200
+    bad = ready_team.register("broken", bad=True)
+    assert bad.status_code == 201 and bad.json()["status"] == "invalid"
+    report = ready_team.get("/v1/datasets/broken").json()["report"]
+    assert report["problems"][0]["kind"] == "bad_label" and report["splits"]["train"]["images"] == 2
+    outside = ready_team.post("/v1/datasets", json={"name": "etc", "layout": "folder", "uri": "file:///etc"})
+    assert outside.status_code == 201 and outside.json()["status"] == "invalid"
+    assert outside.json()["report"]["problems"][0]["kind"] == "uri"
+    for body in (
+        {"name": "x", "layout": "weird", "uri": "file:///x"},
+        {"name": "x", "layout": "folder", "uri": "http://x"},
+        {"name": "../x", "layout": "folder", "uri": "file:///x"},
+        {"name": "x"},
+    ):
+        response = ready_team.post("/v1/datasets", json=body)
+        assert response.status_code == 422, body
+    assert ready_team.get("/v1/datasets/nope").status_code == 404
+
+
+def test_evaluations(api: ApiEnv, ready_team: TeamClient) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    body = {"targets": [{"dataset": "tgt", "split": "train"}]}
+    assert ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).status_code == 409
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    unknown = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json={"targets": [{"dataset": "zzz"}]})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "targets[0].dataset"
+    created = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body)
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    assert api.enqueuer.evaluations[-1] == created.json()["id"] and api.enqueuer.committed[-1]
+    read = ready_team.get(f"/v1/evaluations/{created.json()['id']}").json()
+    assert read["targets"] == [{"dataset": "tgt", "split": "train"}] and read["results"] is None
+    assert len(ready_team.get(f"/v1/jobs/{job_id}/evaluations").json()["items"]) == 1
+
+
+def test_models(team: TeamClient) -> None:
+    items = team.get("/v1/models").json()["items"]
+    names = {m["name"]: m for m in items}
+    assert (
+        names["vit_base_patch14_dinov2"]["patch_size"] == 14 and "teacher" in names["vit_base_patch14_dinov2"]["roles"]
+    )
+    assert all(m["feature_api"] == "forward_intermediates" for m in items)
+
+
+def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = ready_team.get("/readyz")
+    assert set(ready.json()["checks"]) == {"db", "broker", "storage"}
+    assert ready.json()["checks"]["db"] == "ok" and ready.json()["checks"]["broker"] == "ok"
+    ready_team.post("/v1/jobs", json=spec_dict())
+    ready_team.get("/v1/jobs/does-not-exist")
+    text = ready_team.get("/metrics").text
+    assert 'gkd_jobs{state="queued"}' in text
+    assert 'gkd_http_requests_total{method="POST",route="/v1/jobs",status="201"}' in text
+    assert 'gkd_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"}' in text
+    assert "gkd_http_request_duration_seconds_bucket" in text
+
+
+def test_openapi_documents_every_route(api: ApiEnv) -> None:
+    schema = api.client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), (method, path)
+            if path != "/healthz":
+                assert operation.get("description"), (method, path)
+    post_jobs = schema["paths"]["/v1/jobs"]["post"]
+    assert post_jobs["requestBody"]["content"]["application/json"]["examples"]
+    assert "422" in post_jobs["responses"] and "409" in post_jobs["responses"]
+    assert schema["components"]["schemas"]["JobSpec"]["additionalProperties"] is False
+    assert schema["components"]["schemas"]["DatasetCreate"]["examples"]
+
+
+def test_create_app_does_not_import_torch() -> None:
+    code = (
+        "import sys\nfrom fastapi.testclient import TestClient\nfrom api.main import create_app\n"
+        "from service.settings import Settings\nimport tempfile\n"
+        "app = create_app(Settings(data_dir=tempfile.mkdtemp()))\n"
+        "TestClient(app).get('/healthz'); TestClient(app).get('/v1/models')\n"
+        "print(sorted(m for m in ('torch', 'timm', 'gkd_core', 'worker') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/%00", "/v1/evaluations/" + "x" * 5000, "/v1/datasets/%2e%2e"])
+def test_odd_paths_are_not_500(team: TeamClient, path: str) -> None:
+    assert team.get(path).status_code in (404, 422)

@@ -1,0 +1,251 @@
+"""Jobs over HTTP: submit, validation problems, idempotency, listing, cancel, events, metrics, artifacts."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import jobs as job_service
+from service.db import session_scope
+from tests.api.conftest import ApiEnv, TeamClient
+from tests.service.factories import spec_dict
+
+PROBLEM = "application/problem+json"
+
+
+def _problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def test_submit_commits_then_enqueues(api: ApiEnv, ready_team: TeamClient) -> None:
+    response = ready_team.post("/v1/jobs", json=spec_dict())
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["status"] == "queued" and job["progress"] == 0 and job["spec"]["method"] == "gkd"
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert api.enqueuer.jobs[-1] == job["id"] and api.enqueuer.committed[-1] is True
+    assert ready_team.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
+    events = ready_team.get(f"/v1/jobs/{job['id']}/events").json()["items"]
+    assert [e["type"] for e in events] == ["created"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "needle"),
+    [
+        ({"teacher": {"model": "vit_base_patch14_dinov3x"}}, "teacher.model", "vit_base_patch14_dinov2"),
+        ({"student": {"model": "deit_tiny_patch16_225"}}, "student.model", "deit_tiny_patch16_224"),
+        ({"teacher": {"model": "test_resnet"}}, "teacher.model", "cannot be matched"),
+        ({"source": {"dataset": "unknown", "split": "train"}}, "source.dataset", "not registered"),
+        ({"targets": [{"dataset": "src", "split": "train"}]}, "targets", "equals the source"),
+        ({"stage1": {"steps": 0}}, "stage1.steps", "greater than or equal to 1"),
+        ({"stage1": {"batch_size": 100000}}, "stage1.batch_size", "less than or equal to 1024"),
+        ({"stage1": {"image_size": 8}}, "stage1.image_size", "16"),
+        ({"stage1": {"image_size": 40}}, "stage1.image_size", "use 32 or 48"),
+        ({"surprise": 1}, "surprise", "remove this field"),
+        ({"teacher": {"model": "test_vit", "colour": "red"}}, "teacher.colour", "remove this field"),
+        ({"method": "magic"}, "method", "gkd"),
+        ({"teacher": {"model": "test_vit", "weights": "http://x"}}, "teacher.weights", "s3://"),
+    ],
+)
+def test_spec_problems_are_422_naming_field_and_fix(
+    api: ApiEnv, ready_team: TeamClient, changes: dict, field: str, needle: str
+) -> None:
+    before = len(api.enqueuer.jobs)
+    body = _problem(ready_team.post("/v1/jobs", json=spec_dict(**changes)), 422)
+    match = [e for e in body["errors"] if e["field"] == field]
+    assert match, body["errors"]
+    assert all(e["fix"] for e in body["errors"])
+    assert needle in (match[0]["message"] + " " + match[0]["fix"] + " " + str(match[0].get("close_matches")))
+    assert len(api.enqueuer.jobs) == before
+
+
+def test_invalid_dataset_is_refused_with_its_report(ready_team: TeamClient) -> None:
+    ready_team.register("broken", bad=True)
+    body = _problem(ready_team.post("/v1/jobs", json=spec_dict(targets=[{"dataset": "broken", "split": "val"}])), 422)
+    error = next(e for e in body["errors"] if e["field"] == "targets[0].dataset")
+    assert error["report"]["problems"][0]["kind"] == "bad_label"
+
+
+def test_bad_bodies(api: ApiEnv, team: TeamClient) -> None:
+    _problem(team.post("/v1/jobs", content=b"{nope", headers={"content-type": "application/json"}), 400)
+    _problem(team.post("/v1/jobs", content=b"name=x", headers={"content-type": "text/plain"}), 415)
+    _problem(team.post("/v1/jobs", content=b"{}", headers={"content-type": "application/x-www-form-urlencoded"}), 415)
+    big = b'{"name": "' + b"x" * 70_000 + b'"}'
+    _problem(team.post("/v1/jobs", content=big, headers={"content-type": "application/json"}), 413)
+
+    def chunks():  # no Content-Length: the streamed size is counted
+        for _ in range(10):
+            yield b" " * 10_000
+
+    _problem(team.post("/v1/jobs", content=chunks(), headers={"content-type": "application/json"}), 413)
+    _problem(team.post("/v1/jobs", json=[1, 2]), 422)
+    _problem(team.post("/v1/jobs", json=None), 422)
+
+
+def test_idempotency(api: ApiEnv, ready_team: TeamClient) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = ready_team.post("/v1/jobs", json=spec_dict(), headers=key)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    again = ready_team.post("/v1/jobs", json=spec_dict(), headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert api.enqueuer.jobs.count(first.json()["id"]) == 1
+    _problem(ready_team.post("/v1/jobs", json=spec_dict(name="other"), headers=key), 409)
+    _problem(ready_team.post("/v1/jobs", json=spec_dict(), headers={"Idempotency-Key": "k" * 300}), 400)
+
+
+def test_idempotency_key_is_per_team(ready_team: TeamClient, other_team: TeamClient) -> None:
+    other_team.register("src")
+    other_team.register("tgt")
+    key = {"Idempotency-Key": "shared-key"}
+    a = ready_team.post("/v1/jobs", json=spec_dict(), headers=key).json()["id"]
+    b = other_team.post("/v1/jobs", json=spec_dict(), headers=key).json()["id"]
+    assert a != b
+
+
+def test_concurrent_duplicates_create_one_job(api: ApiEnv, ready_team: TeamClient) -> None:
+    if api.backend != "postgresql":
+        pytest.skip("row-level races need a server database; SQLite serialises every writer")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+
+    def submit(_: int) -> tuple[int, str]:
+        with TestClient(api.app) as client:
+            r = client.post("/v1/jobs", json=spec_dict(), headers={**ready_team.headers, **key})
+            return r.status_code, r.json().get("id", r.text)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(submit, range(8)))
+    assert {status for status, _ in results} == {201}, results
+    assert len({job_id for _, job_id in results}) == 1
+    page = ready_team.get("/v1/jobs", params={"page_size": 100}).json()["items"]
+    assert sum(1 for j in page if j["id"] == results[0][1]) == 1
+    with session_scope(api.app.state.session_factory) as session:
+        assert (
+            job_service.find_by_idempotency_key(
+                session=session, team_id=_team_id(api, ready_team), key=key["Idempotency-Key"]
+            )
+            is not None
+        )
+
+
+def _team_id(api: ApiEnv, team: TeamClient) -> str:
+    from service.auth import authenticate
+
+    with session_scope(api.app.state.session_factory) as session:
+        return authenticate(session=session, key=team.key).id
+
+
+def test_listing_filters_pages_and_tokens(api: ApiEnv, ready_team: TeamClient) -> None:
+    ids = [
+        ready_team.post(
+            "/v1/jobs", json=spec_dict(method="kd" if i % 2 else "gkd", teacher={"model": "test_vit"})
+        ).json()["id"]
+        for i in range(5)
+    ]
+    ready_team.post(f"/v1/jobs/{ids[0]}/cancel")
+    seen, token = [], None
+    while True:
+        params = {"method": "gkd", "page_size": 1, **({"page_token": token} if token else {})}
+        page = ready_team.get("/v1/jobs", params=params).json()
+        seen += [j["id"] for j in page["items"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert seen == [ids[4], ids[2], ids[0]]  # newest first; filter applied before the limit
+    queued = ready_team.get("/v1/jobs", params={"status": "queued", "method": "gkd"}).json()["items"]
+    assert [j["id"] for j in queued] == [ids[4], ids[2]]
+    both = ready_team.get("/v1/jobs", params=[("status", "queued"), ("status", "cancelled")]).json()["items"]
+    assert len(both) == 5
+    created = ready_team.get(f"/v1/jobs/{ids[2]}").json()["created_at"]
+    after = ready_team.get("/v1/jobs", params={"created_after": created}).json()["items"]
+    assert [j["id"] for j in after] == [ids[4], ids[3]]
+    first = ready_team.get("/v1/jobs", params={"page_size": 2}).json()
+    token = first["next_page_token"]
+    _problem(ready_team.get("/v1/jobs", params={"page_size": 2, "page_token": token[:-2] + "xx"}), 400)
+    _problem(ready_team.get("/v1/jobs", params={"page_size": 2, "page_token": "garbage"}), 400)
+    _problem(ready_team.get("/v1/jobs", params={"page_size": 2, "page_token": token, "method": "kd"}), 400)
+    _problem(ready_team.get("/v1/jobs", params={"page_size": 500}), 422)
+    _problem(ready_team.get("/v1/jobs", params={"status": "sleeping"}), 422)
+
+
+def test_cancel(ready_team: TeamClient, api: ApiEnv) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    response = ready_team.post(f"/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    _problem(ready_team.post(f"/v1/jobs/{job_id}/cancel"), 409)
+    running = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=running)
+    response = ready_team.post(f"/v1/jobs/{running}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelling"
+    assert response.json()["cancel_requested"] is True
+
+
+class FakeStore:
+    """An artifact store over a folder, optionally answering with presigned URLs."""
+
+    def __init__(self, root: Path, presign: bool) -> None:
+        self.root, self.presign = root, presign
+
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        return f"https://s3.example/{key}?expires={expires_s}" if self.presign else None
+
+    def local_path(self, key: str) -> Path:
+        return self.root / key
+
+    def check(self) -> None:
+        return None
+
+
+def test_worker_progress_is_visible(api: ApiEnv, ready_team: TeamClient, tmp_path: Path) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    payload = b"student weights"
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "student.safetensors").write_bytes(payload)
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.set_progress(session=session, job_id=job_id, progress=0.25, eta_s=30, phase="stage1")
+        job_service.record_metrics(
+            session=session,
+            job_id=job_id,
+            rows=[{"stage": "stage1", "step": s, "epoch": 0, "name": "loss", "value": 2.0 - s / 10} for s in range(4)],
+        )
+        job_service.add_artifact(
+            session=session,
+            job_id=job_id,
+            name="student.safetensors",
+            kind="student",
+            size=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            storage_key="jobs/student.safetensors",
+        )
+    job = ready_team.get(f"/v1/jobs/{job_id}").json()
+    assert (job["status"], job["phase"], job["progress"], job["eta_s"], job["attempt"]) == (
+        "running",
+        "stage1",
+        0.25,
+        30,
+        1,
+    )
+    metrics = ready_team.get(f"/v1/jobs/{job_id}/metrics", params={"since_step": 1}).json()
+    assert [m["step"] for m in metrics["items"]] == [2, 3] and metrics["last_step"] == 3
+    artifacts = ready_team.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]
+    assert artifacts[0]["name"] == "student.safetensors" and artifacts[0]["size"] == len(payload)
+    api.app.state.store = FakeStore(tmp_path, presign=False)
+    download = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors")
+    assert download.status_code == 200 and download.content == payload
+    assert download.headers["x-checksum-sha256"] == hashlib.sha256(payload).hexdigest()
+    api.app.state.store = FakeStore(tmp_path, presign=True)
+    redirect = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors", follow_redirects=False)
+    assert redirect.status_code == 307 and redirect.headers["location"].startswith("https://s3.example/jobs/")
+    _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx"), 404)
+    _problem(ready_team.get(f"/v1/jobs/{job_id}/metrics", params={"since_step": "x"}), 422)
