@@ -24,8 +24,12 @@ def colorize_mask(mask: np.ndarray, palette: list[tuple[int, int, int]] | None =
     return pal[mask.astype(np.intp).clip(0, 255)]
 
 
-def domain_grid(path: str | Path, seed: int = 0, size: int = 96, rows: int = 3, gap: int = 2) -> Path:
-    """Write a grid: one column per domain (same scene in each row) and a last column with the mask."""
+def domain_grid(path: str | Path, seed: int = 0, size: int = 96, rows: int = 3, gap: int = 2,
+                colours: int | None = 256) -> Path:
+    """Write a grid: one column per domain (same scene in each row) and a last column with the mask.
+
+    ``colours`` quantizes the PNG to a palette (noisy domains compress badly; 256 keeps docs small).
+    """
     columns = [*STYLES, "mask"]
     width = len(columns) * (size + gap) - gap
     height = _LABEL_H + rows * (size + gap) - gap
@@ -45,5 +49,6 @@ def domain_grid(path: str | Path, seed: int = 0, size: int = 96, rows: int = 3, 
             canvas.paste(Image.fromarray(tile), (c * (size + gap), _LABEL_H + r * (size + gap)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path, optimize=True)
+    out = canvas.quantize(colours, method=Image.Quantize.MEDIANCUT) if colours else canvas
+    out.save(path, optimize=True)
     return path
