@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.settings import Settings, get_settings
@@ -57,9 +56,15 @@ def make_sender(settings: Settings) -> Celery:
     return app
 
 
-@lru_cache(maxsize=4)
+_senders: dict[str, Celery] = {}
+
+
 def _sender(settings: Settings) -> Celery:
-    return make_sender(settings)
+    """One sending app per broker URL (Settings objects are not hashable, their broker URL is)."""
+    broker = settings.resolved_broker_url
+    if broker not in _senders:
+        _senders[broker] = make_sender(settings)
+    return _senders[broker]
 
 
 class Enqueuer(Protocol):
