@@ -165,3 +165,37 @@ def test_missing_file_and_bad_suffix_are_reported(tmp_path: Path) -> None:
     bad.write_bytes(b"0")
     with pytest.raises(ConfigError, match="unsupported suffix"):
         build_backbone(BackboneConfig("resnet18", weights=str(bad)))
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "size", "prefix"),
+    [
+        ("deit_tiny_patch16_224", {"depth": 2, "embed_dim": 32, "num_heads": 2}, 32, 1),
+        ("vit_small_patch14_reg4_dinov2", {"depth": 2, "embed_dim": 32, "num_heads": 2}, 28, 5),
+        ("eva02_tiny_patch14_224", {"depth": 2, "embed_dim": 32, "num_heads": 2}, 28, 1),
+        ("vit_tiny_patch16_224", {"depth": 2, "embed_dim": 32, "num_heads": 2, "dynamic_img_size": True}, 32, 1),
+    ],
+)
+def test_vit_families_run_piecewise_like_timm(name: str, overrides: dict[str, Any], size: int, prefix: int) -> None:
+    torch.manual_seed(0)
+    bb = build_backbone(BackboneConfig(name, img_size=size, overrides=overrides))
+    assert bb.is_vit and bb.num_prefix_tokens == prefix
+    x = torch.rand(2, 3, size, size)
+    bb.eval()
+    out = bb.forward_tokens(x)
+    ref = bb.model.forward_features(bb.normalize(x))  # registers / rope / NHWC handled like timm
+    torch.testing.assert_close(out.patches, ref[:, prefix:])
+    torch.testing.assert_close(out.cls, ref[:, 0])
+    mask = torch.zeros(2, out.patches.shape[1], dtype=torch.bool)
+    mask[0, :2] = True
+    masked = bb.forward_tokens(x, mask)
+    assert not torch.allclose(masked.patches[0], out.patches[0])
+    torch.testing.assert_close(masked.patches[1], out.patches[1])
+
+
+def test_convnext_is_a_cnn_backbone() -> None:
+    bb = build_backbone(BackboneConfig("convnext_atto", img_size=64, overrides={"depths": (1, 1, 1, 1)}))
+    assert not bb.is_vit and not bb.supports_masking
+    out = bb.forward_tokens(torch.rand(1, 3, 64, 64))
+    assert out.grid == (2, 2) and out.patches.shape == (1, 4, bb.embed_dim)
+    assert len(bb.forward_levels(torch.rand(1, 3, 64, 64))) == 4
