@@ -119,6 +119,11 @@ class Stage2Spec(_Strict):
     crop_size: int = Field(default=512, ge=16, le=2048)
     head: Literal["linear", "fpn"] = "fpn"
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+    finetune: bool = Field(
+        default=False,
+        description='Method "none" only: train the student encoder together with the head instead of '
+        "freezing it (how a robust teacher is pretrained on a style pool before it is distilled).",
+    )
 
 
 class Resources(_Strict):
@@ -181,6 +186,17 @@ class JobSpec(_Strict):
                 raise ValueError(f"targets[{index}] ({target.dataset}/{target.split}) is listed twice; remove it")
             seen.add(key)
         return targets
+
+    @field_validator("stage2")
+    @classmethod
+    def _finetune_only_without_teacher(cls, stage2: Stage2Spec, info: ValidationInfo) -> Stage2Spec:
+        method = info.data.get("method")
+        if stage2.finetune and method != "none":
+            raise ValueError(
+                f"stage2.finetune applies to method 'none' only (got method {method!r}); "
+                "remove it, or use method 'none'"
+            )
+        return stage2
 
     @field_validator("references")
     @classmethod

@@ -60,6 +60,7 @@ def to_experiment_config(
         ),
         references=list(spec.references),
         seed=spec.seed,
+        finetune=s2.finetune,
         device=device,
         precision=spec.resources.precision if device != "cpu" else "fp32",
     )

@@ -23,6 +23,7 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model", "module", "student", "backbone")
 _STRIP_PREFIXES = ("_orig_mod.", "module.", "model.")
+_EXPORT_BACKBONE_PREFIX = "backbone.model."  # gkd_core.export's layout: backbone.model.<timm key>, head.<key>
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -50,10 +51,21 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"weights file {str(path)!r} has unsupported suffix {suffix!r}; "
             f"use one of {SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES}"
         )
-    state = _unwrap(raw)
+    state = _backbone_of_export(_unwrap(raw))
     if not state:
         raise ConfigError(f"weights file {str(path)!r} holds no tensors")
     return state
+
+
+def _backbone_of_export(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A GKD export (student backbone + head) used as weights: keep the backbone's timm tensors.
+
+    This is how one job's distilled or fine-tuned student becomes the next job's teacher
+    (``artifact://<job id>/student.safetensors``).
+    """
+    if not any(key.startswith(_EXPORT_BACKBONE_PREFIX) for key in state):
+        return state
+    return {k[len(_EXPORT_BACKBONE_PREFIX) :]: v for k, v in state.items() if k.startswith(_EXPORT_BACKBONE_PREFIX)}
 
 
 def _unwrap(raw: object) -> dict[str, torch.Tensor]:
