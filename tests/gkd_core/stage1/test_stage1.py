@@ -224,3 +224,30 @@ def test_finished_steps_are_not_rerun_and_restore_the_student(tmp_path: Path) ->
     assert sum("already finished" in e for e in callbacks.events) == 2
     for key, value in student.state_dict().items():
         assert torch.equal(value, fresh.state_dict()[key]), key
+
+
+def test_same_seed_gives_identical_losses_on_cpu() -> None:
+    images = [{"image": torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(8))}]
+    series = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        student, teacher = _pair()
+        callbacks = RecordingCallbacks()
+        run_stage1(student, teacher, _cfg(steps=3, checkpoint_every=0), source=images, callbacks=callbacks, seed=3)
+        series.append(callbacks.values("loss", "stage1b"))
+    assert series[0] == series[1] and len(series[0]) == 3
+
+
+def test_bf16_autocast_step_is_finite_and_keeps_qsd_in_fp32() -> None:
+    torch.manual_seed(0)
+    student, teacher = _pair()
+    task = Stage1Task(student, teacher, _cfg(teacher_precision="bf16"))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = task({"image": torch.rand(4, 3, 32, 32)})
+        keys = teacher(torch.rand(4, 3, 32, 32)).patches
+        pred = task.heads["feat"](torch.randn(4, 4, 32), keys)
+    assert pred.dtype == torch.float32 and keys.dtype == torch.float32
+    assert all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    assert student.mask_token is not None and student.mask_token.grad is not None
+    assert torch.isfinite(student.mask_token.grad).all()
