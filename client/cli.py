@@ -5,6 +5,8 @@ Each command group lives in its own module and is registered here, so the root s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from client import cli_jobs, cli_serve
@@ -29,13 +31,21 @@ def _root() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the main job end to end on the embedded default and print per-domain mIoU."""
+def demo(
+    data_dir: Path = typer.Option(Path(".gkd"), "--data-dir", help="Where the embedded service keeps its data."),
+    quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) that checks the plumbing only."),
+    port: int = typer.Option(0, help="Port for the embedded server (0: any free port)."),
+) -> None:
+    """Serve embedded, distil on the synthetic benchmark through the API, print per-domain mIoU."""
     from client.demo import run_demo
 
-    raise typer.Exit(run_demo())
+    raise typer.Exit(run_demo(data_dir, quick=quick, port=port or None))
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

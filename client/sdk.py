@@ -301,6 +301,15 @@ class Client:
         """The team's registered datasets with their validation status."""
         return list(_items(self.http.json("GET", "/v1/datasets")))
 
+    def register_dataset(
+        self, name: str, *, layout: str, uri: str, classes: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Register (or re-validate) a dataset; returns it with its validation report and status."""
+        body: dict[str, Any] = {"name": name, "layout": layout, "uri": uri}
+        if classes is not None:
+            body["classes"] = list(classes)
+        return dict(self.http.json("POST", "/v1/datasets", json=body))
+
 
 def _items(body: Any) -> list[Any]:
     """Lists come bare or wrapped as ``{items: [...]}`` / ``{rows: [...]}``; accept each."""
