@@ -6,12 +6,13 @@ Production sets ``GKD_DATABASE_URL``, ``GKD_BROKER_URL`` and the ``GKD_S3_*`` va
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 
@@ -33,10 +34,10 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    allowed_roots: list[Path] = Field(
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra roots under which file:// datasets and weights are allowed."
     )
-    queues: list[str] = Field(default_factory=lambda: ["gpu"])
+    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu"])
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_stale_s: float = Field(default=60.0, gt=0)
@@ -58,7 +59,9 @@ class Settings(BaseSettings):
     @field_validator("allowed_roots", "queues", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        """Accept ``a:b`` / ``a,b`` strings from the environment as lists."""
+        """Accept ``a:b`` / ``a,b`` strings, or a JSON list, from the environment as lists."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
         if isinstance(value, str):
             separator = "," if "," in value else ":"
             return [part for part in value.split(separator) if part]
