@@ -46,7 +46,10 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads, then writes
+        # after another connection committed (the worker's heartbeat) fails at once with
+        # "database is locked" (SQLITE_BUSY_SNAPSHOT) instead of waiting out busy_timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -192,11 +192,23 @@ def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: Base
             if job.status not in (JobStatus.RUNNING.value, JobStatus.CANCELLING.value) or job.attempt != attempt:
                 return
             if is_transient(exc):
-                status = jobs.requeue_stale(session=session, job_id=job_id)
                 jobs.record_event(session=session, job_id=job_id, message=f"infrastructure error: {detail}")
-                if status is not JobStatus.QUEUED:
+                if job.status == JobStatus.CANCELLING.value:
+                    jobs.finish(session=session, job_id=job_id, status=JobStatus.CANCELLED, detail="cancelled")
+                    return
+                if attempt >= job.max_attempts:
+                    # Keep the real cause: "worker lost" (requeue_stale's wording) would hide it.
+                    jobs.finish(
+                        session=session, job_id=job_id, status=JobStatus.FAILED, reason="infra",
+                        detail=f"{detail} (attempt {attempt} of {job.max_attempts}; no attempts left)",
+                    )
                     return
                 delay = BackoffPolicy().delay(attempt)
+                jobs.transition(
+                    session=session, job_id=job_id, to=JobStatus.QUEUED, expected_from=JobStatus.RUNNING,
+                    message=f"requeued after attempt {attempt}/{job.max_attempts}; retry in {delay:.0f} s",
+                    values={"heartbeat_at": None, "phase": None, "eta_s": None},
+                )
             else:
                 _logger.info("job %s failed on user input: %s", job_id, detail)
                 reason = "user" if isinstance(exc, USER_ERRORS) else "infra"

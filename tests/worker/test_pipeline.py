@@ -1,0 +1,261 @@
+"""worker.pipeline.run_job on a real SQLite database, a real local store and the tiny benchmark.
+
+No mocks of the pipeline itself: each test submits a job through the service layer, runs it in this
+process exactly as the Celery task would, and reads back the rows and stored objects. Faults are
+injected only at the edges (a store that refuses uploads, garbage bytes in an image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from service import auth, jobs
+from service.datasets import register_dataset
+from service.db import upgrade_database
+from service.errors_storage import StorageUnavailable
+from service.models import Job, JobEvent, JobStatus, utcnow
+from service.schemas import DatasetCreate, JobSpec
+from service.settings import Settings
+from service.storage import LocalStore, StoredObject
+from tests.support.worker_env import tiny_spec
+from worker.context import WorkerContext
+from worker.pipeline import run_job
+from worker.sweeper import sweep_once
+from worker.work_dir_sync import checkpoint_prefix
+
+EXPECTED_ARTIFACTS = {"student.safetensors", "student.onnx", "model_card.json", "README.md"}
+PHASES = ["stage1", "stage2", "references", "evaluating", "exporting"]
+
+
+@dataclass
+class Env:
+    """A worker context over a fresh database in ``tmp`` with one team and the benchmark registered."""
+
+    context: WorkerContext
+    team_id: str
+
+    def submit(self, spec: dict[str, Any], *, max_attempts: int = 3) -> str:
+        with self.context.session() as session:
+            job = jobs.create_job(
+                session=session, team_id=self.team_id, spec=JobSpec.model_validate(spec), max_attempts=max_attempts
+            )
+            return job.id
+
+    def job(self, job_id: str) -> Job:
+        with self.context.session() as session:
+            return jobs.get_job(session=session, job_id=job_id)
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        with self.context.session() as session:
+            return jobs.list_events(session=session, job_id=job_id)
+
+    def metric_steps(self, job_id: str) -> dict[str, set[int]]:
+        with self.context.session() as session:
+            rows = jobs.list_metrics(session=session, job_id=job_id)
+        steps: dict[str, set[int]] = {}
+        for row in rows:
+            steps.setdefault(row.stage, set()).add(row.step)
+        return steps
+
+    def manifest(self, job_id: str) -> dict[str, str]:
+        raw = self.context.store.get_bytes(f"{checkpoint_prefix(job_id)}/manifest.json")
+        files: dict[str, str] = json.loads(raw)["files"]
+        return files
+
+
+def make_env(tmp: Path, bench: Path, *, source_root: Path | None = None, **settings: Any) -> Env:
+    """Migrate a SQLite db under ``tmp``, create a team and register every benchmark domain."""
+    values: dict[str, Any] = {
+        "data_dir": tmp / "data",
+        "allowed_roots": [bench, tmp],
+        "heartbeat_interval_s": 0.5,
+        **settings,
+    }
+    config = Settings(**values)
+    upgrade_database(config)
+    context = WorkerContext(config)
+    with context.session() as session:
+        _, key = auth.create_api_key(session=session, team_name="vision")
+        team_id = key.team_id
+        for domain in ("toon", "clear", "night", "fog", "retro"):
+            root = source_root if domain == "toon" and source_root is not None else bench / domain
+            body = DatasetCreate(name=domain, layout="folder", uri=root.as_uri())
+            dataset, _ = register_dataset(session=session, team_id=team_id, body=body, settings=config)
+            assert dataset.status == "valid", dataset.report
+    return Env(context, team_id)
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_bench: Path) -> Env:
+    return make_env(tmp_path, tiny_bench)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
+    job_id = env.submit(
+        tiny_spec("e2e", targets=[{"dataset": "fog", "split": "val"}, {"dataset": "night", "split": "val"}])
+    )
+    started = time.monotonic()
+    run_job(job_id, context=env.context)
+    took = time.monotonic() - started
+
+    job = env.job(job_id)
+    assert job.status == JobStatus.SUCCEEDED.value, job.error_detail
+    assert job.attempt == 1 and job.progress == pytest.approx(1.0)
+    events = env.events(job_id)
+    assert [e.message for e in events if e.type == "phase"] == [f"phase {p}" for p in PHASES]
+    assert events[-1].to_status == "succeeded"
+
+    steps = env.metric_steps(job_id)
+    assert steps["stage1b"] == set(range(1, 5)), steps
+    assert steps["stage2"] == set(range(1, 5)), steps
+    assert steps["ref_student_frozen"] == set(range(1, 5)), steps
+
+    with env.context.session() as session:
+        artifacts = {a.name: a for a in jobs.list_artifacts(session=session, job_id=job_id)}
+    assert set(artifacts) == EXPECTED_ARTIFACTS
+    for name, artifact in artifacts.items():
+        data = env.context.store.get_bytes(artifact.storage_key)
+        assert artifact.size == len(data) > 0, name
+        assert artifact.sha256 == _sha256(data), name
+    assert artifacts["student.safetensors"].kind == "student" and artifacts["student.onnx"].kind == "onnx"
+
+    summary = job.summary
+    assert summary is not None
+    for table in (summary["student"], summary["references"]["student_frozen"]):
+        assert {"fog/val", "night/val"} <= set(table)
+        for row in table.values():
+            assert 0.0 <= row["miou"] <= 1.0 and row["images"] > 0 and len(row["per_class_iou"]) == 8
+
+    # A redelivered message for a finished job changes nothing.
+    run_job(job_id, context=env.context)
+    assert len(env.events(job_id)) == len(events)
+    again = env.job(job_id)
+    assert (again.status, again.attempt, again.summary) == ("succeeded", 1, summary)
+    print(f"tiny job through run_job: {took:.1f} s")
+
+
+def test_corrupt_image_fails_with_reason_user_naming_the_file(tmp_path: Path, tiny_bench: Path) -> None:
+    source = tmp_path / "toon"
+    shutil.copytree(tiny_bench / "toon", source)
+    env = make_env(tmp_path, tiny_bench, source_root=source)
+    broken = sorted((source / "images" / "train").glob("*.png"))[3]
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image at all" * 4)  # after registration: found late
+
+    job_id = env.submit(tiny_spec("corrupt"))
+    run_job(job_id, context=env.context)
+
+    job = env.job(job_id)
+    assert job.status == "failed", job.status
+    assert job.error_reason == "user", (job.error_reason, job.error_detail)
+    assert job.error_detail is not None and broken.name in job.error_detail, job.error_detail
+    assert job.attempt == 1  # user errors are not retried
+
+
+class FlakyStore(LocalStore):
+    """A local store whose uploads fail as an unreachable S3 would (reads still work)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.refused = 0
+
+    def put_file(self, key: str, path: Path) -> StoredObject:
+        self.refused += 1
+        raise StorageUnavailable(f"injected: storage unreachable while uploading {key}")
+
+
+def test_transient_storage_error_requeues_then_fails_infra(env: Env) -> None:
+    store = FlakyStore(Path(env.context.settings.data_dir) / "artifacts")
+    env.context.store = store
+    job_id = env.submit(tiny_spec("flaky"), max_attempts=2)
+
+    run_job(job_id, context=env.context)
+    job = env.job(job_id)
+    assert store.refused >= 1
+    assert job.status == "queued" and job.attempt == 1, (job.status, job.error_detail)
+    messages = [e.message for e in env.events(job_id)]
+    assert any("infrastructure error" in m and "StorageUnavailable" in m for m in messages), messages
+    # The retry was sent to the broker with a countdown (embedded SQLite broker in data_dir).
+    broker = sqlite3.connect(Path(env.context.settings.data_dir) / "broker.db")
+    try:
+        payloads = [row[0] for row in broker.execute("select payload from kombu_message")]
+    finally:
+        broker.close()
+    assert any(job_id in str(p) for p in payloads)
+
+    run_job(job_id, context=env.context)  # the retried message: attempt 2 of 2 fails the same way
+    job = env.job(job_id)
+    assert job.status == "failed" and job.attempt == 2
+    assert job.error_reason == "infra"
+    assert job.error_detail is not None and "StorageUnavailable" in job.error_detail, job.error_detail
+
+
+def test_cancel_stops_a_running_job_after_a_checkpoint(env: Env) -> None:
+    job_id = env.submit(tiny_spec("cancel", stage1_steps=400, checkpoint_every=100))
+    runner = threading.Thread(target=run_job, args=(job_id,), kwargs={"context": env.context}, daemon=True)
+    runner.start()
+
+    deadline = time.monotonic() + 90
+    while not env.metric_steps(job_id).get("stage1b"):
+        assert runner.is_alive() and time.monotonic() < deadline, env.job(job_id).error_detail
+        time.sleep(0.2)
+    with env.context.session() as session:
+        assert jobs.request_cancel(session=session, job_id=job_id).status == "cancelling"
+    asked = time.monotonic()
+    runner.join(timeout=30)
+    stopped_in = time.monotonic() - asked
+    assert not runner.is_alive(), "run_job did not return after cancel"
+
+    job = env.job(job_id)
+    assert job.status == "cancelled", (job.status, job.error_detail)
+    assert stopped_in < 8.0, f"cancel took {stopped_in:.1f} s"
+    messages = [e.message for e in env.events(job_id)]
+    assert any("stopped on request at step" in m for m in messages), messages
+    stage1 = [rel for rel in env.manifest(job_id) if rel.startswith("checkpoints/stage1/") and rel.endswith(".pt")]
+    assert stage1, env.manifest(job_id)
+    assert all(env.context.store.exists(f"{checkpoint_prefix(job_id)}/files/{rel}") for rel in stage1)
+    print(f"cancel -> cancelled in {stopped_in:.2f} s; stored {stage1}")
+
+
+def _go_stale(env: Env, job_id: str) -> None:
+    with env.context.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+
+
+def test_sweeper_requeues_stale_jobs_then_fails_them(tmp_path: Path, tiny_bench: Path) -> None:
+    env = make_env(tmp_path, tiny_bench, heartbeat_stale_s=30)
+    lost = env.submit(tiny_spec("lost"), max_attempts=2)
+    alive = env.submit(tiny_spec("alive"), max_attempts=2)
+    for job_id in (lost, alive):
+        with env.context.session() as session:
+            assert jobs.claim_job(session=session, job_id=job_id, worker="gone") is not None
+    _go_stale(env, lost)
+
+    first = sweep_once(env.context)
+    assert first.requeued == [lost] and first.failed == []
+    assert env.job(lost).status == "queued" and env.job(alive).status == "running"
+    assert any("worker lost" in e.message for e in env.events(lost))
+
+    with env.context.session() as session:
+        assert jobs.claim_job(session=session, job_id=lost, worker="gone-again") is not None
+    _go_stale(env, lost)
+    second = sweep_once(env.context)
+    assert second.failed == [lost] and second.requeued == []
+    job = env.job(lost)
+    assert (job.status, job.error_reason, job.attempt) == ("failed", "infra", 2)
+    assert env.job(alive).status == "running"  # its heartbeat is fresh
