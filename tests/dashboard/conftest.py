@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
+# Screenshots land in a scratch folder on every run; GKD_UPDATE_SCREENSHOTS=1 refreshes the ones in docs/.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("GKD_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "gkd-dashboard-screenshots"
+)
 
 
 @pytest.fixture(scope="module")
