@@ -129,8 +129,8 @@ def test_sigkill_mid_stage1_then_resume(
     names = {a.name: a for a in artifacts}
     assert set(names) == {"student.safetensors", "student.onnx", "model_card.json", "README.md"}
     for artifact in artifacts:
-        data = context.store.get_bytes(artifact.storage_key)
-        assert hashlib.sha256(data).hexdigest() == artifact.sha256 and len(data) == artifact.size
+        blob = context.store.get_bytes(artifact.storage_key)
+        assert hashlib.sha256(blob).hexdigest() == artifact.sha256 and len(blob) == artifact.size
     summary = job.summary or {}
     assert "fog/val" in summary["student"] and "fog/val" in summary["references"]["student_frozen"]
 
