@@ -1,0 +1,156 @@
+"""Sizes and arms of the paper-comparison reproduction (bench/reproduce.py).
+
+One :class:`SizePreset` fixes everything that must be equal across arms: the benchmark, the
+teacher and student architectures, the stage-1 and stage-2 budgets and the head. An :class:`Arm`
+is one row of the paper's table (a method plus its variant); arms that come out of the same
+``run_experiment`` call (the teacher reference rides on the frozen no-KD run) share a ``run`` key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gkd_core.data.synthetic import BenchmarkSizes
+
+STUDENT_MODEL = "vit_tiny_patch16_224"  # timm name; the overrides below set its real size
+TEACHER_MODEL = "vit_small_patch16_224"
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    """Everything the arms share (benchmark, architectures, budgets)."""
+
+    name: str
+    image_size: int
+    bench: BenchmarkSizes
+    teacher_arch: dict[str, Any]
+    student_arch: dict[str, Any]
+    teacher_steps: int
+    teacher_batch: int
+    teacher_lr: float
+    stage1_steps: int
+    proxy_steps: int
+    stage1_batch: int
+    stage1_lr: float
+    stage2_steps: int
+    stage2_batch: int
+    stage2_lr: float
+    head: str = "fpn"
+    head_channels: int = 128  # the service's JobSpec cannot set it; 128 is its default
+    seeds: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The CI plumbing size: a few steps at 32 px on a benchmark of a handful of images.
+TINY = SizePreset(
+    name="tiny",
+    image_size=32,
+    bench=BenchmarkSizes(source_train=4, source_val=2, target_train=0, target_val=2, pool_train=4, pool_val=2),
+    teacher_arch={"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2},
+    student_arch={"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2},
+    teacher_steps=1,
+    teacher_batch=4,
+    teacher_lr=1e-3,
+    stage1_steps=1,
+    proxy_steps=1,
+    stage1_batch=4,
+    stage1_lr=5e-4,
+    stage2_steps=1,
+    stage2_batch=4,
+    stage2_lr=1e-3,
+    head="linear",
+    head_channels=16,
+    seeds=1,
+)
+
+# A smoke run of every arm with real (small) models: a few minutes, not a result.
+QUICK = SizePreset(
+    name="quick",
+    image_size=64,
+    bench=BenchmarkSizes(source_train=64, source_val=16, target_train=0, target_val=16, pool_train=128, pool_val=16),
+    teacher_arch={"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
+    student_arch={"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 2},
+    teacher_steps=40,
+    teacher_batch=16,
+    teacher_lr=1e-3,
+    stage1_steps=15,
+    proxy_steps=15,
+    stage1_batch=16,
+    stage1_lr=5e-4,
+    stage2_steps=20,
+    stage2_batch=8,
+    stage2_lr=1e-3,
+    head_channels=128,
+    seeds=1,
+)
+
+# The default run, sized from measured step times on the shared 2-core build machine (about 0.4 s per
+# student step at batch 8 while other jobs load the cores): 3 seeds of every arm in about an hour.
+DEFAULT = SizePreset(
+    name="default",
+    image_size=64,
+    bench=BenchmarkSizes(source_train=300, source_val=50, target_train=0, target_val=50, pool_train=1000, pool_val=50),
+    teacher_arch={"patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 4},
+    student_arch={"patch_size": 8, "embed_dim": 64, "depth": 4, "num_heads": 2},
+    teacher_steps=500,
+    teacher_batch=16,
+    teacher_lr=1e-3,
+    stage1_steps=100,
+    proxy_steps=100,
+    stage1_batch=16,
+    stage1_lr=5e-4,
+    stage2_steps=100,
+    stage2_batch=8,
+    stage2_lr=1e-3,
+    head_channels=128,
+    seeds=3,
+)
+
+PRESETS = {p.name: p for p in (TINY, QUICK, DEFAULT)}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the comparison table."""
+
+    name: str
+    label: str
+    method: str
+    finetune: bool = False
+    proxy: bool = False
+    mask_weight: float = 1.0
+    result: str = "student"  # "student" or the reference whose numbers this row shows
+    run: str = ""  # run_experiment call this row comes from (default: its own name)
+
+    @property
+    def run_key(self) -> str:
+        return self.run or self.name
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("teacher", "teacher (frozen + head)", "none", result="teacher", run="none_frozen"),
+    Arm("none_frozen", "student, no KD (frozen)", "none"),
+    Arm("none_finetuned", "student, no KD (fine-tuned)", "none", finetune=True),
+    Arm("kd", "+ vanilla KD", "kd"),
+    Arm("cwd", "+ CWD", "cwd"),
+    Arm("feature_mse", "+ feature MSE", "feature_mse"),
+    Arm("proteus", "+ Proteus", "proteus", proxy=True),
+    Arm("gkd", "+ GKD", "gkd", proxy=True),
+    Arm("gkd_no_proxy", "GKD without proxy step (1a)", "gkd", proxy=False),
+    Arm("gkd_no_mask", "GKD without L_mask", "gkd", proxy=True, mask_weight=0.0),
+)
+ARM_NAMES = tuple(a.name for a in ARMS)
+
+
+def select_arms(names: list[str] | None) -> list[Arm]:
+    """The arms to run, in table order; unknown names raise ``ValueError`` naming the valid ones."""
+    if not names:
+        return list(ARMS)
+    unknown = [n for n in names if n not in ARM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; choose from {', '.join(ARM_NAMES)}")
+    return [a for a in ARMS if a.name in names]
