@@ -8,6 +8,7 @@ through GKD_* variables, so a test can SIGKILL the worker and every child it for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,3 +185,68 @@ def worker_processes() -> Iterator[list[WorkerProcess]]:
     yield started
     for worker in started:
         worker.stop()
+
+
+@dataclass
+class ServerProcess:
+    """A server command (the API under uvicorn, or ``gkd serve``) in its own process group, logging to a file."""
+
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    url: str
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> ServerProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        import httpx
+
+        def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout_s=timeout_s, what=f"{self.url}/healthz", interval_s=0.25)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
+        """Signal the server itself (not its group: it must stop its own children), then kill the group."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def kill_group(self) -> None:
+        """Whatever is left in the group (after a failed test), SIGKILL."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def uvicorn_command(port: int) -> list[str]:
+    """The API as production runs it: uvicorn with the app factory."""
+    return [
+        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
