@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from service.queue import celery_config
 from service.settings import Settings, get_settings
@@ -35,6 +35,18 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 app = create_celery()
 _sweeper: Any = None
+
+
+@worker_init.connect
+def _preload_pipeline(**_: Any) -> None:
+    """Import torch, timm and gkd_core once in the parent, before the pool forks.
+
+    Pool processes inherit the loaded modules, so the first job is claimed as soon as its message
+    arrives instead of after seconds of imports inside the task (the tasks import lazily so that
+    sending a task never needs torch).
+    """
+    import worker.evaluation
+    import worker.pipeline  # noqa: F401
 
 
 @worker_process_init.connect
