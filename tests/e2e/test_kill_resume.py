@@ -28,7 +28,7 @@ from worker.work_dir_sync import checkpoint_prefix
 
 pytestmark = pytest.mark.e2e
 
-STEPS = 40
+STEPS = 30
 CHECKPOINT_EVERY = 5
 KILL_AFTER_STEP = 10
 _CKPT = re.compile(r"^checkpoints/stage1/stage1b-step(\d+)\.pt$")
