@@ -63,25 +63,26 @@ TINY = SizePreset(
     stage2_batch=4,
     stage2_lr=1e-3,
     head="linear",
-    head_channels=16,
+    head_channels=128,
     seeds=1,
 )
 
-# A smoke run of every arm with real (small) models: a few minutes, not a result.
+# A small run of every arm that finishes in well under an hour on the shared build machine (1 seed):
+# big enough for the teacher to learn shapes on the pool, far too small for final numbers.
 QUICK = SizePreset(
     name="quick",
     image_size=64,
-    bench=BenchmarkSizes(source_train=64, source_val=16, target_train=0, target_val=16, pool_train=128, pool_val=16),
+    bench=BenchmarkSizes(source_train=200, source_val=30, target_train=0, target_val=30, pool_train=600, pool_val=30),
     teacher_arch={"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
-    student_arch={"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 2},
-    teacher_steps=40,
+    student_arch={"patch_size": 8, "embed_dim": 48, "depth": 3, "num_heads": 2},
+    teacher_steps=250,
     teacher_batch=16,
     teacher_lr=1e-3,
-    stage1_steps=15,
-    proxy_steps=15,
+    stage1_steps=60,
+    proxy_steps=60,
     stage1_batch=16,
     stage1_lr=5e-4,
-    stage2_steps=20,
+    stage2_steps=80,
     stage2_batch=8,
     stage2_lr=1e-3,
     head_channels=128,
