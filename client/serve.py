@@ -96,11 +96,24 @@ def start_worker(data_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
         "--queues", ",".join(settings.queues), "--concurrency", "1", "--loglevel", "INFO",
         "--hostname", f"gkd-embedded-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
     ]
-    return subprocess.Popen(command, env=embedded_environment(data_dir), stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command,
+        env=embedded_environment(data_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # If `gkd serve` dies without cleaning up, the worker gets SIGTERM instead of living on.
+        preexec_fn=_worker_preexec,
+    )
+
+
+def _worker_preexec() -> None:
+    from worker.shutdown import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """Warm shutdown first (the running job checkpoints), then kill."""
+    """Warm shutdown first (a running job checkpoints and is requeued for the next start), then kill."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)

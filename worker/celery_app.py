@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from service.queue import celery_config
 from service.settings import Settings, get_settings
@@ -51,10 +51,18 @@ def _preload_pipeline(**_: Any) -> None:
 
 @worker_process_init.connect
 def _fresh_context(**_: Any) -> None:
-    """Forked pool processes must not share the parent's database connections."""
+    """Forked pool processes must not share the parent's database connections.
+
+    Each pool process also learns the handoff signal, and dies if the main worker process dies.
+    """
+    import signal
+
+    from worker import shutdown
     from worker.context import set_context
 
     set_context(None)
+    shutdown.install_handler()
+    shutdown.die_with_parent(signal.SIGKILL)
 
 
 @worker_ready.connect
@@ -66,6 +74,14 @@ def _start_sweeper(**_: Any) -> None:
     settings = get_settings()
     _sweeper = Sweeper(get_context(), interval_s=max(1.0, settings.heartbeat_stale_s / 4)).start()
     _logger.info("sweeper started")
+
+
+@worker_shutting_down.connect
+def _hand_back_running_jobs(**_: Any) -> None:
+    """Warm shutdown: running jobs checkpoint and go back to the queue instead of finishing here."""
+    from worker import shutdown
+
+    shutdown.notify_children()
 
 
 @worker_shutdown.connect

@@ -28,6 +28,7 @@ from service.queue import enqueue_job
 from service.schemas import DataRef as SpecDataRef
 from service.schemas import JobSpec
 from service.uris import UriError
+from worker import shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
 from worker.progress import JobCallbacks
@@ -133,13 +134,29 @@ class JobRun:
                 callbacks.request_stop()
 
     def _stopped(self) -> None:
-        """The loop stopped on request: cancelled by the user, or the job was given to another worker."""
+        """The loop stopped on request: cancelled, the worker is shutting down, or the job moved on."""
+        requeued = False
         with self.context.session() as session:
             job = jobs.get_job(session=session, job_id=self.job_id)
-            if job.status == JobStatus.CANCELLING.value and job.attempt == self.attempt:
+            ours = job.attempt == self.attempt
+            if job.status == JobStatus.CANCELLING.value and ours:
                 jobs.finish(session=session, job_id=self.job_id, status=JobStatus.CANCELLED, detail="cancelled")
+            elif job.status == JobStatus.RUNNING.value and ours and shutdown.requested():
+                jobs.transition(
+                    session=session,
+                    job_id=self.job_id,
+                    to=JobStatus.QUEUED,
+                    expected_from=JobStatus.RUNNING,
+                    message=f"worker shutting down: checkpoint stored, requeued after attempt {self.attempt} "
+                    "(a handoff does not use up an attempt)",
+                    # The next claim adds one again, so a rolling restart never exhausts max_attempts.
+                    values={"attempt": Job.attempt - 1, "heartbeat_at": None, "phase": None, "eta_s": None},
+                )
+                requeued = True
             else:
                 _logger.warning("job %s: attempt %d no longer owns the job; stopping", self.job_id, self.attempt)
+        if requeued:
+            enqueue_job(self.job_id, settings=self.context.settings)
 
     def _publish(self, result: ExperimentResult) -> None:
         stored = []

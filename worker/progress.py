@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gkd_core.engine.callbacks import Callbacks, MetricRow
 from service import jobs
+from worker import shutdown
 from worker.context import WorkerContext
 from worker.work_dir_sync import WorkDirSync
 
@@ -82,7 +83,7 @@ class JobCallbacks(Callbacks):
             jobs.record_event(session=session, job_id=self.job_id, message=message)
 
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        return self._stop.is_set() or shutdown.requested()
 
     # -- worker side ---------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -1,0 +1,84 @@
+"""Graceful handoff: a worker asked to stop checkpoints its running job and puts it back in the queue."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.models import JobStatus
+from tests.support.worker_env import tiny_spec
+from tests.worker.test_pipeline import Env, make_env
+from worker import shutdown
+from worker.pipeline import run_job
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_bench: Path) -> Iterator[Env]:
+    shutdown.reset()
+    yield make_env(tmp_path, tiny_bench)
+    shutdown.reset()
+
+
+def test_shutdown_requeues_the_job_and_the_next_attempt_resumes(env: Env) -> None:
+    job_id = env.submit(tiny_spec("handoff", stage1_steps=60, checkpoint_every=3))
+    runner = threading.Thread(target=run_job, args=(job_id,), kwargs={"context": env.context}, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 90
+    while max(env.metric_steps(job_id).get("stage1b", {0})) < 4:
+        assert runner.is_alive() and time.monotonic() < deadline, env.job(job_id).error_detail
+        time.sleep(0.1)
+    shutdown.request()
+    asked = time.monotonic()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "run_job did not return after the shutdown request"
+    assert time.monotonic() - asked < 8
+
+    job = env.job(job_id)
+    assert job.status == JobStatus.QUEUED.value
+    assert job.attempt == 0, "a handoff must not use up an attempt"
+    messages = [e.message for e in env.events(job_id)]
+    assert any(m.startswith("worker shutting down: checkpoint stored") for m in messages), messages
+    stored = [rel for rel in env.manifest(job_id) if rel.startswith("checkpoints/stage1/") and rel.endswith(".pt")]
+    assert stored, env.manifest(job_id)
+
+    shutdown.reset()
+    run_job(job_id, context=env.context)
+    job = env.job(job_id)
+    assert job.status == JobStatus.SUCCEEDED.value, job.error_detail
+    assert job.attempt == 1
+    messages = [e.message for e in env.events(job_id)]
+    resumed = [m for m in messages if "resumed from step" in m]
+    assert resumed and "resumed from step 0" not in resumed[0], messages
+    assert env.metric_steps(job_id)["stage1b"] == set(range(1, 61))
+
+
+def test_notify_children_reaches_a_pool_process(tmp_path: Path) -> None:
+    """The main process finds its children in /proc and their handler turns the signal into a request."""
+    script = textwrap.dedent(
+        """
+        import subprocess, sys
+        from worker import shutdown
+        child = subprocess.Popen([sys.executable, "-c", '''
+        import time
+        from worker import shutdown
+        shutdown.install_handler()
+        print("ready", flush=True)
+        deadline = time.monotonic() + 20
+        while not shutdown.requested() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise SystemExit(0 if shutdown.requested() else 3)
+        '''], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        assert shutdown.notify_children() == [child.pid]
+        raise SystemExit(child.wait(timeout=20))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
