@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def test_exported_student_loads_as_backbone_weights(tmp_path: Path) -> None:
     path, model = _export(tmp_path)
     cfg = BackboneConfig(model="vit_tiny_patch16_224", weights=str(path), img_size=32, overrides=TINY)
     loaded = build_backbone(cfg)
-    source = model.backbone.model.state_dict()
+    source = cast(Any, model).backbone.model.state_dict()
     target = loaded.model.state_dict()
     assert source.keys() == target.keys()
     assert all(torch.equal(source[k], target[k]) for k in source)

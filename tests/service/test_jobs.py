@@ -6,7 +6,7 @@ from datetime import timedelta
 from itertools import product
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service import jobs
@@ -173,7 +173,7 @@ def test_stale_jobs_requeue_then_fail(session: Session) -> None:
     old = utcnow() - timedelta(minutes=10)
     for attempt in (1, 2):
         assert jobs.claim_job(session=session, job_id=job.id) is not None
-        session.execute(Job.__table__.update().where(Job.id == job.id).values(heartbeat_at=old))
+        session.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=old))
         stale = jobs.find_stale_jobs(session=session, older_than=60)
         assert job.id in [j.id for j in stale]
         result = jobs.requeue_stale(session=session, job_id=job.id)
