@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chart", type=Path, default=None, help="bar chart PNG (default: OUT/results.png)")
     p.add_argument("--chart-link", default=None, help="how the markdown links the chart (default: its path)")
     p.add_argument("--notes", type=Path, default=None, help="markdown file appended to the report (the reading)")
+    p.add_argument("--source", default=None, help="diagnostic: train on this domain instead of toon")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the runs finished in OUT")
     p.add_argument("--via-api", default=None, metavar="URL", help="submit the comparison to a running service")
     p.add_argument("--api-key", default=None, help="API key for --via-api (default: $GKD_API_KEY)")
@@ -98,8 +99,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     stamp = out / "reproduce_started.txt"
     if not stamp.is_file() and not args.report_only:
-        stamp.write_text(f"{time.time()}\n")
-    bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset)
+        stamp.write_text(f"{time.time()}\n{command}\n")
+    if args.report_only and stamp.is_file():
+        lines = stamp.read_text().splitlines()
+        command = (lines[1] if len(lines) > 1 else "(training command not recorded)") + "\n" + command
+    bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset, source=args.source)
     raw = run_comparison(out, bench, preset, arms, list(range(n_seeds)), train=not args.report_only)
     raw["arms"] = {k: v for k, v in raw["arms"].items() if v["seeds"]}
     wall = time.perf_counter() - start
@@ -142,7 +146,7 @@ def _elapsed_in(out: Path) -> float:
     finished = [p.stat().st_mtime for p in out.glob("runs/*/*/reproduce_result.json")]
     if not stamp.is_file() or not finished:
         return float("nan")
-    return max(finished) - float(stamp.read_text().strip())
+    return max(finished) - float(stamp.read_text().splitlines()[0])
 
 
 if __name__ == "__main__":

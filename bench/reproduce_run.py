@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +70,30 @@ class Bench:
         return [self.ref(d, "val") for d in self.targets] + [self.ref(self.source, "val")]
 
 
-def prepare_benchmark(root: Path, preset: SizePreset, seed: int = 0) -> Bench:
-    """Generate the benchmark unless ``root`` already holds one with the same seed, size and counts."""
+def prepare_benchmark(root: Path, preset: SizePreset, seed: int = 0, source: str | None = None) -> Bench:
+    """Generate the benchmark unless ``root`` already holds one with the same seed, size and counts.
+
+    ``source`` swaps the source domain for one of the targets (a diagnostic: a source whose style
+    is a weaker cue than toon's flat palette); every target then gets a train split of the
+    source's size and toon becomes a target.
+    """
+    sizes = preset.bench
+    if source is not None and source != "toon":
+        sizes = replace(sizes, target_train=sizes.source_train)
     stamp = root / "reproduce_stamp.json"
-    want = {"seed": seed, "size": preset.image_size, "sizes": preset.to_dict()["bench"]}
+    want = {"seed": seed, "size": preset.image_size, "sizes": asdict(sizes)}
     if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
         _logger.info("generating the synthetic benchmark in %s (%s)", root, want)
-        generate_benchmark(root, seed=seed, size=preset.image_size, sizes=preset.bench)
+        generate_benchmark(root, seed=seed, size=preset.image_size, sizes=sizes)
         stamp.write_text(json.dumps(want))
     info = load_benchmark(root)
-    return Bench(root=root, source=info["source"], targets=list(info["targets"]), pool=info["pool"])
+    bench = Bench(root=root, source=info["source"], targets=list(info["targets"]), pool=info["pool"])
+    if source is None or source == bench.source:
+        return bench
+    if source not in bench.targets:
+        raise ValueError(f"--source must be one of {[bench.source, *bench.targets]}, got {source!r}")
+    targets = [bench.source, *(t for t in bench.targets if t != source)]
+    return Bench(root=root, source=source, targets=targets, pool=bench.pool)
 
 
 def teacher_config(preset: SizePreset, weights: str = "none") -> BackboneConfig:

@@ -141,7 +141,7 @@ def run_via_api(
     from bench.reproduce_run import prepare_benchmark, student_init
     from client.sdk import Client
 
-    bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset)
+    bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset, source=args.source)
     client = Client(args.via_api, args.api_key or os.environ.get("GKD_API_KEY"), timeout=60.0)
     for domain in [bench.source, *bench.targets, bench.pool]:
         ds = client.register_dataset(DATASET_PREFIX + domain, layout="folder", uri=(bench.root / domain).as_uri())
