@@ -156,7 +156,8 @@ def start_seaweed(workdir: Path, *, secret_key: str | None = None, attempts: int
             f"-master.port.grpc={master_grpc}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=64",
-            "-volume.max=30",
+            # Every bucket is a collection that grabs several volumes as it grows: leave plenty (sparse files).
+            "-volume.max=300",
             f"-volume.port={volume}",
             f"-volume.port.grpc={volume_grpc}",
             f"-filer.port={filer}",
