@@ -116,10 +116,19 @@ class Backbone(nn.Module):
             return int(h), int(w)
         if size not in self._grid_cache:
             # CNN strides/padding differ per family: ask the model once with a dummy image.
+            # Probe in eval mode: in train mode BatchNorm would fold the dummy image into its running
+            # statistics, and fails outright on a 1x1 map of a one-image batch.
             param = next(self.model.parameters())
             probe = torch.zeros(1, 3, *size, device=param.device, dtype=param.dtype)
-            with torch.no_grad():
-                fmap = self.model.forward_intermediates(probe, indices=[self.num_blocks - 1], intermediates_only=True)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    fmap = self.model.forward_intermediates(
+                        probe, indices=[self.num_blocks - 1], intermediates_only=True
+                    )
+            finally:
+                self.model.train(was_training)
             self._grid_cache[size] = (int(fmap[-1].shape[-2]), int(fmap[-1].shape[-1]))
         return self._grid_cache[size]
 
