@@ -194,6 +194,10 @@ class Backbone(nn.Module):
         for blk in m.blocks:
             x = blk(x, rope=rope) if rope is not None else blk(x)
         x = m.norm(x)
+        if isinstance(m.norm, nn.Identity) and not isinstance(getattr(m, "fc_norm", None), nn.Identity | None):
+            # Average-pooled models (e.g. EVA02 ImageNet heads) keep their final LayerNorm in fc_norm,
+            # applied after pooling; METHOD.md's teacher targets are tokens after the final LayerNorm.
+            x = m.fc_norm(x)
         patches = x[:, self.num_prefix_tokens :]
         cls = x[:, 0] if self.has_cls_token else patches.mean(dim=1)
         return TokenOutput(cls=cls, patches=patches, grid=(grid[0], grid[1]))

@@ -184,6 +184,8 @@ def test_vit_families_run_piecewise_like_timm(name: str, overrides: dict[str, An
     bb.eval()
     out = bb.forward_tokens(x)
     ref = bb.model.forward_features(bb.normalize(x))  # registers / rope / NHWC handled like timm
+    if isinstance(bb.model.norm, torch.nn.Identity) and not isinstance(bb.model.fc_norm, torch.nn.Identity):
+        ref = bb.model.fc_norm(ref)  # average-pooled models (EVA02): the final LayerNorm lives in fc_norm
     torch.testing.assert_close(out.patches, ref[:, prefix:])
     torch.testing.assert_close(out.cls, ref[:, 0])
     mask = torch.zeros(2, out.patches.shape[1], dtype=torch.bool)
