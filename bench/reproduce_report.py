@@ -40,8 +40,9 @@ def summarize(arms: dict[str, dict[str, Any]], targets: list[str], source: str) 
     return summary
 
 
-def _cell(stat: dict[str, float], bold: bool = False) -> str:
-    text = f"{stat['mean'] * 100:.1f} ± {stat['std'] * 100:.1f}"
+def _cell(stat: dict[str, float], bold: bool = False, n: int = 2) -> str:
+    # One seed has no spread: say so instead of printing a misleading "± 0.0".
+    text = f"{stat['mean'] * 100:.1f} ± {stat['std'] * 100:.1f}" if n > 1 else f"{stat['mean'] * 100:.1f}"
     return f"**{text}**" if bold else text
 
 
@@ -49,14 +50,16 @@ def markdown_table(summary: dict[str, dict[str, Any]], targets: list[str], sourc
     """Rows = arms, columns = targets, their average, the source and the in-domain minus OOD gap (mIoU %)."""
     students = [n for n in summary if n != "teacher"]
     best = max(students, key=lambda n: summary[n]["target_avg"]["mean"]) if students else None
-    head = ["method", *targets, "target avg", f"source ({source})", "gap (source - avg)"]
+    head = ["method", *targets, "target avg", f"source ({source})", "gap (source - avg)", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in summary.items():
         cells = [_LABELS.get(name, name)]
-        cells += [_cell(row[d]) for d in targets]
-        cells.append(_cell(row["target_avg"], bold=name == best))
-        cells.append(_cell(row[source]))
-        cells.append(_cell(row["gap"]))
+        n = int(row["n_seeds"])
+        cells += [_cell(row[d], n=n) for d in targets]
+        cells.append(_cell(row["target_avg"], bold=name == best, n=n))
+        cells.append(_cell(row[source], n=n))
+        cells.append(_cell(row["gap"], n=n))
+        cells.append(str(n))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -170,7 +173,8 @@ def results_markdown(
         f"Size preset **{s['preset']['name']}**, {s['seeds']} seed(s), wall time {wall_s / 60:.1f} min "
         f"({s['threads']} torch threads on this machine).",
         "",
-        "mIoU % per domain, mean ± sample std over seeds; every arm is trained on the source "
+        "mIoU % per domain, mean ± sample std over seeds (no spread shown for a single seed); every arm is "
+        "trained on the source "
         f"(`{source}`) only. Best student target average in bold.",
         "",
         markdown_table(summary, targets, source),
