@@ -143,7 +143,7 @@ def _miou(score: DomainScore | None) -> str:
 
 
 def _table(job: Job, source: str, targets: list[str]) -> Table:
-    columns = [f"{source} (source)", *targets, "target avg"]
+    columns = [f"{source} (source val)", *targets, "target avg"]
     table = Table(title="mIoU % per domain (synthetic domain-shift benchmark)")
     table.add_column("model")
     for column in columns:
@@ -153,7 +153,8 @@ def _table(job: Job, source: str, targets: list[str]) -> Table:
         per_target = [scores.get(f"synth-{t}/val") for t in targets]
         values = [s.miou for s in per_target if s is not None and s.miou is not None]
         avg = f"{100 * sum(values) / len(values):.1f}" if values else "-"
-        table.add_row(name, _miou(scores.get(f"synth-{source}/train")), *(_miou(s) for s in per_target), avg)
+        in_domain = scores.get(f"synth-{source}/val") or scores.get(f"synth-{source}/train")
+        table.add_row(name, _miou(in_domain), *(_miou(s) for s in per_target), avg)
     return table
 
 

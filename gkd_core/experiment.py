@@ -105,6 +105,9 @@ class ExperimentConfig:
     name: str = "gkd-student"
     export_onnx: bool = True
     evaluate_source: bool = True
+    # The in-domain row: a held-out split of the source (e.g. its val split). Without one, the source's
+    # training split is scored, which overstates in-domain accuracy.
+    source_eval: DataRef | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -406,8 +409,9 @@ class _Run:
 
     def domains(self) -> list[DataRef]:
         refs = list(self.cfg.targets)
-        if self.cfg.evaluate_source and self.cfg.source.label not in {t.label for t in refs}:
-            refs.append(self.cfg.source)
+        source = self.cfg.source_eval or self.cfg.source
+        if self.cfg.evaluate_source and source.label not in {t.label for t in refs}:
+            refs.append(source)
         return refs
 
     def evaluate(self, models: dict[str, SegmentationModel]) -> dict[str, dict[str, SegMetrics]]:

@@ -40,6 +40,7 @@ _logger = logging.getLogger(__name__)
 
 # Bad input the user can fix: these fail the job with reason "user" and the exception's message.
 USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError, ValueError, FileNotFoundError)
+EVAL_SPLIT = "val"
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
 
 
@@ -91,6 +92,17 @@ class JobRun:
             uri, layout = dataset.uri, dataset.layout
         return local_data_ref(self.resolver.resolve(uri), layout, ref)
 
+    def source_eval_ref(self) -> Any:
+        """The source's held-out split for the in-domain row: "val" when the dataset has one."""
+        source = self.spec.source
+        with self.context.session() as session:
+            splits = (get_dataset(session=session, team_id=self.team_id, name=source.dataset).report or {}).get(
+                "splits", {}
+            )
+        if source.split == EVAL_SPLIT or EVAL_SPLIT not in splits:
+            return None
+        return self.dataset_ref(SpecDataRef(dataset=source.dataset, split=EVAL_SPLIT))
+
     def resolve_weights(self, uri: str) -> str:
         return str(self.resolver.resolve(uri))
 
@@ -110,7 +122,11 @@ class JobRun:
                 f"stage1.image_size={self.spec.stage1.image_size}: one student input size per job"
             )
         config = to_experiment_config(
-            self.spec, dataset_ref=self.dataset_ref, resolve_weights=self.resolve_weights, device=_device()
+            self.spec,
+            dataset_ref=self.dataset_ref,
+            resolve_weights=self.resolve_weights,
+            device=_device(),
+            source_eval=self.source_eval_ref(),
         )
         callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec))
         beat = Heartbeat(

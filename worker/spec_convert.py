@@ -25,6 +25,7 @@ def to_experiment_config(
     dataset_ref: Callable[[SpecDataRef], DataRef],
     resolve_weights: Callable[[str], str],
     device: str,
+    source_eval: DataRef | None = None,
 ) -> ExperimentConfig:
     """Build the library config; callers supply how dataset names and weight URIs become local paths."""
     s1, s2 = spec.stage1, spec.stage2
@@ -34,6 +35,7 @@ def to_experiment_config(
         teacher=_backbone(spec.teacher, size, resolve_weights),
         student=_backbone(spec.student, size, resolve_weights),
         source=dataset_ref(spec.source),
+        source_eval=source_eval,
         targets=[dataset_ref(t) for t in spec.targets],
         proxy=dataset_ref(spec.proxy) if spec.proxy is not None else None,
         method=spec.method,

@@ -139,6 +139,8 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
     assert summary is not None
     for table in (summary["student"], summary["references"]["student_frozen"]):
         assert {"fog/val", "night/val"} <= set(table)
+        # The in-domain row is the source's held-out val split, never its training split.
+        assert "toon/val" in table and "toon/train" not in table
         for row in table.values():
             assert 0.0 <= row["miou"] <= 1.0 and row["images"] > 0 and len(row["per_class_iou"]) == 8
 
