@@ -7,12 +7,14 @@ the source and every target over seeds; write ``results.json``, a markdown repor
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.reproduce --out /tmp/gkd-repro                 # default size, 3 seeds
+    .venv/bin/python -m bench.reproduce --out /tmp/gkd-repro --threads 1     # default size, 3 seeds
     .venv/bin/python -m bench.reproduce --out /tmp/gkd-repro-q --quick       # smoke run
     .venv/bin/python -m bench.reproduce --out D --arms gkd kd --seeds 1
 
 Finished runs are reused from ``--out`` (each run writes ``reproduce_result.json``), so an
-interrupted run continues where it stopped. ``--via-api`` submits the same comparison to a running
+interrupted run continues where it stopped; ``--report-only`` writes the report from the runs
+finished so far. On a machine shared with other jobs ``--threads 1`` is much faster than more threads.
+``--via-api`` submits the same comparison to a running
 service instead (bench/reproduce_service.py).
 """
 

@@ -89,8 +89,8 @@ QUICK = SizePreset(
     seeds=1,
 )
 
-# The default run, sized from measured step times on the shared 2-core build machine (about 0.4 s per
-# student step at batch 8 while other jobs load the cores): 3 seeds of every arm in about an hour.
+# The default run: 3 seeds of every arm took 31 minutes on the shared 2-core build machine with
+# --threads 1 while other jobs kept the load average at 7-10 (docs/RESULTS.md has the per-arm times).
 DEFAULT = SizePreset(
     name="default",
     image_size=64,
