@@ -47,11 +47,11 @@ class DemoSize:
 
 FULL = DemoSize(
     image_size=64,
-    images={"source_train": 300, "source_val": 60, "target_val": 60, "pool_train": 800, "pool_val": 40},
-    teacher_steps=500,
-    stage1_steps=300,
+    images={"source_train": 300, "source_val": 60, "target_val": 60, "pool_train": 600, "pool_val": 40},
+    teacher_steps=300,
+    stage1_steps=200,
     proxy_steps=0,
-    stage2_steps=200,
+    stage2_steps=150,
     teacher={"model": "vit_small_patch16_224", "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 128,
                                                               "num_heads": 4}},
     student={"model": "vit_tiny_patch16_224", "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 64,
