@@ -9,13 +9,18 @@ is why ``gkd_core/__init__.py`` imports it first. See ../shared/design/ENVIRONME
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
+try:
+    import torch
+except ImportError:  # the API image validates datasets with numpy/PIL only and has no torch at all
+    torch = None  # type: ignore[assignment]
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 )
-_library: torch.library.Library | None = None
+_library: Any = None
 
 
 def _nms_is_registered() -> bool:
@@ -29,7 +34,7 @@ def _nms_is_registered() -> bool:
 def ensure_torchvision_ops() -> None:
     """Declare torchvision's nms/qnms op schemas when the installed build did not."""
     global _library
-    if _library is not None or _nms_is_registered():
+    if torch is None or _library is not None or _nms_is_registered():
         return
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:

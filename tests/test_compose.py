@@ -22,7 +22,8 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-ML_ONLY = {"torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript", "numpy", "pillow"}
+# numpy and pillow stay in the API image: POST /v1/datasets runs gkd_core's torch-free validator.
+ML_ONLY = {"torch", "torchvision", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript"}
 SECRETS = {"GKD_S3_ACCESS_KEY", "GKD_S3_SECRET_KEY", "GKD_SECRET_KEY", "POSTGRES_PASSWORD"}
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")
 

@@ -7,20 +7,38 @@ Public API (see docs/DATASETS.md): ``open_dataset``, ``LAYOUTS``, ``validate_dat
 
 from __future__ import annotations
 
-from gkd_core.data.cityscapes_labels import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, label_ids_to_train_ids
-from gkd_core.data.dataset import SegmentationDataset, open_dataset
-from gkd_core.data.layouts import LAYOUTS, ClassInfo, detect_layout, list_splits, read_classes_json
-from gkd_core.data.loader import make_loader, seed_worker
-from gkd_core.data.synthetic import (
-    TINY_SIZES,
-    BenchmarkInfo,
-    BenchmarkSizes,
-    DomainInfo,
-    generate_benchmark,
-    load_benchmark,
-)
-from gkd_core.data.transforms import SegEvalTransform, SegTrainTransform, Stage1Transform, photometric_distortion
-from gkd_core.data.validation import Problem, SplitReport, ValidationReport, validate_dataset
+import importlib
+from typing import Any
+
+# Loaded on first use (PEP 562): the validator (numpy + PIL) must import without torch, because the
+# API image validates datasets at registration and carries no torch.
+_EXPORTS = {
+    "gkd_core.data.cityscapes_labels": ("CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "label_ids_to_train_ids"),
+    "gkd_core.data.dataset": ("SegmentationDataset", "open_dataset"),
+    "gkd_core.data.layouts": ("LAYOUTS", "ClassInfo", "detect_layout", "list_splits", "read_classes_json"),
+    "gkd_core.data.loader": ("make_loader", "seed_worker"),
+    "gkd_core.data.synthetic": (
+        "TINY_SIZES",
+        "BenchmarkInfo",
+        "BenchmarkSizes",
+        "DomainInfo",
+        "generate_benchmark",
+        "load_benchmark",
+    ),
+    "gkd_core.data.transforms": ("SegEvalTransform", "SegTrainTransform", "Stage1Transform", "photometric_distortion"),
+    "gkd_core.data.validation": ("Problem", "SplitReport", "ValidationReport", "validate_dataset"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gkd_core.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CITYSCAPES_CLASSES",
