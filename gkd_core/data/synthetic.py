@@ -8,7 +8,7 @@ dataset per domain plus ``benchmark.json`` naming their roles:
     out/<domain>/images/{train,val}/<domain>_<split>_<index>.png
     out/<domain>/masks/{train,val}/<domain>_<split>_<index>.png
 
-Roles: ``source`` (toon: colours are a perfect but spurious cue), ``targets`` (clear, night, fog,
+Roles: ``source`` (toon: colours are a strong, imperfect, spurious cue), ``targets`` (clear, night, fog,
 sensor, retro) and ``pool`` (random styles, disjoint from the targets, to pretrain a robust
 "foundation" teacher). Every image is an independent scene drawn from the same scene distribution.
 """
@@ -31,11 +31,14 @@ from gkd_core.errors import ConfigError
 
 _logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: toon classes borrow other toon colours (imperfect cue)
 SOURCE_DOMAIN = "toon"
 POOL_DOMAIN = "pool"
 STYLE_DESCRIPTIONS: dict[str, str] = {
-    "toon": "flat saturated colours, one per class, used by no other domain for that class (the spurious cue)",
+    "toon": (
+        "flat saturated colours used by no other domain; per image each class keeps its own toon colour"
+        " (p=0.75) or borrows another class's: a strong but imperfect spurious cue"
+    ),
     "clear": "natural palette, per-class textures, per-object colours, mild sun gradient",
     "night": "natural palette darkened and blue-tinted, street lamps and car lights glow, lit windows, noise",
     "fog": "natural palette under haze that thickens with depth",

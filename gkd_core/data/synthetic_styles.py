@@ -1,8 +1,9 @@
 """Rendering styles of the synthetic benchmark: the same geometry, different appearance.
 
-- ``toon`` (source): every class one saturated colour that no other domain uses for it, flat
-  shading. Colour alone predicts the label perfectly here: the spurious cue a source-only
-  student latches onto.
+- ``toon`` (source): flat shading in saturated colours that no other domain uses; per image each
+  class keeps its own toon colour (probability ``TOON_OWN_PROB``) or borrows another class's.
+  Colour is a strong but imperfect cue here: the spurious cue a source-only student latches onto,
+  while a head on a shape-aware encoder gains by reading shape as well.
 - targets: ``clear`` (natural palette and textures), ``night`` (dark, blue, lamps and car lights,
   lit windows, noise), ``fog`` (natural, haze growing with depth), ``sensor`` (colour cast, blur,
   strong noise, vignetting), ``retro`` (a different fixed palette, checker/dot textures, posterized).
@@ -80,7 +81,22 @@ RETRO_PALETTE = _palette(
         (190, 82, 62),
     ]
 )
-FIXED_PALETTES: dict[str, np.ndarray] = {"toon": TOON_PALETTE, "natural": NATURAL_PALETTE, "retro": RETRO_PALETTE}
+# Toon's colour cue is strong but imperfect: per image, each class keeps its own toon colour with
+# probability TOON_OWN_PROB, else it borrows the toon colour of the class TOON_BORROW_SHIFTS away
+# (one shift drawn uniformly). A head that only reads colour then confuses classes, so it pays to
+# also read shape; a student trained on toon alone still gets most of its accuracy from colour.
+TOON_OWN_PROB = 0.75
+TOON_BORROW_SHIFTS: tuple[int, ...] = (1, 3)
+TOON_PALETTES: tuple[np.ndarray, ...] = (
+    TOON_PALETTE,
+    *(np.roll(TOON_PALETTE, shift, axis=0) for shift in TOON_BORROW_SHIFTS),
+)
+FIXED_PALETTES: dict[str, np.ndarray] = {
+    "toon": TOON_PALETTE,
+    **{f"toon_shift{s}": p for s, p in zip(TOON_BORROW_SHIFTS, TOON_PALETTES[1:], strict=True)},
+    "natural": NATURAL_PALETTE,
+    "retro": RETRO_PALETTE,
+}
 # A display palette for masks (Cityscapes colours of the matching classes); written to classes.json.
 MASK_PALETTE: list[tuple[int, int, int]] = [
     (70, 130, 180),
@@ -147,6 +163,13 @@ def _natural(rng: np.random.Generator) -> Style:
     )
 
 
+def _toon_palette(rng: np.random.Generator) -> np.ndarray:
+    """Per class, its own toon colour (probability TOON_OWN_PROB) or another class's (see TOON_PALETTES)."""
+    borrow = rng.random(K) >= TOON_OWN_PROB
+    which = np.where(borrow, 1 + rng.integers(0, len(TOON_BORROW_SHIFTS), K), 0)
+    return np.stack([TOON_PALETTES[w][c] for c, w in enumerate(which)]).astype(np.float32)
+
+
 def _random_palette(rng: np.random.Generator) -> np.ndarray:
     for _ in range(100):
         hsv = np.stack([rng.uniform(0, 1, K), rng.uniform(0, 1, K), rng.uniform(0.25, 1, K)], axis=1)
@@ -171,7 +194,7 @@ def sample_style(name: str, rng: np.random.Generator) -> Style:
     """Draw the appearance of one image in style ``name`` (one of ``STYLES``)."""
     if name == "toon":
         return Style(
-            palette=TOON_PALETTE.copy(),
+            palette=_toon_palette(rng),
             class_jitter=0.015,
             instance_jitter=np.full(K, 0.015, np.float32),
             part_alpha=0.3,
