@@ -219,7 +219,7 @@ def run_demo(data_dir: Path = Path(".gkd"), *, quick: bool = False, port: int | 
     finally:
         server.terminate()
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=60)  # it stops its worker first (warm shutdown, up to 20 s)
         except subprocess.TimeoutExpired:
             server.kill()
     return 0

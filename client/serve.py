@@ -8,6 +8,7 @@ the worker stops with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -101,8 +102,10 @@ def start_worker(data_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
         env=embedded_environment(data_dir),
         stdout=log,
         stderr=subprocess.STDOUT,
-        # If `gkd serve` dies without cleaning up, the worker gets SIGTERM instead of living on.
+        # If `gkd serve` dies without cleaning up, the worker gets SIGTERM instead of living on; its own
+        # process group lets stop_worker kill the pool processes too if a warm shutdown hangs.
         preexec_fn=_worker_preexec,
+        start_new_session=True,
     )
 
 
@@ -120,7 +123,9 @@ def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> No
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _logger.warning("worker %d did not stop in %.0f s; killing its process group", process.pid, timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 

@@ -47,13 +47,16 @@ def _preload_pipeline(**_: Any) -> None:
     """
     import worker.evaluation
     import worker.pipeline  # noqa: F401
+    from worker import shutdown
+
+    shutdown.clear_marker()
 
 
 @worker_process_init.connect
 def _fresh_context(**_: Any) -> None:
     """Forked pool processes must not share the parent's database connections.
 
-    Each pool process also learns the handoff signal, and dies if the main worker process dies.
+    Each pool process also dies if the main worker process dies.
     """
     import signal
 
@@ -61,7 +64,6 @@ def _fresh_context(**_: Any) -> None:
     from worker.context import set_context
 
     set_context(None)
-    shutdown.install_handler()
     shutdown.die_with_parent(signal.SIGKILL)
 
 
@@ -86,5 +88,8 @@ def _hand_back_running_jobs(**_: Any) -> None:
 
 @worker_shutdown.connect
 def _stop_sweeper(**_: Any) -> None:
+    from worker import shutdown
+
     if _sweeper is not None:
         _sweeper.stop()
+    shutdown.clear_marker()
