@@ -143,12 +143,12 @@ def _miou(score: DomainScore | None) -> str:
 
 
 def _table(job: Job, source: str, targets: list[str]) -> Table:
-    columns = [f"{source} (source val)", *targets, "target avg"]
+    columns = [f"{source} (src val)", *targets, "tgt avg"]
     table = Table(title="mIoU % per domain (synthetic domain-shift benchmark)")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for column in columns:
         table.add_column(column, justify="right")
-    rows = {"student (GKD)": job.summary.student, **{f"{k} (reference)": v for k, v in job.summary.references.items()}}
+    rows = {"GKD student": job.summary.student, **{f"ref: {k}": v for k, v in job.summary.references.items()}}
     for name, scores in rows.items():
         per_target = [scores.get(f"synth-{t}/val") for t in targets]
         values = [s.miou for s in per_target if s is not None and s.miou is not None]

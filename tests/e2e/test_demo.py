@@ -26,7 +26,7 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "mIoU % per domain" in out
-    for row in ("student (GKD)", "teacher (reference)", "student_frozen (reference)"):
+    for row in ("GKD student", "ref: teacher", "ref: student_frozen"):
         assert row in out, out
     for domain in ("clear", "night", "fog", "sensor", "retro"):
         assert domain in out
