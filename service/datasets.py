@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,44 +26,20 @@ class UriRejected(ValueError):
     """The URI cannot be read by this service (scheme, root or traversal)."""
 
 
-def allowed_roots(settings: Settings) -> list[Path]:
-    """Roots under which file:// URIs may point: the data dir plus Settings.allowed_roots."""
-    return [settings.data_dir.resolve(), *(root.resolve() for root in settings.allowed_roots)]
-
-
 def resolve_dataset_uri(uri: str, settings: Settings) -> Path:
-    """Turn a dataset URI into a local directory.
+    """Turn a dataset or weights URI into a local path through service.uris.
 
-    Uses service.uris (allowed roots, no traversal, s3:// cached download); without it, a local
-    check: file:// only, the resolved path (symlinks and '..' followed) under an allowed root.
+    file:// only under the allowed roots (symlinks and '..' resolved first), s3:// fetched into the
+    cache, artifact:// by the worker; any refusal becomes UriRejected (a 422, never a 500).
     """
-    try:
-        from service.uris import UriError, UriResolver
-    except ImportError:
-        return _resolve_file_locally(uri, settings)
+    from service.uris import UriError, UriResolver
+
     try:
         return UriResolver.from_settings(settings).resolve(uri)
     except UriError as exc:
         raise UriRejected(str(exc)) from exc
     except Exception as exc:  # storage failures while fetching s3:// data: report, never 500
         raise UriRejected(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from exc
-
-
-def _resolve_file_locally(uri: str, settings: Settings) -> Path:
-    """Fallback when service.uris is absent: file:// under the allowed roots only."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        raise UriRejected(f"only file:// dataset URIs can be read by this service (got {parsed.scheme}://)")
-    if parsed.netloc not in ("", "localhost"):
-        raise UriRejected(f"file:// URIs must be local (file:///path); got host {parsed.netloc!r}")
-    path = Path(unquote(parsed.path)).resolve()
-    roots = allowed_roots(settings)
-    if not any(path == root or root in path.parents for root in roots):
-        raise UriRejected(
-            f"{path} is outside the allowed roots ({', '.join(map(str, roots))}); "
-            "add its parent to GKD_ALLOWED_ROOTS or move the data"
-        )
-    return path
 
 
 def _validate(path: Path, layout: str) -> dict[str, Any]:
