@@ -9,8 +9,7 @@ from service import evaluations, jobs
 from service.models import EvaluationStatus
 from service.schemas import DataRef as SpecDataRef
 from worker.context import WorkerContext, get_context
-from worker.pipeline import USER_ERRORS, _device
-from worker.spec_convert import local_data_ref
+from worker.pipeline import USER_ERRORS, device, resolve_data_ref
 
 _logger = logging.getLogger(__name__)
 STUDENT_ARTIFACT = "student.safetensors"
@@ -28,18 +27,12 @@ def run_evaluation(evaluation_id: str, *, context: WorkerContext | None = None) 
         key = artifact.storage_key
     try:
         resolver = context.resolver(team_id=team_id)
-        refs = []
-        for raw in targets:
-            ref = SpecDataRef.model_validate(raw)
-            from service.datasets import get_dataset
-
-            with context.session() as session:
-                dataset = get_dataset(session=session, team_id=team_id, name=ref.dataset)
-                uri, layout = dataset.uri, dataset.layout
-            refs.append(local_data_ref(resolver.resolve(uri), layout, ref))
+        refs = [
+            resolve_data_ref(context, resolver, team_id, SpecDataRef.model_validate(raw)) for raw in targets
+        ]
         local = context.scratch / f"eval-{evaluation_id}" / STUDENT_ARTIFACT
         context.store.get_file(key, local)
-        metrics = evaluate_student(local, refs, device=_device())
+        metrics = evaluate_student(local, refs, device=device())
         results = {domain: m.to_dict() for domain, m in metrics.items()}
     except USER_ERRORS as exc:
         with context.session() as session:

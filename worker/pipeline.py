@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from service.models import Job, JobStatus
 from service.queue import enqueue_job
 from service.schemas import DataRef as SpecDataRef
 from service.schemas import JobSpec
-from service.uris import UriError
+from service.uris import UriError, UriResolver
 from worker import shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
@@ -42,12 +41,6 @@ _logger = logging.getLogger(__name__)
 USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError, ValueError, FileNotFoundError)
 EVAL_SPLIT = "val"
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _phases(spec: JobSpec) -> list[str]:
@@ -69,6 +62,21 @@ def metrics_summary(result: ExperimentResult) -> dict[str, Any]:
     }
 
 
+def device() -> str:
+    """Where this worker trains: the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_data_ref(context: WorkerContext, resolver: UriResolver, team_id: str, ref: SpecDataRef) -> Any:
+    """A team's registered dataset split as a gkd_core DataRef over a local folder (fetched if remote)."""
+    with context.session() as session:
+        dataset = get_dataset(session=session, team_id=team_id, name=ref.dataset)
+        uri, layout = dataset.uri, dataset.layout
+    return local_data_ref(resolver.resolve(uri), layout, ref)
+
+
 class JobRun:
     """One attempt at one job."""
 
@@ -87,10 +95,7 @@ class JobRun:
             jobs.record_event(session=session, job_id=self.job_id, message=message, type=type)
 
     def dataset_ref(self, ref: SpecDataRef) -> Any:
-        with self.context.session() as session:
-            dataset = get_dataset(session=session, team_id=self.team_id, name=ref.dataset)
-            uri, layout = dataset.uri, dataset.layout
-        return local_data_ref(self.resolver.resolve(uri), layout, ref)
+        return resolve_data_ref(self.context, self.resolver, self.team_id, ref)
 
     def source_eval_ref(self) -> Any:
         """The source's held-out split for the in-domain row: "val" when the dataset has one."""
@@ -125,7 +130,7 @@ class JobRun:
             self.spec,
             dataset_ref=self.dataset_ref,
             resolve_weights=self.resolve_weights,
-            device=_device(),
+            device=device(),
             source_eval=self.source_eval_ref(),
         )
         callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec))
@@ -253,5 +258,3 @@ def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: Base
     _logger.warning("job %s: transient error (%s); retrying in %.1f s", job_id, detail, delay)
     enqueue_job(job_id, settings=context.settings, countdown=delay)
 
-
-Runner = Callable[[str], None]
