@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
-from api.routes import dashboard, datasets, evaluations, health, jobs, models
+from api.routes import catalog, dashboard, datasets, evaluations, health, jobs, models
 from service.db import make_engine, session_factory
 from service.queue import CeleryEnqueuer, Enqueuer
 from service.settings import Settings, get_settings
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.enqueuer = enqueuer or CeleryEnqueuer(settings)
     app.state.metrics = ApiMetrics()
     templates: list[str] = []
-    for module in (jobs, evaluations, datasets, models, health, dashboard):
+    for module in (jobs, evaluations, datasets, models, catalog, health, dashboard):
         app.include_router(module.router)
         templates += [route.path for route in module.router.routes if isinstance(getattr(route, "path", None), str)]
     install_error_handlers(app)

@@ -27,8 +27,9 @@ from bench.reproduce_config import STUDENT_MODEL, TEACHER_MODEL, Arm, SizePreset
 from gkd_core.config import BackboneConfig, Stage1Config
 from gkd_core.data.synthetic import generate_benchmark, load_benchmark
 from gkd_core.engine.callbacks import Callbacks
-from gkd_core.experiment import DataRef, ExperimentConfig, Stage2Config, run_experiment
+from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config, run_experiment
 from gkd_core.export import load_student
+from gkd_core.methods import get_method
 from gkd_core.models.backbone import build_backbone
 
 _logger = logging.getLogger(__name__)
@@ -62,10 +63,10 @@ class Bench:
     targets: list[str]
     pool: str
 
-    def ref(self, domain: str, split: str, name: str | None = None) -> DataRef:
-        return DataRef(root=self.root / domain, layout="folder", split=split, name=name or domain)
+    def ref(self, domain: str, split: str, name: str | None = None) -> DatasetSplit:
+        return DatasetSplit(root=self.root / domain, layout="folder", split=split, name=name or domain)
 
-    def eval_refs(self) -> list[DataRef]:
+    def eval_refs(self) -> list[DatasetSplit]:
         """Every target's val split and the source's val split (labelled by domain name)."""
         return [self.ref(d, "val") for d in self.targets] + [self.ref(self.source, "val")]
 
@@ -265,7 +266,7 @@ def run_arm(work: Path, cfg: ExperimentConfig, *, teacher_donor: Path | None = N
         return RunOutcome(miou=data["miou"], seconds=data["seconds"], reused=True, info=data.get("info", {}))
     work.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
-    if teacher_donor is not None and cfg.method in ("kd", "cwd"):
+    if teacher_donor is not None and get_method(cfg.method).traits.teacher == "logits":
         info["teacher_head_from"] = str(teacher_donor) if seed_teacher_head(work, teacher_donor) else None
     start = time.perf_counter()
     result = run_experiment(cfg, work_dir=work, callbacks=_EventLog(cfg.name))

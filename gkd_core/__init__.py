@@ -3,7 +3,7 @@
 It knows nothing of HTTP, SQL, Celery or environment variables: typed configs and callbacks go
 in, results come out, and everything runs in a notebook::
 
-    from gkd_core import ExperimentConfig, BackboneConfig, DataRef, run_experiment
+    from gkd_core import ExperimentConfig, BackboneConfig, DatasetSplit, run_experiment
 
 The public names below load on first use (PEP 562), so ``import gkd_core`` stays cheap for
 processes that only need, say, the dataset validator.
@@ -27,10 +27,11 @@ _EXPORTS = {
     "gkd_core.stages.stage1": ("Stage1Task", "Stage1Result", "run_stage1"),
     "gkd_core.models.heads": ("build_head",),
     "gkd_core.stages.stage2": ("Stage2Config",),
-    "gkd_core.experiment": ("DataRef", "ExperimentConfig", "ExperimentResult", "run_experiment",
+    "gkd_core.experiment": ("DatasetSplit", "ExperimentConfig", "ExperimentResult", "run_experiment",
                             "evaluate_student"),
     "gkd_core.export": ("load_student",),
-    "gkd_core.engine": ("Callbacks", "CompositeCallbacks", "MetricRow", "FitResult", "StopRequested", "fit",
+    "gkd_core.methods": ("DistillMethod", "MethodTraits", "get_method", "list_methods", "register_method"),
+    "gkd_core.engine": ("Callbacks", "CompositeCallbacks", "MetricRow", "Phase", "FitResult", "StopRequested", "fit",
                         "StepBatches", "ConfusionMatrix", "SegMetrics", "seed_everything"),
     "gkd_core.data": ("open_dataset", "validate_dataset", "generate_benchmark", "load_benchmark", "LAYOUTS"),
 }

@@ -13,7 +13,6 @@ from typing import Any
 from gkd_core.errors import ConfigError
 
 WEIGHT_SOURCES = ("none", "timm")
-STAGE1_HEADS = ("qsd", "linear")
 MASK_LOSS_ON = ("all", "masked")
 TEACHER_PRECISIONS = ("fp32", "bf16")
 LOSS_TERMS = ("cls", "feat", "mask")
@@ -109,8 +108,10 @@ class Stage1Config:
             raise ConfigError(f"Stage1Config.mask_probability must be in [0, 1], got {self.mask_probability}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"Stage1Config.mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if self.head not in STAGE1_HEADS:
-            raise ConfigError(f"Stage1Config.head must be one of {STAGE1_HEADS}, got {self.head!r}")
+        from gkd_core.losses.qsd import TOKEN_HEADS  # the one table of stage-1 heads (imports torch)
+
+        if self.head not in TOKEN_HEADS:
+            raise ConfigError(f"Stage1Config.head must be one of {tuple(TOKEN_HEADS)}, got {self.head!r}")
         if self.mask_loss_on not in MASK_LOSS_ON:
             raise ConfigError(f"Stage1Config.mask_loss_on must be one of {MASK_LOSS_ON}, got {self.mask_loss_on!r}")
         if self.teacher_precision not in TEACHER_PRECISIONS:

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-Method = Literal["gkd", "proteus", "kd", "cwd", "feature_mse", "none"]
-Reference = Literal["teacher", "student_frozen", "student_finetuned"]
+import gkd_catalog
+
+# The enums of the REST contract come from the torch-free catalogue (gkd_catalog), the one list of names
+# that gkd_core's registries are checked against; mypy sees plain strings.
+if TYPE_CHECKING:
+    Method = str
+    Reference = str
+    Stage1Head = str
+    Stage2Head = str
+    Layout = str
+else:
+    Method = Literal[tuple(gkd_catalog.METHODS)]
+    Reference = Literal[tuple(gkd_catalog.REFERENCES)]
+    Stage1Head = Literal[tuple(gkd_catalog.STAGE1_HEADS)]
+    Stage2Head = Literal[tuple(gkd_catalog.HEADS)]
+    Layout = Literal[tuple(gkd_catalog.LAYOUTS)]
 Precision = Literal["fp32", "bf16"]
 
 _WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-]{36}/[\w.\-]+)$")
@@ -98,7 +112,7 @@ class Stage1Spec(_Strict):
     mask_probability: float = Field(default=0.5, ge=0, le=1)
     mask_ratio: float = Field(default=0.5, ge=0, lt=1)
     loss_weights: dict[Literal["cls", "feature", "mask"], float] = Field(default_factory=_default_loss_weights)
-    head: Literal["qsd", "linear"] = "qsd"
+    head: Stage1Head = "qsd"
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
 
     @field_validator("loss_weights")
@@ -117,7 +131,7 @@ class Stage2Spec(_Strict):
     batch_size: int = Field(default=4, ge=1, le=256)
     lr: float = Field(default=1e-4, gt=0, le=1.0)
     crop_size: int = Field(default=512, ge=16, le=2048)
-    head: Literal["linear", "fpn"] = "fpn"
+    head: Stage2Head = "fpn"
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
     finetune: bool = Field(
         default=False,
@@ -191,10 +205,11 @@ class JobSpec(_Strict):
     @classmethod
     def _finetune_only_without_teacher(cls, stage2: Stage2Spec, info: ValidationInfo) -> Stage2Spec:
         method = info.data.get("method")
-        if stage2.finetune and method != "none":
+        if stage2.finetune and method is not None and gkd_catalog.method(method).encoder != "either":
+            choosers = " or ".join(repr(m.name) for m in gkd_catalog.METHODS.values() if m.encoder == "either")
             raise ValueError(
-                f"stage2.finetune applies to method 'none' only (got method {method!r}); "
-                "remove it, or use method 'none'"
+                f"stage2.finetune applies to method {choosers} only (got method {method!r}); "
+                f"remove it, or use method {choosers}"
             )
         return stage2
 
@@ -317,9 +332,6 @@ class EvaluationRead(_Read):
     finished_at: datetime | None
 
 
-LAYOUTS = ("cityscapes", "gta5", "acdc", "bdd100k", "mapillary", "mmseg", "folder")
-
-
 class DatasetCreate(_Strict):
     """Register a dataset: a name unique within the team, its layout and where it lives."""
 
@@ -332,7 +344,7 @@ class DatasetCreate(_Strict):
     )
 
     name: str = Field(min_length=1, max_length=100, description="Letters, digits, '_', '-', '.'")
-    layout: Literal["cityscapes", "gta5", "acdc", "bdd100k", "mapillary", "mmseg", "folder"]
+    layout: Layout
     uri: str = Field(
         min_length=1, max_length=2048, description="file:///path (under allowed roots) or s3://bucket/prefix"
     )
@@ -422,3 +434,41 @@ class ModelList(BaseModel):
     """The curated model zoo."""
 
     items: list[ModelInfo]
+
+
+class CatalogEntry(BaseModel):
+    """A named component (head, stage-1 head, reference row) and what it is."""
+
+    name: str
+    summary: str
+
+
+class LayoutEntry(CatalogEntry):
+    """A dataset layout: whether it carries labels and which options it takes."""
+
+    labels: bool
+    options: list[str]
+
+
+class MethodEntry(BaseModel):
+    """A distillation method and the traits the service plans a job by."""
+
+    name: str
+    title: str
+    summary: str
+    stages: list[str]
+    two_stage: bool
+    teacher: str = Field(description="unused, tokens (stage-1 token distillation), logits or features")
+    stage1_head: str | None
+    encoder: str = Field(description="frozen, trainable, or either (stage2.finetune picks)")
+
+
+class CatalogRead(BaseModel):
+    """Every name a JobSpec or dataset registration may use, from the one catalogue the worker agrees with."""
+
+    methods: list[MethodEntry]
+    heads: list[CatalogEntry]
+    stage1_heads: list[CatalogEntry]
+    layouts: list[LayoutEntry]
+    references: list[CatalogEntry]
+    phases: list[str]

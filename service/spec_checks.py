@@ -10,14 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import gkd_catalog
 from service import zoo
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
 from service.models import DatasetStatus, Job, JobStatus
 from service.schemas import JobSpec, ModelRef
 from service.settings import Settings
-
-FEATURE_METHODS_NEEDING_VIT_TEACHER = ("gkd", "proteus")
 
 
 def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: Settings) -> None:
@@ -92,7 +91,7 @@ def _check_model(role: str, ref: ModelRef, errors: list[dict[str, Any]]) -> zoo.
 
 
 def _check_pair(spec: JobSpec, teacher: zoo.ModelMeta, student: zoo.ModelMeta, errors: list[dict[str, Any]]) -> None:
-    if spec.method in FEATURE_METHODS_NEEDING_VIT_TEACHER and teacher.kind != "vit":
+    if gkd_catalog.method(spec.method).teacher == "tokens" and teacher.kind != "vit":
         errors.append(
             field_error(
                 "teacher.model",

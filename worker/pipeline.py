@@ -15,24 +15,24 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import gkd_catalog
 from gkd_core.engine.metrics import SegMetrics
 from gkd_core.engine.trainer import StopRequested
 from gkd_core.errors import GKDError
-from gkd_core.experiment import ExperimentResult, run_experiment
+from gkd_core.experiment import DatasetSplit, ExperimentResult, run_experiment
 from service import jobs
 from service.datasets import get_dataset
 from service.errors import DomainError
 from service.models import Job, JobStatus
 from service.queue import enqueue_job
-from service.schemas import DataRef as SpecDataRef
-from service.schemas import JobSpec
+from service.schemas import DataRef, JobSpec
 from service.uris import UriError, UriResolver
 from worker import shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
 from worker.progress import JobCallbacks
 from worker.retry import BackoffPolicy, is_transient
-from worker.spec_convert import local_data_ref, to_experiment_config
+from worker.spec_convert import local_split, to_experiment_config
 from worker.work_dir_sync import WorkDirSync
 
 _logger = logging.getLogger(__name__)
@@ -44,10 +44,7 @@ ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_ca
 
 
 def _phases(spec: JobSpec) -> list[str]:
-    phases = ["stage1", "stage2"] if spec.method in ("gkd", "proteus") else ["stage2"]
-    if spec.references:
-        phases.append("references")
-    return [*phases, "evaluating", "exporting"]
+    return gkd_catalog.job_phases(gkd_catalog.method(spec.method).stages, bool(spec.references))
 
 
 def metrics_summary(result: ExperimentResult) -> dict[str, Any]:
@@ -69,12 +66,12 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_data_ref(context: WorkerContext, resolver: UriResolver, team_id: str, ref: SpecDataRef) -> Any:
-    """A team's registered dataset split as a gkd_core DataRef over a local folder (fetched if remote)."""
+def resolve_split(context: WorkerContext, resolver: UriResolver, team_id: str, ref: DataRef) -> DatasetSplit:
+    """A team's registered dataset split as a gkd_core DatasetSplit over a local folder (fetched if remote)."""
     with context.session() as session:
         dataset = get_dataset(session=session, team_id=team_id, name=ref.dataset)
         uri, layout = dataset.uri, dataset.layout
-    return local_data_ref(resolver.resolve(uri), layout, ref)
+    return local_split(resolver.resolve(uri), layout, ref)
 
 
 class JobRun:
@@ -94,10 +91,10 @@ class JobRun:
         with self.context.session() as session:
             jobs.record_event(session=session, job_id=self.job_id, message=message, type=type)
 
-    def dataset_ref(self, ref: SpecDataRef) -> Any:
-        return resolve_data_ref(self.context, self.resolver, self.team_id, ref)
+    def dataset_ref(self, ref: DataRef) -> DatasetSplit:
+        return resolve_split(self.context, self.resolver, self.team_id, ref)
 
-    def source_eval_ref(self) -> Any:
+    def source_eval_ref(self) -> DatasetSplit | None:
         """The source's held-out split for the in-domain row: "val" when the dataset has one."""
         source = self.spec.source
         with self.context.session() as session:
@@ -106,7 +103,7 @@ class JobRun:
             )
         if source.split == EVAL_SPLIT or EVAL_SPLIT not in splits:
             return None
-        return self.dataset_ref(SpecDataRef(dataset=source.dataset, split=EVAL_SPLIT))
+        return self.dataset_ref(DataRef(dataset=source.dataset, split=EVAL_SPLIT))
 
     def resolve_weights(self, uri: str) -> str:
         return str(self.resolver.resolve(uri))
@@ -121,7 +118,8 @@ class JobRun:
 
     def run(self) -> None:
         self.prepare()
-        if self.spec.stage1.image_size != self.spec.stage2.crop_size and self.spec.method in ("gkd", "proteus"):
+        two_stage = gkd_catalog.method(self.spec.method).two_stage
+        if two_stage and self.spec.stage1.image_size != self.spec.stage2.crop_size:
             self.event(
                 f"stage 1 runs at {self.spec.stage2.crop_size} px (the stage-2 crop size), not "
                 f"stage1.image_size={self.spec.stage1.image_size}: one student input size per job"

@@ -12,7 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from gkd_core.engine.callbacks import Callbacks, MetricRow
+import gkd_catalog
+from gkd_core.engine.callbacks import Callbacks, MetricRow, Phase
 from service import jobs
 from worker import shutdown
 from worker.context import WorkerContext
@@ -22,7 +23,6 @@ _logger = logging.getLogger(__name__)
 
 # Share of the whole job each phase stands for, used to turn per-stage fractions into one number.
 PHASE_WEIGHTS = {"stage1": 0.45, "stage2": 0.3, "references": 0.15, "evaluating": 0.05, "exporting": 0.05}
-_PHASE_PREFIX = "phase: "
 
 
 class JobCallbacks(Callbacks):
@@ -69,16 +69,15 @@ class JobCallbacks(Callbacks):
         with self.context.session() as session:
             jobs.set_progress(session=session, job_id=self.job_id, progress=overall, eta_s=eta_s)
 
+    def on_phase(self, phase: Phase) -> None:
+        self.flush()
+        # The phase that just ended left its state on disk (state.json): store it before moving on.
+        self.sync.push()
+        self.phase = phase.value
+        with self.context.session() as session:
+            jobs.set_phase(session=session, job_id=self.job_id, phase=phase.value)
+
     def on_event(self, message: str) -> None:
-        phase = message[len(_PHASE_PREFIX) :].strip() if message.startswith(_PHASE_PREFIX) else None
-        if phase in PHASE_WEIGHTS:
-            self.flush()
-            # The phase that just ended left its state on disk (state.json): store it before moving on.
-            self.sync.push()
-            self.phase = phase
-            with self.context.session() as session:
-                jobs.set_phase(session=session, job_id=self.job_id, phase=phase)
-            return
         with self.context.session() as session:
             jobs.record_event(session=session, job_id=self.job_id, message=message)
 
@@ -100,4 +99,4 @@ class JobCallbacks(Callbacks):
                 jobs.record_metrics(session=session, job_id=self.job_id, rows=rows)
 
     def _order(self, phase: str) -> int:
-        return list(PHASE_WEIGHTS).index(phase)
+        return gkd_catalog.PHASES.index(phase)

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gkd_core.config import BackboneConfig, Stage1Config
-from gkd_core.experiment import DataRef, ExperimentConfig, Stage2Config
-from service.schemas import DataRef as SpecDataRef
-from service.schemas import JobSpec, ModelRef
+from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config
+from service.schemas import DataRef, JobSpec, ModelRef
 
 # The API names the patch-feature term "feature"; gkd_core calls it "feat".
 _LOSS_KEYS = {"cls": "cls", "feature": "feat", "mask": "mask"}
@@ -22,10 +21,10 @@ def _backbone(ref: ModelRef, img_size: int, resolve_weights: Callable[[str], str
 def to_experiment_config(
     spec: JobSpec,
     *,
-    dataset_ref: Callable[[SpecDataRef], DataRef],
+    dataset_ref: Callable[[DataRef], DatasetSplit],
     resolve_weights: Callable[[str], str],
     device: str,
-    source_eval: DataRef | None = None,
+    source_eval: DatasetSplit | None = None,
 ) -> ExperimentConfig:
     """Build the library config; callers supply how dataset names and weight URIs become local paths."""
     s1, s2 = spec.stage1, spec.stage2
@@ -68,6 +67,6 @@ def to_experiment_config(
     )
 
 
-def local_data_ref(root: Path, layout: str, ref: SpecDataRef) -> DataRef:
-    """A gkd_core DataRef for a dataset already resolved to a local folder."""
-    return DataRef(root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}")
+def local_split(root: Path, layout: str, ref: DataRef) -> DatasetSplit:
+    """A gkd_core DatasetSplit for a registered dataset already resolved to a local folder."""
+    return DatasetSplit(root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}")

@@ -7,9 +7,7 @@
 
 (function () {
   const KEY_STORAGE = "gkd.apiKey";
-  const PHASES = ["queued", "stage1", "stage2", "references", "evaluating", "exporting", "done"];
   const STATUSES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
-  const METHODS = ["gkd", "proteus", "kd", "cwd", "feature_mse", "none"];
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -180,6 +178,18 @@
     return data;
   }
 
+  // Methods, heads and phases come from the server's catalogue (GET /v1/catalog), never a copy here.
+  let catalogRequest = null;
+  function catalog() {
+    if (!catalogRequest) {
+      catalogRequest = api("/v1/catalog").catch((err) => {
+        catalogRequest = null;
+        throw err;
+      });
+    }
+    return catalogRequest;
+  }
+
   function listOf(body, key) {
     if (Array.isArray(body)) return body;
     if (body && Array.isArray(body[key])) return body[key];
@@ -237,11 +247,12 @@
   }
 
   async function renderList() {
+    const cat = await catalog();
     const filters = el(
       "form",
       { id: "filters", class: "filters" },
       filterSelect("filter-status", "Status ", STATUSES),
-      filterSelect("filter-method", "Method ", METHODS),
+      filterSelect("filter-method", "Method ", cat.methods.map((m) => m.name)),
       el("label", { class: "filter" }, "Created after ", el("input", { id: "filter-created_after", type: "date", value: listState.created_after })),
       el(
         "label",
@@ -319,7 +330,8 @@
 
   // ----- job page ---------------------------------------------------------------------------
 
-  function phaseTimeline(job, events) {
+  function phaseTimeline(job, events, phaseNames) {
+    const PHASES = ["queued", ...phaseNames, "done"];
     let current = job.status === "queued" ? "queued" : job.phase;
     if (job.status === "succeeded") current = "done";
     const index = PHASES.indexOf(current);
@@ -529,12 +541,13 @@
     const gen = routeGen;
     async function refresh() {
       if (gen !== routeGen) return;
-      let job, events, artifacts, newRows;
+      let cat, job, events, artifacts, newRows;
       try {
         const base = "/v1/jobs/" + encodeURIComponent(jobId);
         const stageRows = Array.from(metrics.values()).filter((r) => r.stage === undefined || r.stage === currentStage);
         const since = stageRows.length ? Math.max(...stageRows.map((r) => r.step)) : null;
-        [job, events, artifacts, newRows] = await Promise.all([
+        [cat, job, events, artifacts, newRows] = await Promise.all([
+          catalog(),
           api(base),
           api(base + "/events"),
           api(base + "/artifacts"),
@@ -549,12 +562,12 @@
       if (gen !== routeGen) return;
       for (const r of listOf(newRows, "rows")) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
       currentStage = job.phase;
-      paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"));
+      paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"), cat.phases);
       if (!TERMINAL.has(job.status)) later(refresh, 2000);
     }
     let currentStage = null;
 
-    function paint(job, events, artifacts) {
+    function paint(job, events, artifacts, phaseNames) {
       const cancel = el("button", { type: "button", id: "cancel-job", class: "danger", disabled: TERMINAL.has(job.status) || job.status === "cancelling" }, "Cancel job");
       cancel.addEventListener("click", async () => {
         if (!window.confirm("Cancel this job?")) return;
@@ -587,7 +600,7 @@
         facts,
         errorReason || errorDetail ? el("div", { class: "error", id: "job-error" }, (errorReason ? errorReason + ": " : "") + (errorDetail || "")) : null,
         el("h3", {}, "Timeline"),
-        phaseTimeline(job, events),
+        phaseTimeline(job, events, phaseNames),
         el("h3", {}, "Loss curves"),
         el("div", { id: "loss-curves" }, lossCharts(Array.from(metrics.values()))),
         el("h3", {}, "Per-domain mIoU"),
@@ -614,7 +627,7 @@
     ["teacher.weights", "Teacher weights", "text", "timm"],
     ["student.model", "Student model", "text", "deit_small_patch16_224"],
     ["student.weights", "Student weights", "text", "none"],
-    ["method", "Method", "select", "gkd"],
+    ["method", "Method", "select", "gkd", "methods"],
     ["source.dataset", "Source dataset", "text", ""],
     ["source.split", "Source split", "text", "train"],
     ["targets", "Targets (dataset:split, comma separated)", "text", ""],
@@ -622,6 +635,7 @@
     ["stage1.batch_size", "Stage 1 batch size", "number", "16"],
     ["stage2.steps", "Stage 2 steps", "number", "1000"],
     ["stage2.batch_size", "Stage 2 batch size", "number", "4"],
+    ["stage2.head", "Stage 2 head", "select", "fpn", "heads"],
     ["seed", "Seed", "number", "0"],
   ];
 
@@ -676,18 +690,21 @@
     }
   }
 
-  function renderSubmit() {
+  async function renderSubmit() {
     stopTimers();
+    const gen = routeGen;
+    const cat = await catalog();
+    if (gen !== routeGen) return;
     clear(app);
     const general = el("div", { id: "form-errors" });
     const fieldset = el(
       "fieldset",
       { id: "spec-fields" },
-      FIELDS.map(([path, label, type, value]) => {
+      FIELDS.map(([path, label, type, value, table]) => {
         const id = "f-" + path.replace(/\./g, "-");
         const input =
           type === "select"
-            ? el("select", { id: id, name: path, "data-field": path }, METHODS.map((m) => el("option", { value: m }, m)))
+            ? el("select", { id: id, name: path, "data-field": path }, cat[table].map((e) => el("option", { value: e.name, title: e.summary }, e.name)))
             : el("input", { id: id, name: path, type: type, value: value, "data-field": path });
         if (type === "select") input.value = value;
         return el("div", { class: "field" }, el("label", { for: id }, label), input);

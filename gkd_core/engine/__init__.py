@@ -1,7 +1,14 @@
 """The generic training engine: fit loop, checkpoints, callbacks, optimizers, metrics, inference."""
 
 from gkd_core.engine.batches import BatchSource, StepBatches
-from gkd_core.engine.callbacks import Callbacks, CompositeCallbacks, LoggingCallbacks, MetricRow, RecordingCallbacks
+from gkd_core.engine.callbacks import (
+    Callbacks,
+    CompositeCallbacks,
+    LoggingCallbacks,
+    MetricRow,
+    Phase,
+    RecordingCallbacks,
+)
 from gkd_core.engine.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -24,6 +31,7 @@ __all__ = [
     "LoggingCallbacks",
     "MetricRow",
     "NonFiniteLossError",
+    "Phase",
     "RecordingCallbacks",
     "SegMetrics",
     "StepBatches",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 _logger = logging.getLogger(__name__)
@@ -29,6 +30,16 @@ class MetricRow:
     value: float
 
 
+class Phase(StrEnum):
+    """The phases of an experiment, in order (gkd_catalog.PHASES lists the same names)."""
+
+    STAGE1 = "stage1"
+    STAGE2 = "stage2"
+    REFERENCES = "references"
+    EVALUATING = "evaluating"
+    EXPORTING = "exporting"
+
+
 class Callbacks:
     """No-op base for training hooks; override the methods you need.
 
@@ -46,7 +57,10 @@ class Callbacks:
         """Progress of ``stage`` in [0, 1] and the estimated seconds left (None while unknown)."""
 
     def on_event(self, message: str) -> None:
-        """A human-readable event (resumed, stopped, phase changed) for the job's timeline."""
+        """A human-readable event (resumed, stopped, teacher alignment) for the job's timeline."""
+
+    def on_phase(self, phase: Phase) -> None:
+        """The experiment entered ``phase`` (the previous phase's state is on disk by now)."""
 
     def should_stop(self) -> bool:
         """Return True to stop the run after saving a checkpoint."""
@@ -75,6 +89,10 @@ class CompositeCallbacks(Callbacks):
         for child in self.children:
             child.on_event(message)
 
+    def on_phase(self, phase: Phase) -> None:
+        for child in self.children:
+            child.on_phase(phase)
+
     def should_stop(self) -> bool:
         # Poll every child (not any() with short-circuit) so each sees the same poll cadence.
         answers = [child.should_stop() for child in self.children]
@@ -90,6 +108,7 @@ class RecordingCallbacks(Callbacks):
     checkpoints: list[tuple[Path, str, int]] = field(default_factory=list)
     progress: list[tuple[str, float, float | None]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
     polls: int = 0
 
     def on_metrics(self, rows: list[MetricRow]) -> None:
@@ -103,6 +122,9 @@ class RecordingCallbacks(Callbacks):
 
     def on_event(self, message: str) -> None:
         self.events.append(message)
+
+    def on_phase(self, phase: Phase) -> None:
+        self.phases.append(phase)
 
     def should_stop(self) -> bool:
         self.polls += 1
@@ -129,3 +151,6 @@ class LoggingCallbacks(Callbacks):
 
     def on_event(self, message: str) -> None:
         self.logger.info("%s", message)
+
+    def on_phase(self, phase: Phase) -> None:
+        self.logger.info("phase: %s", phase.value)

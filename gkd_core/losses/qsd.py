@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TOKEN_HEADS = ("qsd", "linear")
-
 
 class ProjectionHead(nn.Module):
     """LayerNorm + Linear from the student width to the teacher width (CLS head; Proteus heads)."""
@@ -65,10 +63,14 @@ class QSDHead(nn.Module):
         return qsd_attention(q, teacher.detach(), v)
 
 
+TOKEN_HEADS: dict[str, type[nn.Module]] = {"qsd": QSDHead, "linear": ProjectionHead}
+"""Stage-1 patch-token heads by name: QSD (GKD) and LayerNorm + Linear (Proteus, two-stage MSE)."""
+
+
 def build_token_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
-    """A patch-token head: ``"qsd"`` (GKD) or ``"linear"`` (Proteus)."""
-    if kind == "qsd":
-        return QSDHead(in_dim, out_dim)
-    if kind == "linear":
-        return ProjectionHead(in_dim, out_dim)
-    raise ValueError(f"unknown stage-1 head {kind!r}; valid: {TOKEN_HEADS}")
+    """A patch-token head registered in :data:`TOKEN_HEADS`."""
+    try:
+        head = TOKEN_HEADS[kind]
+    except KeyError:
+        raise ValueError(f"unknown stage-1 head {kind!r}; valid: {tuple(TOKEN_HEADS)}") from None
+    return head(in_dim, out_dim)

@@ -9,19 +9,19 @@ is stage 1 with projection heads followed by the usual stage 2, so neither needs
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gkd_core.errors import ConfigError
-from gkd_core.losses.distill_baselines import FeatureProjector, cwd_loss, feature_mse_loss, kd_pixel_loss
+from gkd_core.losses.distill_baselines import FeatureProjector, feature_mse_loss
 from gkd_core.stages.stage2 import IGNORE_INDEX, SegmentationModel, freeze_module, segmentation_ce
 
 _logger = logging.getLogger(__name__)
 
-LOGIT_METHODS = ("kd", "cwd")
-SINGLE_STAGE_METHODS = ("kd", "cwd", "feature_mse", "none")
+LogitLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``(student_logits, teacher_logits, masks) -> loss``: the distillation term of a logit baseline."""
 
 
 class FrozenModel(nn.Module):
@@ -42,31 +42,29 @@ class FrozenModel(nn.Module):
 
 
 class LogitDistillTask(nn.Module):
-    """CE + ``weight`` x (pixel KD or CWD) between the student's and the frozen teacher model's logits.
+    """CE + ``weight`` x a distillation term between the student's and the frozen teacher model's logits.
 
     The teacher model is the teacher backbone with its own segmentation head trained on the source
-    (METHOD.md, kd). ``teacher.`` state is not part of checkpoints of this task.
+    (METHOD.md, kd). Which term (pixel KD, CWD, ...) is the caller's choice: the method modules in
+    :mod:`gkd_core.methods` pass theirs and the name it is logged under. ``teacher.`` state is not part of
+    checkpoints of this task.
     """
 
     def __init__(
         self,
         student: SegmentationModel,
         teacher: nn.Module,
-        kind: str,
+        distill: LogitLoss,
         *,
-        temperature: float,
+        name: str,
         weight: float = 1.0,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__()
-        if kind not in LOGIT_METHODS:
-            raise ConfigError(f"logit distillation kind must be one of {LOGIT_METHODS}, got {kind!r}")
-        if not temperature > 0:
-            raise ConfigError(f"{kind} temperature must be positive, got {temperature}")
         self.student = student
         self.teacher = teacher if isinstance(teacher, FrozenModel) else FrozenModel(teacher)
-        self.kind = kind
-        self.temperature = float(temperature)
+        self.distill = distill
+        self.name = name
         self.weight = float(weight)
         self.ignore_index = ignore_index
 
@@ -75,12 +73,9 @@ class LogitDistillTask(nn.Module):
         logits = self.student(images)
         target_logits = self.teacher(images)
         ce = segmentation_ce(logits, masks, self.ignore_index)
-        if self.kind == "kd":
-            distill = kd_pixel_loss(logits, target_logits, masks, self.temperature, self.ignore_index)
-        else:
-            distill = cwd_loss(logits, target_logits, self.temperature)
+        distill = self.distill(logits, target_logits, masks)
         loss = ce + self.weight * distill
-        return {"loss": loss, "ce": ce.detach(), self.kind: distill.detach()}
+        return {"loss": loss, "ce": ce.detach(), self.name: distill.detach()}
 
 
 class FeatureMSETask(nn.Module):

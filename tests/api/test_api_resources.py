@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import gkd_catalog
 from service import jobs as job_service
 from service.db import session_scope
 from tests.api.conftest import ApiEnv, TeamClient
@@ -138,6 +139,20 @@ def test_models(team: TeamClient) -> None:
     assert all(m["feature_api"] == "forward_intermediates" for m in items)
 
 
+def test_catalog_lists_what_the_job_spec_accepts(api: ApiEnv, team: TeamClient) -> None:
+    assert api.client.get("/v1/catalog").status_code == 401
+    body = team.get("/v1/catalog").json()
+    assert [m["name"] for m in body["methods"]] == list(gkd_catalog.METHODS)
+    gkd = next(m for m in body["methods"] if m["name"] == "gkd")
+    assert gkd["two_stage"] and gkd["stages"] == ["stage1", "stage2"] and gkd["stage1_head"] == "qsd"
+    assert [h["name"] for h in body["heads"]] == list(gkd_catalog.HEADS)
+    assert body["phases"] == list(gkd_catalog.PHASES)
+    assert {"name", "summary", "labels", "options"} <= set(body["layouts"][0])
+    # Every method the catalogue lists is accepted by POST /v1/jobs' schema, and nothing else is.
+    enum = api.client.get("/openapi.json").json()["components"]["schemas"]["JobSpec"]["properties"]["method"]["enum"]
+    assert enum == [m["name"] for m in body["methods"]]
+
+
 def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = ready_team.get("/readyz")
@@ -171,7 +186,7 @@ def test_create_app_does_not_import_torch() -> None:
         "import sys\nfrom fastapi.testclient import TestClient\nfrom api.main import create_app\n"
         "from service.settings import Settings\nimport tempfile\n"
         "app = create_app(Settings(data_dir=tempfile.mkdtemp()))\n"
-        "TestClient(app).get('/healthz'); TestClient(app).get('/v1/models')\n"
+        "TestClient(app).get('/healthz'); TestClient(app).get('/v1/models'); TestClient(app).get('/v1/catalog')\n"
         "print(sorted(m for m in ('torch', 'timm', 'gkd_core', 'worker') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from gkd_core.config import BackboneConfig, Stage1Config
-from gkd_core.engine.callbacks import RecordingCallbacks
+from gkd_core.engine.callbacks import Phase, RecordingCallbacks
 from gkd_core.engine.trainer import StopRequested
 from gkd_core.errors import ConfigError
-from gkd_core.experiment import DataRef, ExperimentConfig, Stage2Config, evaluate_student, run_experiment
+from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config, evaluate_student, run_experiment
 from gkd_core.export import load_student
+from gkd_core.methods import get_method
 from tests.gkd_core.experiment.synth import CLASSES, write_domain
 
 STUDENT = {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8}
@@ -23,16 +24,16 @@ TEACHER = {"depth": 2, "embed_dim": 48, "num_heads": 2, "patch_size": 8}
 
 
 @pytest.fixture(scope="module")
-def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DataRef]:
+def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DatasetSplit]:
     root = tmp_path_factory.mktemp("domains")
     return {
-        "source": DataRef(write_domain(root / "src", seed=0, style=0), "folder", "train", "source"),
-        "night": DataRef(write_domain(root / "night", seed=1, style=1, split="val"), "folder", "val", "night"),
-        "fog": DataRef(write_domain(root / "fog", seed=2, style=2, count=2, split="val"), "folder", "val", "fog"),
+        "source": DatasetSplit(write_domain(root / "src", seed=0, style=0), "folder", "train", "source"),
+        "night": DatasetSplit(write_domain(root / "night", seed=1, style=1, split="val"), "folder", "val", "night"),
+        "fog": DatasetSplit(write_domain(root / "fog", seed=2, style=2, count=2, split="val"), "folder", "val", "fog"),
     }
 
 
-def _config(domains: dict[str, DataRef], method: str = "gkd", **kw: object) -> ExperimentConfig:
+def _config(domains: dict[str, DatasetSplit], method: str = "gkd", **kw: object) -> ExperimentConfig:
     base: dict[str, object] = {
         "teacher": BackboneConfig("vit_small_patch16_224", img_size=32, overrides=TEACHER),
         "student": BackboneConfig("vit_tiny_patch16_224", img_size=32, overrides=STUDENT),
@@ -47,7 +48,7 @@ def _config(domains: dict[str, DataRef], method: str = "gkd", **kw: object) -> E
     return ExperimentConfig(**base)  # type: ignore[arg-type]
 
 
-def test_gkd_end_to_end_with_teacher_reference(domains: dict[str, DataRef], tmp_path: Path) -> None:
+def test_gkd_end_to_end_with_teacher_reference(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
     cb = RecordingCallbacks()
     result = run_experiment(_config(domains, references=["teacher"]), work_dir=tmp_path, callbacks=cb)
 
@@ -58,8 +59,8 @@ def test_gkd_end_to_end_with_teacher_reference(domains: dict[str, DataRef], tmp_
         assert 0.0 <= metrics.miou <= 1.0 and len(metrics.per_class_iou) == len(CLASSES)
     assert result.student["fog"].images == 2 and result.student["night"].images == 4
 
-    phases = [e for e in cb.events if e.startswith("phase: ")]
-    assert phases == ["phase: stage1", "phase: stage2", "phase: references", "phase: evaluating", "phase: exporting"]
+    assert cb.phases == [Phase.STAGE1, Phase.STAGE2, Phase.REFERENCES, Phase.EVALUATING, Phase.EXPORTING]
+    assert not [e for e in cb.events if e.startswith("phase")]  # phases travel typed, never as event text
     assert {p[0] for p in cb.progress} >= {"stage1b", "stage2", "ref_teacher", "evaluating", "exporting"}
     assert {r.stage for r in cb.metrics} >= {"stage1b", "stage2", "ref_teacher"}
 
@@ -90,7 +91,7 @@ class _StopAfterStage1(RecordingCallbacks):
         return any(e.startswith("stage1b: finished") for e in self.events)
 
 
-def test_stop_after_stage1_then_resume_does_not_rerun_stage1(domains: dict[str, DataRef], tmp_path: Path) -> None:
+def test_stop_after_stage1_then_resume_does_not_rerun_stage1(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
     cfg = _config(domains, export_onnx=False, evaluate_source=False)
     first = _StopAfterStage1()
     with pytest.raises(StopRequested):
@@ -111,7 +112,7 @@ def test_stop_after_stage1_then_resume_does_not_rerun_stage1(domains: dict[str, 
 
 @pytest.mark.parametrize("method", ["kd", "cwd", "feature_mse", "none"])
 def test_single_stage_baselines_run_through_the_same_pipeline(
-    domains: dict[str, DataRef], tmp_path: Path, method: str
+    domains: dict[str, DatasetSplit], tmp_path: Path, method: str
 ) -> None:
     stage2 = Stage2Config(steps=1, batch_size=2, crop_size=32, head="linear", head_channels=8, checkpoint_every=1)
     cfg = _config(
@@ -120,7 +121,7 @@ def test_single_stage_baselines_run_through_the_same_pipeline(
         stage2=stage2,
         export_onnx=False,
         evaluate_source=False,
-        finetune=True,
+        finetune=get_method(method).traits.encoder == "either",
         targets=[domains["fog"]],
     )
     cb = RecordingCallbacks()
@@ -129,14 +130,16 @@ def test_single_stage_baselines_run_through_the_same_pipeline(
     names = {r.name for r in cb.metrics if r.stage == "stage2"}
     expected = {"kd": "kd", "cwd": "cwd", "feature_mse": "feature_mse", "none": "ce"}[method]
     assert expected in names
-    if method in ("kd", "cwd"):  # the teacher's own head was trained on the source first
+    if get_method(method).traits.teacher == "logits":  # the teacher's own head was trained on the source first
         assert "ref_teacher" in {r.stage for r in cb.metrics}
-    assert "phase: stage1" not in cb.events
+    assert Phase.STAGE1 not in cb.phases and cb.phases[0] == Phase.STAGE2
 
 
-def test_config_errors_are_specific(domains: dict[str, DataRef]) -> None:
-    with pytest.raises(ConfigError, match="unknown method 'distill'"):
+def test_config_errors_are_specific(domains: dict[str, DatasetSplit]) -> None:
+    with pytest.raises(ConfigError, match=r"unknown method 'distill'.*registered: .*gkd"):
         _config(domains, "distill")
+    with pytest.raises(ConfigError, match="finetune"):
+        _config(domains, "gkd", finetune=True)
     with pytest.raises(ConfigError, match="unknown references"):
         _config(domains, references=["oracle"])
     with pytest.raises(ConfigError, match="crop_size=64"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from gkd_core.config import BackboneConfig
 from gkd_core.engine.callbacks import RecordingCallbacks
+from gkd_core.losses.distill_baselines import cwd_loss, kd_pixel_loss
 from gkd_core.models.backbone import build_backbone
 from gkd_core.models.teacher import build_teacher
 from gkd_core.stages.baselines import FeatureMSETask, FrozenModel, LogitDistillTask
@@ -41,7 +43,8 @@ def _student(frozen: bool = False) -> SegmentationModel:
 @pytest.mark.parametrize("kind", ["kd", "cwd"])
 def test_logit_distillation_is_zero_against_an_identical_teacher(kind: str) -> None:
     student = _student().eval()
-    task = LogitDistillTask(student, copy.deepcopy(student), kind, temperature=2.0)
+    terms = {"kd": partial(kd_pixel_loss, temperature=2.0), "cwd": partial(cwd_loss, temperature=2.0)}
+    task = LogitDistillTask(student, copy.deepcopy(student), lambda s, t, m: terms[kind](s, t), name=kind)
     out = task(_batch())
     assert out[kind].item() == pytest.approx(0.0, abs=1e-6)
     assert out["loss"].item() == pytest.approx(out["ce"].item(), rel=1e-6)
@@ -52,7 +55,7 @@ def test_logit_distillation_trains_the_student_not_the_teacher() -> None:
     with torch.no_grad():
         for p in teacher.head.parameters():
             p.add_(0.5)
-    task = LogitDistillTask(student, teacher, "kd", temperature=1.0)
+    task = LogitDistillTask(student, teacher, partial(kd_pixel_loss, temperature=1.0), name="kd")
     task.train()
     assert not task.teacher.training and task.student.training
     out = task(_batch())

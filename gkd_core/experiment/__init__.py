@@ -1,0 +1,111 @@
+"""One distillation experiment end to end: the method's stages, references, evaluation, export.
+
+This is what the service's worker calls (``run_experiment``). The runner walks the phases
+(:class:`~gkd_core.engine.callbacks.Phase`) and announces each through ``callbacks.on_phase``; what
+happens inside stage 1 and stage 2 is up to the method (gkd_core.methods), found by name in the
+registry. A resumed attempt picks up mid-stage and never reruns a finished stage (see ``run.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gkd_core.engine.callbacks import Callbacks, Phase
+from gkd_core.engine.metrics import SegMetrics
+from gkd_core.engine.seeding import seed_everything
+from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
+from gkd_core.experiment.run import ExperimentRun, evaluate_split
+from gkd_core.export import load_student
+from gkd_core.stages.stage2 import SegmentationModel, Stage2Config
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    "REFERENCES",
+    "DatasetSplit",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "Stage2Config",
+    "evaluate_student",
+    "run_experiment",
+]
+
+
+@dataclass
+class ExperimentResult:
+    """Per-domain metrics of the student and of each reference, and the exported files."""
+
+    student: dict[str, SegMetrics]
+    references: dict[str, dict[str, SegMetrics]]
+    exports: dict[str, Path]
+
+
+def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callbacks | None = None) -> ExperimentResult:
+    """Run (or resume) one experiment in ``work_dir``; see the module docstring for the phases.
+
+    Raises:
+        StopRequested: ``callbacks.should_stop()`` asked to stop (checkpoints were saved first).
+        ConfigError, DatasetError, CheckpointError: bad configuration, data or saved state.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cb = callbacks or Callbacks()
+    seed_everything(cfg.seed)
+    run = ExperimentRun(cfg, work_dir, cb)
+    method = run.method
+    cb.on_event(f"experiment {cfg.name}: method {cfg.method}, {run.num_classes} classes, work dir {work_dir}")
+
+    distilled: nn.Module | None = None
+    if method.traits.two_stage:
+        run.begin(Phase.STAGE1)
+        distilled = method.distil(run)
+        run.end(Phase.STAGE1)
+    run.begin(Phase.STAGE2)
+    student = method.train_student(run, distilled)
+    run.end(Phase.STAGE2)
+
+    models: dict[str, SegmentationModel] = {"student": student}
+    if cfg.references:
+        run.begin(Phase.REFERENCES)
+        for name in cfg.references:
+            models[name] = run.reference(name)
+        run.end(Phase.REFERENCES)
+
+    run.begin(Phase.EVALUATING)
+    results = run.evaluate(models)
+    run.end(Phase.EVALUATING)
+
+    run.begin(Phase.EXPORTING)
+    exports = run.export(student, results)
+    cb.on_progress(Phase.EXPORTING.value, 1.0, 0.0)
+    cb.on_event("experiment finished")
+    return ExperimentResult(
+        student=results["student"],
+        references={k: v for k, v in results.items() if k != "student"},
+        exports=exports,
+    )
+
+
+def evaluate_student(
+    path: Path,
+    targets: Sequence[DatasetSplit],
+    *,
+    device: str | torch.device = "cpu",
+    window: int | None = None,
+    stride: int | None = None,
+) -> dict[str, SegMetrics]:
+    """Evaluate an exported student (a ``.safetensors`` file or an export folder) on more domains."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "student.safetensors"
+    model, meta = load_student(path, device=device)
+    win = window or meta.image_size
+    s2 = Stage2Config(steps=1, crop_size=max(32, win), eval_window=win, eval_stride=stride)
+    dev = torch.device(device)
+    return {ref.label: evaluate_split(model, ref, meta.num_classes, s2, dev) for ref in targets}

@@ -1,0 +1,112 @@
+"""What one experiment is: the dataset splits it reads and the typed config the worker builds from a JobSpec."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.errors import ConfigError
+from gkd_core.stages.stage2 import Stage2Config
+
+REFERENCES = ("teacher", "student_frozen", "student_finetuned")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class DatasetSplit:
+    """One split of a local dataset directory; ``name`` labels its results (default: folder/split)."""
+
+    root: Path
+    layout: str = "folder"
+    split: str = "train"
+    name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{Path(self.root).name}/{self.split}"
+
+    def open(self, *, transform: Any = None, images_only: bool = False) -> Any:
+        from gkd_core.data.dataset import open_dataset
+
+        return open_dataset(
+            self.root, self.layout, self.split, transform=transform, images_only=images_only, **self.options
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one job needs (the worker builds this from a JobSpec)."""
+
+    teacher: BackboneConfig
+    student: BackboneConfig
+    source: DatasetSplit
+    targets: list[DatasetSplit]
+    method: str = "gkd"
+    proxy: DatasetSplit | None = None
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    references: list[str] = field(default_factory=list)
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    finetune: bool = False  # methods whose encoder is "either" (none): fine-tune it instead of freezing it
+    name: str = "gkd-student"
+    export_onnx: bool = True
+    evaluate_source: bool = True
+    # The in-domain row: a held-out split of the source (e.g. its val split). Without one, the source's
+    # training split is scored, which overstates in-domain accuracy.
+    source_eval: DatasetSplit | None = None
+
+    def __post_init__(self) -> None:
+        from gkd_core.methods import get_method
+
+        traits = get_method(self.method).traits  # ConfigError naming the registered methods
+        unknown = [r for r in self.references if r not in REFERENCES]
+        if unknown:
+            raise ConfigError(f"unknown references {unknown}; choose from {REFERENCES}")
+        if len(set(self.references)) != len(self.references):
+            raise ConfigError(f"references are listed twice: {self.references}")
+        if not self.targets:
+            raise ConfigError("an experiment needs at least one target domain to evaluate")
+        labels = [t.label for t in self.targets]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"target names must be unique, got {labels}")
+        if self.stage2.crop_size != self.student.img_size:
+            raise ConfigError(
+                f"stage2.crop_size={self.stage2.crop_size} differs from the student's img_size="
+                f"{self.student.img_size}; ViT students are built for one input size"
+            )
+        if traits.two_stage and self.stage1.image_size != self.student.img_size:
+            raise ConfigError(
+                f"stage1.image_size={self.stage1.image_size} differs from the student's "
+                f"img_size={self.student.img_size}"
+            )
+        if self.finetune and traits.encoder != "either":
+            raise ConfigError(
+                f"finetune=True does not apply to method {self.method!r}: its encoder is {traits.encoder} in stage 2"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @property
+    def two_stage(self) -> bool:
+        from gkd_core.methods import get_method
+
+        return get_method(self.method).traits.two_stage
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description (paths as strings) for checkpoints and the model card."""
+
+        def conv(v: Any) -> Any:
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [conv(x) for x in v]
+            return v
+
+        return conv(asdict(self))

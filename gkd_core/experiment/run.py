@@ -1,0 +1,345 @@
+"""The shared state and helpers of one experiment run, used by the runner and by the method modules.
+
+Every training stage checkpoints into ``work_dir/checkpoints`` and ``work_dir/state.json`` records
+each finished stage and phase with its output files, so a resumed attempt continues mid-stage from
+the trainer's checkpoint and never reruns a finished stage. Methods (gkd_core.methods) build their
+stage tasks through :meth:`ExperimentRun.distil`, :meth:`ExperimentRun.train_seg` and friends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.engine.batches import StepBatches
+from gkd_core.engine.callbacks import Callbacks, Phase
+from gkd_core.engine.metrics import SegMetrics
+from gkd_core.engine.trainer import StopRequested
+from gkd_core.errors import CheckpointError, ConfigError
+from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
+from gkd_core.export import ExportMeta, export_all
+from gkd_core.methods import get_method
+from gkd_core.stages.stage2 import (
+    SegmentationModel,
+    SegmentationTask,
+    Stage2Config,
+    assert_frozen,
+    build_segmentation_model,
+    evaluate_segmentation,
+    optimizer_groups,
+    source_batches,
+    train_segmentation,
+    train_transform,
+)
+
+STATE_FILE = "state.json"
+STAGE1_KEY = "stage1"
+STAGE2_KEY = "stage2"
+
+SegBuilder = Callable[[], tuple[nn.Module, SegmentationModel]]
+
+
+class RunState:
+    """``work_dir/state.json``: finished stages and their outputs, written atomically."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.path = work_dir / STATE_FILE
+        self.data: dict[str, Any] = {"finished": {}}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except ValueError as exc:
+                raise CheckpointError(f"{self.path} is corrupt ({exc}); delete it to restart the experiment") from exc
+
+    def done(self, key: str) -> dict[str, Any] | None:
+        return self.data["finished"].get(key)
+
+    def mark(self, key: str, **info: Any) -> None:
+        self.data["finished"][key] = info
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+class ExperimentRun:
+    """The state of one ``run_experiment`` call: config, work folder, callbacks, source classes."""
+
+    def __init__(self, cfg: ExperimentConfig, work_dir: Path, callbacks: Callbacks) -> None:
+        self.cfg = cfg
+        self.method = get_method(cfg.method)
+        self.work_dir = work_dir
+        self.ckpt = work_dir / "checkpoints"
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        self.cb = callbacks
+        self.state = RunState(work_dir)
+        self.device = torch.device(cfg.device)
+        train_ds = cfg.source.open()
+        self.classes: list[str] = list(train_ds.classes)
+        self.num_classes = int(train_ds.num_classes)
+        self.ignore_index = int(train_ds.ignore_index)
+
+    # -- phases --------------------------------------------------------------------------------
+    def begin(self, phase: Phase) -> None:
+        self.cb.on_phase(phase)
+        self.cb.on_progress(phase.value, 0.0, None)
+
+    def end(self, phase: Phase) -> None:
+        self.cb.on_progress(phase.value, 1.0, 0.0)
+        if self.cb.should_stop():
+            self.cb.on_event(f"stopped on request after phase {phase.value}")
+            raise StopRequested(phase.value, 0, None)
+
+    # -- building blocks for methods -------------------------------------------------------------
+    def fresh(self, key: str) -> bool:
+        """True when stage ``key`` has not finished yet (its weights must be trained, not loaded)."""
+        return not self.state.done(key)
+
+    def build_backbone(self, cfg: BackboneConfig, *, fresh_weights: bool = True) -> nn.Module:
+        from gkd_core.models.backbone import build_backbone
+
+        return build_backbone(cfg if fresh_weights else replace(cfg, weights="none"))
+
+    def seg_model(self, backbone: nn.Module, *, frozen: bool) -> SegmentationModel:
+        s2 = self.cfg.stage2
+        torch.manual_seed(self.cfg.seed)
+        model = build_segmentation_model(
+            backbone, s2.head, self.num_classes, channels=s2.head_channels, frozen_encoder=frozen
+        )
+        return model.to(self.device)
+
+    def source_batches(self, seed_offset: int) -> StepBatches:
+        ds = self.cfg.source.open(transform=train_transform(self.cfg.stage2, self.ignore_index))
+        return source_batches(ds, self.cfg.stage2, self.cfg.seed + seed_offset)
+
+    def save_model(self, model: nn.Module, key: str) -> Path:
+        path = self.ckpt / f"{key}.safetensors"
+        tmp = path.with_name(path.name + ".tmp")
+        save_model(model, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def load_into(self, model: nn.Module, key: str) -> nn.Module:
+        info = self.state.done(key)
+        assert info is not None
+        path = self.work_dir / info["file"]
+        try:
+            missing, unexpected = load_model(model, str(path), strict=False)
+        except Exception as exc:
+            raise CheckpointError(f"{path} cannot be loaded for stage {key!r}: {exc}") from exc
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path} does not fit stage {key!r}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        return model
+
+    def train_seg(
+        self, key: str, build: SegBuilder, seed_offset: int, exclude: tuple[str, ...] = ()
+    ) -> SegmentationModel:
+        """Train one segmentation stage unless state.json says it is finished; return its model."""
+        task, model = build()
+        if self.state.done(key):
+            self.cb.on_event(f"{key}: already finished, loading its weights")
+            self.load_into(model, key)
+            return model
+        groups = optimizer_groups(model, self.cfg.stage2)
+        if model.frozen_encoder:
+            assert_frozen(model.backbone)
+        for mod_name, module in task.named_children():
+            if mod_name == "projector":
+                groups += [dict(g, lr=self.cfg.stage2.lr) for g in _param_groups(module, self.cfg.stage2)]
+        train_segmentation(
+            task,
+            groups,
+            self.cfg.stage2,
+            self.source_batches(seed_offset),
+            stage=key,
+            checkpoint_dir=self.ckpt / key,
+            callbacks=self.cb,
+            device=self.device,
+            precision=self.cfg.precision,
+            seed=self.cfg.seed + seed_offset,
+            exclude_prefixes=exclude,
+            config={"experiment": self.cfg.to_json(), "stage": key},
+        )
+        if model.frozen_encoder:
+            assert_frozen(model.backbone)
+        path = self.save_model(model, key)
+        self.state.mark(key, file=str(path.relative_to(self.work_dir)))
+        return model
+
+    def distil(self, s1: Stage1Config) -> nn.Module:
+        """Stage 1 with ``s1``: the distilled student backbone (trained now or loaded when finished)."""
+        cfg = self.cfg
+        student = self.build_backbone(cfg.student, fresh_weights=self.fresh(STAGE1_KEY))
+        if self.state.done(STAGE1_KEY):
+            self.cb.on_event("stage1: already finished, loading the distilled student")
+            return self.load_into(student, STAGE1_KEY)
+        from gkd_core.data.transforms import Stage1Transform
+        from gkd_core.models.teacher import build_teacher
+        from gkd_core.stages.stage1 import run_stage1
+
+        teacher = build_teacher(cfg.teacher, student, precision=s1.teacher_precision)  # type: ignore[arg-type]
+        self.cb.on_event(f"teacher alignment: {teacher.alignment}")
+
+        def images(ref: DatasetSplit, seed: int) -> StepBatches:
+            ds = ref.open(transform=Stage1Transform(s1.image_size), images_only=True)
+            return StepBatches(
+                ds,
+                min(s1.batch_size, len(ds)),
+                seed=seed,
+                num_workers=cfg.stage2.num_workers,
+                collate_fn=_collate_images,
+            )
+
+        run_stage1(
+            student,  # type: ignore[arg-type]
+            teacher,
+            s1,
+            source=images(cfg.source, cfg.seed),
+            proxy=images(cfg.proxy, cfg.seed + 100) if cfg.proxy is not None else None,
+            work_dir=self.ckpt / "stage1",
+            callbacks=self.cb,
+            device=self.device,
+            precision=cfg.precision,
+            seed=cfg.seed,
+        )
+        path = self.save_model(student, STAGE1_KEY)
+        self.state.mark(STAGE1_KEY, file=str(path.relative_to(self.work_dir)))
+        return student
+
+    def train_head_on_frozen(self, encoder: nn.Module) -> SegmentationModel:
+        """Stage 2 of the decoupled methods: a head trained on the frozen, distilled encoder."""
+
+        def build() -> tuple[nn.Module, SegmentationModel]:
+            model = self.seg_model(encoder, frozen=True)
+            return SegmentationTask(model, self.ignore_index), model
+
+        return self.train_seg(STAGE2_KEY, build, seed_offset=1)
+
+    def teacher_model(self) -> SegmentationModel:
+        """Frozen teacher + the same head trained on the source (the teacher reference and KD's teacher)."""
+
+        def build() -> tuple[nn.Module, SegmentationModel]:
+            teacher_cfg = replace(self.cfg.teacher, img_size=self.cfg.stage2.crop_size)
+            backbone = self.build_backbone(teacher_cfg, fresh_weights=self.fresh("ref_teacher"))
+            model = self.seg_model(backbone, frozen=True)
+            return SegmentationTask(model, self.ignore_index), model
+
+        return self.train_seg("ref_teacher", build, seed_offset=10)
+
+    def student_reference(self, name: str, *, frozen: bool) -> SegmentationModel:
+        """The student without distillation and the same head: frozen or fine-tuned."""
+        key = f"ref_{name}"
+        fresh = self.fresh(key)
+
+        def build() -> tuple[nn.Module, SegmentationModel]:
+            model = self.seg_model(self.build_backbone(self.cfg.student, fresh_weights=fresh), frozen=frozen)
+            return SegmentationTask(model, self.ignore_index), model
+
+        return self.train_seg(key, build, seed_offset=20 + REFERENCES.index(name))
+
+    def reference(self, name: str) -> SegmentationModel:
+        builders: dict[str, Callable[[], SegmentationModel]] = {
+            "teacher": self.teacher_model,
+            "student_frozen": lambda: self.student_reference("student_frozen", frozen=True),
+            "student_finetuned": lambda: self.student_reference("student_finetuned", frozen=False),
+        }
+        return builders[name]()
+
+    # -- evaluation and export -------------------------------------------------------------------
+    def domains(self) -> list[DatasetSplit]:
+        refs = list(self.cfg.targets)
+        source = self.cfg.source_eval or self.cfg.source
+        if self.cfg.evaluate_source and source.label not in {t.label for t in refs}:
+            refs.append(source)
+        return refs
+
+    def evaluate(self, models: dict[str, SegmentationModel]) -> dict[str, dict[str, SegMetrics]]:
+        done = self.state.done("evaluating")
+        if done:
+            self.cb.on_event("evaluating: already finished")
+            return {m: {d: SegMetrics.from_dict(v) for d, v in per.items()} for m, per in done["results"].items()}
+        domains = self.domains()
+        total = len(models) * len(domains)
+        results: dict[str, dict[str, SegMetrics]] = {}
+        count = 0
+        for model_name, model in models.items():
+            results[model_name] = {}
+            for ref in domains:
+                results[model_name][ref.label] = evaluate_split(
+                    model, ref, self.num_classes, self.cfg.stage2, self.device
+                )
+                count += 1
+                self.cb.on_progress(Phase.EVALUATING.value, count / total, None)
+                self.cb.on_event(
+                    f"evaluating: {model_name} on {ref.label}: mIoU {results[model_name][ref.label].miou:.4f}"
+                )
+        self.state.mark(
+            "evaluating", results={m: {d: v.to_dict() for d, v in per.items()} for m, per in results.items()}
+        )
+        return results
+
+    def export(self, model: SegmentationModel, results: dict[str, dict[str, SegMetrics]]) -> dict[str, Path]:
+        done = self.state.done("exporting")
+        if done:
+            self.cb.on_event("exporting: already finished")
+            return {k: self.work_dir / v for k, v in done["files"].items()}
+        cfg = self.cfg
+        meta = ExportMeta(
+            model=cfg.student.model,
+            num_classes=self.num_classes,
+            head=cfg.stage2.head,
+            head_channels=cfg.stage2.head_channels,
+            indices=list(model.indices),
+            image_size=cfg.stage2.crop_size,
+            backbone_img_size=cfg.student.img_size,
+            overrides=dict(cfg.student.overrides),
+            classes=self.classes,
+            method=cfg.method,
+            teacher=cfg.teacher.model if self.method.traits.teacher != "unused" else None,
+            name=cfg.name,
+        )
+        refs = {k: v for k, v in results.items() if k != "student"}
+        paths = export_all(
+            model.cpu(),
+            meta,
+            self.work_dir / "export",
+            results["student"],
+            refs,
+            source=cfg.source.label,
+            onnx=cfg.export_onnx,
+        )
+        model.to(self.device)
+        self.state.mark("exporting", files={k: str(p.relative_to(self.work_dir)) for k, p in paths.items()})
+        return paths
+
+
+def _param_groups(module: nn.Module, s2: Stage2Config) -> list[dict[str, Any]]:
+    from gkd_core.engine.optim import param_groups
+
+    return param_groups(module, s2.weight_decay)
+
+
+def _collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"image": torch.stack([it["image"] for it in items]), "name": [it["name"] for it in items]}
+
+
+def evaluate_split(
+    model: nn.Module, ref: DatasetSplit, num_classes: int, s2: Stage2Config, device: torch.device
+) -> SegMetrics:
+    """mIoU and friends of ``model`` on one labelled split (sliding window as configured)."""
+    ds = ref.open()
+    if int(ds.num_classes) != num_classes:
+        raise ConfigError(f"domain {ref.label} has {ds.num_classes} classes but the source has {num_classes}")
+    return evaluate_segmentation(
+        model, ds, num_classes, window=s2.window, stride=s2.stride, device=device, ignore_index=int(ds.ignore_index)
+    )
