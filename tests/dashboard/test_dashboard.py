@@ -7,6 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
+import gkd_catalog
 from client.sdk import Client
 from tests.client._live import LiveServer
 from tests.dashboard.conftest import SCREENSHOTS
@@ -87,6 +88,10 @@ def test_bad_submission_shows_the_field_error_then_a_good_one_opens_the_job(
     page: Page, server: LiveServer, seeded: dict[str, str]
 ) -> None:
     page.goto(f"{server.url}/dashboard#/submit")
+    # The selects are the server's catalogue, not a list kept in app.js.
+    methods = page.locator("#f-method option").evaluate_all("els => els.map(e => e.value)")
+    heads = page.locator("#f-stage2-head option").evaluate_all("els => els.map(e => e.value)")
+    assert methods == list(gkd_catalog.METHODS) and heads == list(gkd_catalog.HEADS)
     page.fill("#f-name", "from-the-form")
     page.fill("#f-source-dataset", "synth-source")
     page.fill("#f-targets", "synth-fog:val, not-registered:val")
