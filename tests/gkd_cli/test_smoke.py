@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from client.cli import app
+from gkd_cli.cli import app
 
 
 def test_cli_help_lists_demo() -> None:

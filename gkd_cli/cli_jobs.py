@@ -23,10 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client import output
-from client.errors import APIError, ClientError
-from client.models import Job, MetricRow
-from client.sdk import KEY_ENV, URL_ENV, Client
+from gkd_cli import output
+from gkd_client import KEY_ENV, URL_ENV, APIError, Client, ClientError, Job, MetricRow
 
 _logger = logging.getLogger(__name__)
 
