@@ -139,7 +139,7 @@ def run_via_api(
 ) -> dict[str, Any]:
     """Register datasets, submit and poll one job per arm and seed, write results_api.json and the table."""
     from bench.reproduce_run import prepare_benchmark, student_init
-    from client.sdk import Client
+    from gkd_client import Client
 
     bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset, source=args.source)
     client = Client(args.via_api, args.api_key or os.environ.get("GKD_API_KEY"), timeout=60.0)

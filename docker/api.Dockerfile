@@ -10,20 +10,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-# Dependencies first, so code changes do not reinstall them. The API's own set (no ML stack),
-# still under the project's constraints file.
+# Dependencies first, so code changes do not reinstall them: pyproject's base dependencies plus the
+# `server` extra (no ML stack), still under the project's constraints file.
 COPY constraints.txt docker/api-requirements.txt /tmp/deps/
 RUN pip install -c /tmp/deps/constraints.txt -r /tmp/deps/api-requirements.txt
 
-# Then the code. --no-deps: pyproject's full dependency list would pull torch back in.
+# Then the code. --no-deps: the dependencies are the ones installed above (base + `server`).
+# gkd_core comes along for the dataset validator only (numpy + PIL; its torch import is optional).
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY service ./service
-COPY client ./client
+COPY gkd_core ./gkd_core
+COPY gkd_client ./gkd_client
+COPY gkd_cli ./gkd_cli
 COPY migrations ./migrations
 COPY docker/prestart.sh ./docker/prestart.sh
 RUN pip install --no-deps . \
-    && python -c "import api.main, service.storage, migrations" \
+    && python -c "import api.main, service.storage, migrations, gkd_core.data.validation, gkd_cli.cli" \
     && ! python -c "import torch" 2>/dev/null \
     && useradd --create-home --uid 10001 gkd
 

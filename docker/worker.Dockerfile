@@ -23,10 +23,11 @@ WORKDIR /app
 # 1) torch/torchvision from the CUDA index, pinned by constraints.txt (torch==X matches X+cu128).
 COPY constraints.txt /tmp/deps/constraints.txt
 RUN pip install -c /tmp/deps/constraints.txt --index-url "${TORCH_INDEX_URL}" torch torchvision
-# 2) every runtime dependency of pyproject (timm included), read from pyproject itself so the
-#    list lives in one place; torch is already satisfied and stays.
+# 2) pyproject's base dependencies plus the `server` and `worker` extras (timm included), read from
+#    pyproject itself so the list lives in one place (the extras' references to the project itself
+#    are dropped: their contents are listed too); torch is already satisfied and stays.
 COPY pyproject.toml /tmp/deps/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']; extra = p['optional-dependencies']; print('\n'.join(r for r in p['dependencies'] + extra['server'] + extra['worker'] if not r.startswith(p['name'])))" \
         > /tmp/deps/requirements.txt \
     && pip install -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt
 
@@ -35,7 +36,8 @@ COPY pyproject.toml README.md ./
 COPY gkd_core ./gkd_core
 COPY service ./service
 COPY worker ./worker
-COPY client ./client
+COPY gkd_client ./gkd_client
+COPY gkd_cli ./gkd_cli
 COPY migrations ./migrations
 COPY api ./api
 RUN pip install --no-deps . \

@@ -32,9 +32,8 @@ def render() -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in METHODS.values():
-        lines.append(
-            f"| `{m.name}` | {' + '.join(m.stages)} | {m.teacher} | {m.stage1_head or '-'} | {m.encoder} | {m.summary} |"
-        )
+        head = m.stage1_head or "-"
+        lines.append(f"| `{m.name}` | {' + '.join(m.stages)} | {m.teacher} | {head} | {m.encoder} | {m.summary} |")
     lines += [
         "",
         "Teacher: `tokens` distils the teacher's final-layer tokens in stage 1 (a ViT teacher is required);",

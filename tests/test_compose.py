@@ -2,14 +2,16 @@
 
 Checks that compose's services, health checks, ports and GKD_* variables match what
 service.settings.Settings reads, that the compose environment actually builds production
-Settings, and that the API image's dependency set keeps torch out while staying in step with
-pyproject.toml.
+Settings, and that the images' dependency sets follow pyproject.toml's extras (the API image: base +
+``server``, which keeps torch out; the worker image: base + ``server`` + ``worker``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -180,9 +182,15 @@ def test_build_files_exist(services: dict[str, Any]) -> None:
     assert (ROOT / "migrations" / "alembic.ini").is_file()
 
 
-def test_api_image_has_no_ml_stack_and_follows_pyproject() -> None:
+def install_set(*extras: str) -> dict[str, str]:
+    """pyproject's base dependencies plus ``extras``, by requirement name (references to the project dropped)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    runtime = {requirement_name(line): line for line in project["dependencies"]}
+    lines = project["dependencies"] + [line for extra in extras for line in project["optional-dependencies"][extra]]
+    return {requirement_name(line): line for line in lines if requirement_name(line) != project["name"]}
+
+
+def test_api_image_has_no_ml_stack_and_follows_pyproject() -> None:
+    runtime = install_set("server")
     lines = [
         line.strip()
         for line in (ROOT / "docker" / "api-requirements.txt").read_text().splitlines()
@@ -190,7 +198,7 @@ def test_api_image_has_no_ml_stack_and_follows_pyproject() -> None:
     ]
     api = {requirement_name(line): line for line in lines}
     assert not set(api) & ML_ONLY, f"API image would install {sorted(set(api) & ML_ONLY)}"
-    assert set(api) == set(runtime) - ML_ONLY, "api-requirements.txt drifted from pyproject dependencies"
+    assert set(api) == set(runtime), "api-requirements.txt drifted from pyproject's base + server dependencies"
     for name, line in api.items():
         assert line == runtime[name], f"{name}: api-requirements says {line!r}, pyproject {runtime[name]!r}"
     dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
@@ -208,3 +216,12 @@ def test_worker_image_pins_cuda_torch_and_timm() -> None:
     assert "import torch, gkd_core, timm" in dockerfile
     constraints = (ROOT / "constraints.txt").read_text()
     assert re.search(r"^torch==\S+$", constraints, re.MULTILINE), "torch must be pinned for the worker image"
+
+
+def test_worker_image_installs_base_server_and_worker_extras() -> None:
+    dockerfile = (ROOT / "docker" / "worker.Dockerfile").read_text()
+    match = re.search(r'RUN python -c "(?P<code>[^"]+)"\s*\\\s*> /tmp/deps/requirements.txt', dockerfile)
+    assert match, "the worker image no longer derives requirements.txt from pyproject"
+    code = match["code"].replace("/tmp/deps/pyproject.toml", str(ROOT / "pyproject.toml"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert sorted(out.split()) == sorted(install_set("server", "worker").values())

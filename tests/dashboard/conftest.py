@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from client.sdk import Client
-from tests.client._live import LiveServer, live_server, spec
+from gkd_client import Client
+from tests.support.live_api import LiveServer, live_server, spec
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 
 import gkd_catalog
-from client.sdk import Client
-from tests.client._live import LiveServer
+from gkd_client import Client
 from tests.dashboard.conftest import SCREENSHOTS
+from tests.support.live_api import LiveServer
 
 
 def test_key_prompt_then_job_list_pages(browser: Browser, server: LiveServer, seeded: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from service import jobs
 from service.schemas import JobSpec
-from tests.client._live import LiveServer, live_server, spec
+from tests.support.live_api import LiveServer, live_server, spec
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from gkd_core.export import load_student
 def test_demo_quick_runs_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "demo", "--quick", "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "gkd_cli.cli", "demo", "--quick", "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -35,7 +35,7 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path) -> None:
     assert meta.num_classes == 8 and meta.method == "gkd"
     # Running it again reuses the finished jobs (idempotency keys derived from the specs).
     again = subprocess.run(
-        [sys.executable, "-m", "client.cli", "demo", "--quick", "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "gkd_cli.cli", "demo", "--quick", "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

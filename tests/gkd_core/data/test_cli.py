@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from client.cli import app
+from gkd_cli.cli import app
 from tests.gkd_core.data import fixtures as fx
 
 runner = CliRunner()

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gkd_cli._extras import require
+
 keys_app = typer.Typer(help="API keys: create a key for a team (printed once).", no_args_is_help=True)
 _console = Console()
 
@@ -23,6 +25,7 @@ def create(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Embedded mode's data directory")] = None,
 ) -> None:
     """Create an API key for TEAM and print it once (the last line of output is the key)."""
+    require("keys create", "server")
     from service.auth import create_api_key
     from service.db import make_engine, session_factory, session_scope, upgrade_database
     from service.errors import DomainError

@@ -2,7 +2,7 @@
 
 Example::
 
-    from client.sdk import Client
+    from gkd_client import Client
 
     with Client() as gkd:                      # GKD_URL and GKD_API_KEY from the environment
         job = gkd.submit_job(spec, idempotency_key="my-run-1")
@@ -26,9 +26,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
-from client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
-from client.models import Artifact, Evaluation, Event, Job, JobPage, MetricRow
+from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
+from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
+from gkd_client.models import Artifact, Evaluation, Event, Job, JobPage, MetricRow
 
 _logger = logging.getLogger(__name__)
 

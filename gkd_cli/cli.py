@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 
-from client import cli_jobs, cli_serve
-from client.cli_data import data_app
-from client.cli_keys import keys_app
+from gkd_cli import cli_jobs, cli_serve
+from gkd_cli._extras import require
+from gkd_cli.cli_data import data_app
+from gkd_cli.cli_keys import keys_app
 
 app = typer.Typer(
     name="gkd",
@@ -37,7 +38,8 @@ def demo(
     port: int = typer.Option(0, help="Port for the embedded server (0: any free port)."),
 ) -> None:
     """Serve embedded, distil on the synthetic benchmark through the API, print per-domain mIoU."""
-    from client.demo import run_demo
+    require("demo", "server", "worker")
+    from gkd_cli.demo import run_demo
 
     raise typer.Exit(run_demo(data_dir, quick=quick, port=port or None))
 

@@ -23,10 +23,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client import output
-from client.errors import APIError, ClientError
-from client.models import Job, MetricRow
-from client.sdk import KEY_ENV, URL_ENV, Client
+import gkd_catalog
+from gkd_cli import output
+from gkd_client import KEY_ENV, URL_ENV, APIError, Client, ClientError, Job, MetricRow
 
 _logger = logging.getLogger(__name__)
 
@@ -180,10 +179,18 @@ def _exit_code(job: Job) -> int:
 # ----- commands ------------------------------------------------------------------------------
 
 
+METHOD_HELP = f"One of: {', '.join(gkd_catalog.METHODS)}."
+CATALOG_EPILOG = (
+    f"Methods: {', '.join(gkd_catalog.METHODS)}. Stage-2 heads: {', '.join(gkd_catalog.HEADS)}. "
+    f"Stage-1 heads: {', '.join(gkd_catalog.STAGE1_HEADS)}. References: {', '.join(gkd_catalog.REFERENCES)}. "
+    "What each does: docs/CATALOG.md or GET /v1/catalog."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the job commands to the root app."""
 
-    @app.command()
+    @app.command(epilog=CATALOG_EPILOG)
     @_one_line_errors
     def submit(
         spec_file: Annotated[Path, typer.Argument(help="JobSpec as JSON or YAML.", show_default=False)],
@@ -213,7 +220,7 @@ def register(app: typer.Typer) -> None:
     @_one_line_errors
     def list_jobs(
         status: Annotated[str | None, typer.Option("--status", help="queued, running, succeeded, ...")] = None,
-        method: Annotated[str | None, typer.Option("--method", help="gkd, proteus, kd, cwd, ...")] = None,
+        method: Annotated[str | None, typer.Option("--method", help=METHOD_HELP)] = None,
         created_after: Annotated[str | None, typer.Option("--created-after", help="ISO 8601 time.")] = None,
         page_size: Annotated[int, typer.Option("--page-size", min=1, max=100)] = 20,
         page_token: Annotated[str | None, typer.Option("--page-token", help="From a previous page.")] = None,

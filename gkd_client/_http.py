@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from client.errors import APIError, TransportError
+from gkd_client.errors import APIError, TransportError
 
 _logger = logging.getLogger(__name__)
 

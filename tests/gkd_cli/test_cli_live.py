@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from client.cli import app
-from client.sdk import Client
-from tests.client._live import LiveServer, spec
+from gkd_cli.cli import app
+from gkd_client import Client
+from tests.support.live_api import LiveServer, spec
 
 Gkd = Callable[..., Result]
 

@@ -25,8 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from client.models import DomainScore, Job
-from client.sdk import Client
+from gkd_client import Client, DomainScore, Job
 
 _console = Console()
 
@@ -79,7 +78,7 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / "serve.log", "ab")  # noqa: SIM115 - the child writes to it for its lifetime
-    command = [sys.executable, "-m", "client.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "gkd_cli.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 

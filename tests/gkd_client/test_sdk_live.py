@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import AuthError, ConflictError, NotFoundError, ValidationError
-from client.sdk import Client
-from tests.client._live import LiveServer, spec
+from gkd_client import AuthError, Client, ConflictError, NotFoundError, ValidationError
+from tests.support.live_api import LiveServer, spec
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """``gkd data ...``: dataset helpers (synthetic benchmark generation, layout validation).
 
-gkd_core is imported inside the commands so ``gkd --help`` stays fast and torch-free.
+gkd_core is imported inside the commands so ``gkd --help`` stays fast and torch-free, and a light install
+(no ``server`` extra: no numpy or PIL) gets one line naming the extra instead of a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from gkd_cli._extras import require
 
 data_app = typer.Typer(help="Datasets: generate the synthetic benchmark, validate layouts.", no_args_is_help=True)
 _out = Console()
@@ -48,6 +51,7 @@ def synth(
     as_json: Annotated[bool, typer.Option("--json", help="Print benchmark.json instead of a table.")] = False,
 ) -> None:
     """Generate the synthetic multi-domain segmentation benchmark (source, targets, style pool)."""
+    require("data synth", "server", *(("worker",) if check else ()))  # --check reads the data through torch
     from dataclasses import replace
 
     from gkd_core.data.synthetic import TINY_SIZES, BenchmarkSizes, generate_benchmark
@@ -94,6 +98,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check a dataset directory; exit 1 when problems are found."""
+    require("data validate", "server")
     from gkd_core.data.validation import validate_dataset
     from gkd_core.errors import DatasetError
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gkd_cli._extras import require
+
 _console = Console(stderr=True)
 
 
@@ -20,8 +22,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Path = typer.Option(Path(".gkd"), "--data-dir", help="Database, queue, artifacts and API key."),
     ) -> None:
         """Serve the API and one worker on this machine (SQLite, no Redis, local artifacts)."""
-        from client.serve import EmbeddedPaths
-        from client.serve import serve as run
+        require("serve", "server", "worker")
+        from gkd_cli.serve import EmbeddedPaths
+        from gkd_cli.serve import serve as run
 
         paths = EmbeddedPaths(data_dir.expanduser().resolve())
         _console.print(

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.errors import APIError, ChecksumError, NotFoundError, TransportError, ValidationError
-from client.models import Artifact, Job
-from client.sdk import Client
+from gkd_client import APIError, Artifact, ChecksumError, Client, Job, NotFoundError, TransportError, ValidationError
 
 JOB = {"id": "j1", "name": "n", "status": "queued", "spec": {"method": "gkd"}, "created_at": "2025-01-01T00:00:00Z"}
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from client.models import Artifact, DomainScore, Event, Job, Summary
+from gkd_client import Artifact, DomainScore, Event, Job, Summary
 
 console = Console()
 err_console = Console(stderr=True)

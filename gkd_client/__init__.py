@@ -1,0 +1,66 @@
+"""gkd_client: the HTTP-only Python SDK for a GKD Distill server.
+
+It needs httpx and nothing of the server stack (no torch, Celery, SQLAlchemy or FastAPI), so
+``pip install gkd-distill`` is enough to submit and follow jobs from a laptop::
+
+    from gkd_client import Client
+
+    with Client() as gkd:                      # GKD_URL and GKD_API_KEY from the environment
+        job = gkd.wait_for(gkd.submit_job(spec, idempotency_key="my-run-1"), timeout=3600)
+"""
+
+from __future__ import annotations
+
+from gkd_client.errors import (
+    APIError,
+    AuthError,
+    ChecksumError,
+    ClientError,
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    ServerError,
+    TransportError,
+    ValidationError,
+    WaitTimeout,
+)
+from gkd_client.models import (
+    TERMINAL_STATUSES,
+    Artifact,
+    DomainScore,
+    Evaluation,
+    Event,
+    Job,
+    JobPage,
+    MetricRow,
+    Summary,
+)
+from gkd_client.sdk import DEFAULT_URL, KEY_ENV, URL_ENV, Client, ProgressFn
+
+__all__ = [
+    "DEFAULT_URL",
+    "KEY_ENV",
+    "TERMINAL_STATUSES",
+    "URL_ENV",
+    "APIError",
+    "Artifact",
+    "AuthError",
+    "ChecksumError",
+    "Client",
+    "ClientError",
+    "ConflictError",
+    "DomainScore",
+    "Evaluation",
+    "Event",
+    "FieldError",
+    "Job",
+    "JobPage",
+    "MetricRow",
+    "NotFoundError",
+    "ProgressFn",
+    "ServerError",
+    "Summary",
+    "TransportError",
+    "ValidationError",
+    "WaitTimeout",
+]
