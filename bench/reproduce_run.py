@@ -213,7 +213,6 @@ def arm_config(
     """The ExperimentConfig of one arm (same teacher, student init, head and budget everywhere)."""
     s1 = Stage1Config(
         steps=preset.stage1_steps,
-        proxy_steps=preset.proxy_steps,
         batch_size=preset.stage1_batch,
         lr=preset.stage1_lr,
         image_size=preset.image_size,
@@ -229,6 +228,7 @@ def arm_config(
         method=arm.method,
         proxy=bench.ref(bench.pool, "train", name=f"{bench.pool}/train") if arm.proxy else None,
         stage1=s1,
+        proxy_stage1=replace(s1, steps=preset.proxy_steps),
         stage2=stage2_config(preset, steps=preset.stage2_steps, batch=preset.stage2_batch, lr=preset.stage2_lr),
         references=["teacher"] if with_teacher_ref else [],
         seed=seed,

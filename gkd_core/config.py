@@ -7,7 +7,8 @@ library keep their own configs in their own modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gkd_core.errors import ConfigError
@@ -62,12 +63,17 @@ class Stage1Config:
     """Stage 1 (label-free representation distillation) of one step (1a proxy or 1b source).
 
     Attributes:
-        steps: optimizer steps for this step of stage 1.
+        steps: optimizer steps for this step of stage 1 (ignored when ``epochs`` is set).
+        epochs: passes over this step's image set instead of ``steps``; :meth:`resolved` turns them into
+            steps once the set's size is known (1a in the paper: 100 epochs of ImageNet at batch 512).
         batch_size: images per step.
         lr: peak learning rate; ``None`` means the paper's rule 5e-4 * batch_size / 512.
         weight_decay: AdamW weight decay.
         min_lr: the cosine schedule ends here (no warmup).
-        image_size: training resolution; must match the student's ``BackboneConfig.img_size``.
+        image_size: training resolution of this step (the student is rebuilt for it, see
+            ``Backbone.set_geometry``; 224 for 1a and 512 for 1b in the paper).
+        student_patch_size: the student's patch size in this step (``None``: its own). The paper runs
+            1a with the patch-16 student's kernel resized to 14, so a patch-14 teacher runs natively.
         mask_probability: fraction of each batch (the first images) that gets a masked view.
         mask_ratio: fraction of patch positions replaced by the mask token in a masked image.
         loss_weights: weights of ``cls``, ``feat``, ``mask`` (all 1 in the paper).
@@ -75,7 +81,6 @@ class Stage1Config:
         mask_loss_on: ``"all"`` positions (published code) or only ``"masked"`` ones (Proteus).
         teacher_precision: ``"bf16"`` runs the frozen teacher under bf16 autocast where supported.
         checkpoint_every: save a checkpoint every this many steps (0: only at the end).
-        proxy_steps: steps of step 1a on the proxy set, when one is given (``None``: same as steps).
     """
 
     steps: int = 1000
@@ -91,13 +96,16 @@ class Stage1Config:
     mask_loss_on: str = "all"
     teacher_precision: str = "bf16"
     checkpoint_every: int = 500
-    proxy_steps: int | None = None
+    epochs: float | None = None
+    student_patch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"Stage1Config.steps must be >= 1, got {self.steps}")
-        if self.proxy_steps is not None and self.proxy_steps < 1:
-            raise ConfigError(f"Stage1Config.proxy_steps must be >= 1 or None, got {self.proxy_steps}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"Stage1Config.epochs must be > 0 or None, got {self.epochs}")
+        if self.student_patch_size is not None and self.student_patch_size < 1:
+            raise ConfigError(f"Stage1Config.student_patch_size must be >= 1 or None, got {self.student_patch_size}")
         if self.batch_size < 1:
             raise ConfigError(f"Stage1Config.batch_size must be >= 1, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
@@ -126,6 +134,14 @@ class Stage1Config:
         if self.checkpoint_every < 0:
             raise ConfigError(f"Stage1Config.checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
+    def resolved(self, num_images: int) -> Stage1Config:
+        """This config with ``epochs`` turned into optimizer steps for a set of ``num_images`` images."""
+        if self.epochs is None:
+            return self
+        if num_images < 1:
+            raise ConfigError("cannot count epochs over an empty image set")
+        return replace(self, steps=steps_for_epochs(self.epochs, num_images, self.batch_size), epochs=None)
+
     @property
     def effective_lr(self) -> float:
         """Peak learning rate: ``lr`` if given, else the paper's 5e-4 * batch / 512."""
@@ -134,3 +150,11 @@ class Stage1Config:
     def weight(self, term: str) -> float:
         """Weight of one loss term (missing terms weigh 1, as in the paper)."""
         return float(self.loss_weights.get(term, 1.0))
+
+
+def steps_for_epochs(epochs: float, num_images: int, batch_size: int) -> int:
+    """Optimizer steps that show a set of ``num_images`` images ``epochs`` times at ``batch_size`` (at least 1).
+
+    A partial last batch counts as a step (``ceil``), as a DataLoader without ``drop_last`` would give.
+    """
+    return max(1, math.ceil(epochs * num_images / batch_size))

@@ -47,6 +47,8 @@ class ExperimentConfig:
     method: str = "gkd"
     proxy: DatasetSplit | None = None
     stage1: Stage1Config = field(default_factory=Stage1Config)
+    # Step 1a on ``proxy`` (None: the same options as ``stage1``, which configures step 1b).
+    proxy_stage1: Stage1Config | None = None
     stage2: Stage2Config = field(default_factory=Stage2Config)
     references: list[str] = field(default_factory=list)
     seed: int = 0
@@ -78,11 +80,6 @@ class ExperimentConfig:
             raise ConfigError(
                 f"stage2.crop_size={self.stage2.crop_size} differs from the student's img_size="
                 f"{self.student.img_size}; ViT students are built for one input size"
-            )
-        if traits.two_stage and self.stage1.image_size != self.student.img_size:
-            raise ConfigError(
-                f"stage1.image_size={self.stage1.image_size} differs from the student's "
-                f"img_size={self.student.img_size}"
             )
         if self.finetune and traits.encoder != "either":
             raise ConfigError(

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -176,45 +176,79 @@ class ExperimentRun:
         self.state.mark(key, file=str(path.relative_to(self.work_dir)))
         return model
 
-    def distil(self, s1: Stage1Config) -> nn.Module:
-        """Stage 1 with ``s1``: the distilled student backbone (trained now or loaded when finished)."""
+    def distil(self, *, source: Stage1Config | None, proxy: Stage1Config | None) -> nn.Module:
+        """Stage 1: the distilled student backbone (trained now or loaded when finished).
+
+        ``proxy`` configures step 1a on the experiment's proxy set (skipped when either is None) and
+        ``source`` step 1b on the source images (skipped when None). Epochs become steps here, from the
+        size of each step's image set, and every step's plan is announced before training starts.
+        The student is saved at the stage-2 geometry (its native patch, the stage-2 input size).
+        """
         cfg = self.cfg
-        student = self.build_backbone(cfg.student, fresh_weights=self.fresh(STAGE1_KEY))
+        student: Any = self.build_backbone(cfg.student, fresh_weights=self.fresh(STAGE1_KEY))
         if self.state.done(STAGE1_KEY):
             self.cb.on_event("stage1: already finished, loading the distilled student")
             return self.load_into(student, STAGE1_KEY)
-        from gkd_core.data.transforms import Stage1Transform
         from gkd_core.models.teacher import build_teacher
-        from gkd_core.stages.stage1 import run_stage1
+        from gkd_core.stages.stage1 import STAGE1A, STAGE1B, run_stage1
 
-        teacher = build_teacher(cfg.teacher, student, precision=s1.teacher_precision)  # type: ignore[arg-type]
-        self.cb.on_event(f"teacher alignment: {teacher.alignment}")
+        native_patch = student.native_patch_size
+        proxy_batches = source_batches = None
+        if proxy is not None and cfg.proxy is not None:
+            proxy, proxy_batches = self._stage1_images(STAGE1A, cfg.proxy, proxy, cfg.seed + 100)
+        if source is not None:
+            source, source_batches = self._stage1_images(STAGE1B, cfg.source, source, cfg.seed)
+        if proxy_batches is None and source_batches is None:
+            raise ConfigError(f"method {cfg.method!r} distils on the proxy set, but the experiment has none")
 
-        def images(ref: DatasetSplit, seed: int) -> StepBatches:
-            ds = ref.open(transform=Stage1Transform(s1.image_size), images_only=True)
-            return StepBatches(
-                ds,
-                min(s1.batch_size, len(ds)),
-                seed=seed,
-                num_workers=cfg.stage2.num_workers,
-                collate_fn=_collate_images,
-            )
+        def teacher_for(aligned_to: Any) -> Any:
+            # A fresh teacher per step, built at the step's input size (run_stage1 sets its precision): 1a
+            # gets the native patch-14 teacher, 1b the kernel-resized one. Built under its own seed so a
+            # randomly initialised teacher is the same in both steps and on a resumed attempt.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                return build_teacher(replace(cfg.teacher, img_size=aligned_to.img_size), aligned_to)
 
         run_stage1(
-            student,  # type: ignore[arg-type]
-            teacher,
-            s1,
-            source=images(cfg.source, cfg.seed),
-            proxy=images(cfg.proxy, cfg.seed + 100) if cfg.proxy is not None else None,
+            student,
+            teacher_for,
+            source or proxy,  # type: ignore[arg-type]
+            source=source_batches,
+            proxy=proxy_batches,
+            proxy_cfg=proxy,
             work_dir=self.ckpt / "stage1",
             callbacks=self.cb,
             device=self.device,
             precision=cfg.precision,
             seed=cfg.seed,
         )
+        back = student.set_geometry(img_size=cfg.student.img_size, patch_size=native_patch)
+        self.cb.on_event(f"stage1: student handed to stage 2 as {back}")
         path = self.save_model(student, STAGE1_KEY)
         self.state.mark(STAGE1_KEY, file=str(path.relative_to(self.work_dir)))
-        return student
+        return cast(nn.Module, student)
+
+    def _stage1_images(
+        self, stage: str, split: DatasetSplit, s1: Stage1Config, seed: int
+    ) -> tuple[Stage1Config, StepBatches]:
+        """One step's image batches at its own size, and its config with epochs turned into steps."""
+        from gkd_core.data.transforms import Stage1Transform
+
+        ds = split.open(transform=Stage1Transform(s1.image_size), images_only=True)
+        resolved = s1.resolved(len(ds))
+        if s1.epochs is not None:
+            self.cb.on_event(
+                f"{stage}: {s1.epochs:g} epochs of {len(ds):,} images at batch {s1.batch_size} = "
+                f"{resolved.steps:,} steps"
+            )
+        batches = StepBatches(
+            ds,
+            min(resolved.batch_size, len(ds)),
+            seed=seed,
+            num_workers=self.cfg.stage2.num_workers,
+            collate_fn=_collate_images,
+        )
+        return resolved, batches
 
     def train_head_on_frozen(self, encoder: nn.Module) -> SegmentationModel:
         """Stage 2 of the decoupled methods: a head trained on the frozen, distilled encoder."""

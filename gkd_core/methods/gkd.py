@@ -31,7 +31,11 @@ class GKD(DistillMethod):
         return cfg
 
     def distil(self, run: ExperimentRun) -> nn.Module:
-        return run.distil(self.stage1_config(run.cfg.stage1))
+        cfg = run.cfg
+        return run.distil(
+            source=self.stage1_config(cfg.stage1),
+            proxy=self.stage1_config(cfg.proxy_stage1 or cfg.stage1),
+        )
 
     def train_student(self, run: ExperimentRun, distilled: nn.Module | None) -> SegmentationModel:
         if distilled is None:

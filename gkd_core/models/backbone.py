@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gkd_core.config import BackboneConfig
@@ -96,6 +97,51 @@ class Backbone(nn.Module):
             self.patch_size = int(model.feature_info[-1]["reduction"])
             self.mask_token = None
         self._grid_cache: dict[tuple[int, int], tuple[int, int]] = {}
+        self._native_patch = self.patch_size
+
+    @property
+    def native_patch_size(self) -> int:
+        """The patch size the model was built with (stage 1a may run at another one)."""
+        return self._native_patch
+
+    def set_geometry(self, *, img_size: int, patch_size: int | None = None) -> str:
+        """Rebuild a ViT for another input size and/or patch size, in place; returns what changed.
+
+        GKD's proxy step 1a runs the patch-16 student with its patch kernel resized bicubically to 14
+        (the official code), and step 1b resizes it back and resamples the position embeddings to the
+        1b grid. The kernel uses plain bicubic interpolation as published (timm's own resample is
+        pseudo-inverse based); position embeddings are resampled by timm (bicubic). Parameters other
+        than the patch kernel and the position embeddings are untouched.
+
+        Raises:
+            ConfigError: a CNN (or a ViT timm cannot rebuild) asked for another patch or input size.
+        """
+        patch = int(patch_size or self.patch_size)
+        if not self.is_vit:
+            if patch != self.patch_size:
+                raise ConfigError(f"{self.name} is not a ViT: its patch size cannot change")
+            self.img_size = int(img_size)
+            return f"{self.name}: input size {img_size} px"
+        if patch == self.patch_size and img_size == self.img_size:
+            return f"{self.name}: patch {patch}, {img_size} px (unchanged)"
+        model: Any = self.model
+        if not callable(getattr(model, "set_input_size", None)):
+            raise ConfigError(f"timm model {self.name!r} cannot change its input size or patch size")
+        old_weight = model.patch_embed.proj.weight.detach().clone()
+        old_patch, old_grid = self.patch_size, tuple(int(g) for g in model.patch_embed.grid_size)
+        model.set_input_size(img_size=(img_size, img_size), patch_size=(patch, patch))
+        parts = []
+        if patch != old_patch:
+            resized = F.interpolate(old_weight.float(), size=(patch, patch), mode="bicubic", align_corners=False)
+            with torch.no_grad():
+                model.patch_embed.proj.weight.copy_(resized.to(old_weight.dtype))
+            parts.append(f"patch kernel {old_patch}x{old_patch} -> {patch}x{patch} (bicubic)")
+        new_grid = tuple(int(g) for g in model.patch_embed.grid_size)
+        if new_grid != old_grid:
+            parts.append(f"position embeddings {old_grid[0]}x{old_grid[1]} -> {new_grid[0]}x{new_grid[1]}")
+        self.patch_size, self.img_size = patch, int(img_size)
+        self._grid_cache.clear()
+        return f"{self.name} at {img_size} px: " + ", ".join(parts)
 
     @property
     def supports_masking(self) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,24 +96,6 @@ class Teacher(nn.Module):
         return TokenOutput(cls=out.cls.float(), patches=patches, grid=target or out.grid)
 
 
-def _resize_patch_kernel(model: Any, new_patch: int, img_size: int) -> str:
-    """Resize a timm ViT's patch kernel (bicubic) and position embeddings to ``new_patch`` at ``img_size``."""
-    old_weight = model.patch_embed.proj.weight.detach().clone()
-    old_patch = int(old_weight.shape[-1])
-    old_grid = tuple(model.patch_embed.grid_size)
-    # timm's set_input_size rebuilds the conv, the grid, the position embeddings (bicubic) and rope;
-    # the kernel is then overwritten with the paper's plain bicubic resize.
-    model.set_input_size(img_size=(img_size, img_size), patch_size=(new_patch, new_patch))
-    resized = F.interpolate(old_weight.float(), size=(new_patch, new_patch), mode="bicubic", align_corners=False)
-    with torch.no_grad():
-        model.patch_embed.proj.weight.copy_(resized.to(old_weight.dtype))
-    new_grid = tuple(model.patch_embed.grid_size)
-    return (
-        f"teacher patch-embedding kernel resized {old_patch}x{old_patch} -> {new_patch}x{new_patch} (bicubic), "
-        f"position embeddings resampled {old_grid[0]}x{old_grid[1]} -> {new_grid[0]}x{new_grid[1]}"
-    )
-
-
 def align_teacher_to_student(teacher: Teacher, student: Backbone) -> str:
     """Make the teacher's token grid match the student's at the student's image size.
 
@@ -127,19 +108,12 @@ def align_teacher_to_student(teacher: Teacher, student: Backbone) -> str:
     """
     size = student.img_size
     t_bb = teacher.backbone
-    model: Any = t_bb.model
     steps: list[str] = []
-    can_resize = t_bb.is_vit and callable(getattr(model, "set_input_size", None))
+    can_resize = t_bb.is_vit and callable(getattr(t_bb.model, "set_input_size", None))
     if can_resize and student.is_vit and t_bb.patch_size != student.patch_size:
-        steps.append(_resize_patch_kernel(model, student.patch_size, size))
-        t_bb.patch_size = student.patch_size
-        t_bb.img_size = size
+        steps.append("teacher " + t_bb.set_geometry(img_size=size, patch_size=student.patch_size))
     elif can_resize and t_bb.img_size != size:
-        old = tuple(model.patch_embed.grid_size)
-        model.set_input_size(img_size=(size, size))
-        new = tuple(model.patch_embed.grid_size)
-        steps.append(f"teacher input size set to {size} px, position embeddings resampled {old} -> {new}")
-        t_bb.img_size = size
+        steps.append("teacher " + t_bb.set_geometry(img_size=size))
     t_bb.requires_grad_(False)
     t_bb.eval()
     t_grid, s_grid = t_bb.grid_for(size), student.grid_for(size)

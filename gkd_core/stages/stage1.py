@@ -37,7 +37,7 @@ from gkd_core.engine import BatchSource, Callbacks, FitResult, adamw_cosine, fit
 from gkd_core.errors import ConfigError
 from gkd_core.losses.qsd import ProjectionHead, build_token_head
 from gkd_core.models.backbone import Backbone, TokenOutput
-from gkd_core.models.teacher import Teacher
+from gkd_core.models.teacher import Teacher, align_teacher_to_student
 
 _logger = logging.getLogger(__name__)
 
@@ -190,13 +190,25 @@ class Stage1Result:
     results: dict[str, FitResult] = field(default_factory=dict)
 
 
+TeacherFactory = Callable[[Backbone], Teacher]
+"""Builds a fresh teacher aligned to the student's current geometry (one per step of stage 1)."""
+
+
+def _teacher_for(teacher: Teacher | TeacherFactory, student: Backbone) -> Teacher:
+    if isinstance(teacher, Teacher):
+        align_teacher_to_student(teacher, student)
+        return teacher
+    return teacher(student)
+
+
 def run_stage1(
     student: Backbone,
-    teacher: Teacher,
+    teacher: Teacher | TeacherFactory,
     cfg: Stage1Config,
     *,
-    source: BatchesLike,
+    source: BatchesLike | None,
     proxy: BatchesLike | None = None,
+    proxy_cfg: Stage1Config | None = None,
     work_dir: Path | None = None,
     callbacks: Callbacks | None = None,
     device: str | torch.device = "cpu",
@@ -205,59 +217,76 @@ def run_stage1(
 ) -> Stage1Result:
     """Run stage 1: the optional proxy step 1a, then the source step 1b.
 
-    Each step builds a fresh :class:`Stage1Task` (fresh heads) and a fresh AdamW + cosine schedule
-    (lr ``cfg.effective_lr``, to ``cfg.min_lr``, no warmup); only the student's weights carry over.
-    Checkpoints go to ``work_dir`` (teacher excluded); a finished step is not rerun on resume.
+    Each step sets the student's geometry for that step (input size, and patch size: the paper runs
+    1a with the student's kernel resized 16 -> 14 so a patch-14 teacher runs natively, and 1b back at
+    16), aligns a teacher to it, and builds a fresh :class:`Stage1Task` (fresh heads) and a fresh
+    AdamW + cosine schedule (lr ``effective_lr``, to ``min_lr``, no warmup); only the student's
+    weights carry over. Checkpoints go to ``work_dir`` (teacher excluded); a finished step is not
+    rerun on resume. The student is left at the geometry of the last step.
 
     Args:
         student: the student backbone (trained in place).
-        teacher: the frozen teacher, aligned to the student.
-        cfg: stage-1 options; ``cfg.steps`` for 1b, ``cfg.proxy_steps`` (default ``cfg.steps``) for 1a.
-        source: batches of source-domain images (``{"image": B x 3 x H x W}``), step-indexed or iterable.
+        teacher: a factory that builds a teacher aligned to the student as it is at the start of each
+            step (what :func:`gkd_core.experiment.run_experiment` passes), or one ``Teacher`` that is
+            re-aligned in place (fine when both steps share the same geometry).
+        cfg: step 1b's options (``cfg.steps`` optimizer steps; epochs must be resolved first).
+        source: batches of source-domain images (``{"image": B x 3 x H x W}``), step-indexed or iterable,
+            for step 1b; None skips it (Proteus distils on the proxy set only).
         proxy: batches of proxy images for step 1a, or None to skip it.
+        proxy_cfg: step 1a's options (default: ``cfg``).
         work_dir: checkpoint directory (None: no checkpoints, no resume).
         callbacks: metrics, progress, events, checkpoint and stop hooks.
         device: where to train.
-        precision: "fp32" or "bf16" autocast for the student (the teacher follows ``cfg.teacher_precision``).
+        precision: "fp32" or "bf16" autocast for the student (the teacher follows ``teacher_precision``).
         seed: seeds every RNG at a fresh start of each step (1b uses ``seed + 1``).
 
     Raises:
+        ConfigError: no image set at all, epochs not resolved to steps, or a geometry the student cannot take.
         gkd_core.engine.StopRequested: the callbacks asked to stop (a checkpoint was saved).
     """
     callbacks = callbacks or Callbacks()
-    if student.img_size != cfg.image_size:
-        raise ConfigError(
-            f"Stage1Config.image_size={cfg.image_size} differs from the student's img_size={student.img_size}; "
-            "build the student (and align the teacher) at the stage-1 resolution"
-        )
-    teacher.precision = cfg.teacher_precision
-    callbacks.on_event(f"stage 1 token grids: {teacher.alignment}")
-    plan: list[tuple[str, BatchesLike, int, int]] = []
+    plan: list[tuple[str, BatchesLike, Stage1Config, int]] = []
     if proxy is not None:
-        plan.append((STAGE1A, proxy, cfg.proxy_steps or cfg.steps, seed))
-    plan.append((STAGE1B, source, cfg.steps, seed + 1))
-    result = Stage1Result(student=student, alignment=teacher.alignment)
-    for stage, batches, steps, stage_seed in plan:
-        torch.manual_seed(stage_seed)  # fresh heads are initialised reproducibly
-        task = Stage1Task(student, teacher, cfg)
-        optimizer, scheduler = adamw_cosine(
-            task, cfg.effective_lr, cfg.weight_decay, steps=steps, min_lr=cfg.min_lr, warmup=0
+        plan.append((STAGE1A, proxy, proxy_cfg or cfg, seed))
+    if source is not None:
+        plan.append((STAGE1B, source, cfg, seed + 1))
+    if not plan:
+        raise ConfigError("stage 1 needs proxy images (step 1a), source images (step 1b) or both")
+    native_patch = student.native_patch_size
+    result = Stage1Result(student=student, alignment="")
+    for stage, batches, step_cfg, stage_seed in plan:
+        if step_cfg.epochs is not None:
+            raise ConfigError(f"{stage}: resolve epochs to steps first (Stage1Config.resolved(num_images))")
+        geometry = student.set_geometry(
+            img_size=step_cfg.image_size, patch_size=step_cfg.student_patch_size or native_patch
         )
-        callbacks.on_event(f"{stage}: {steps} steps, lr {cfg.effective_lr:.3g}, heads {cfg.head}")
+        step_teacher = _teacher_for(teacher, student)
+        step_teacher.precision = step_cfg.teacher_precision
+        result.alignment = step_teacher.alignment
+        callbacks.on_event(f"{stage} token grids: {geometry}; {step_teacher.alignment}")
+        torch.manual_seed(stage_seed)  # fresh heads are initialised reproducibly
+        task = Stage1Task(student, step_teacher, step_cfg)
+        optimizer, scheduler = adamw_cosine(
+            task, step_cfg.effective_lr, step_cfg.weight_decay, steps=step_cfg.steps, min_lr=step_cfg.min_lr, warmup=0
+        )
+        callbacks.on_event(
+            f"{stage}: {step_cfg.steps} steps at batch {step_cfg.batch_size}, {step_cfg.image_size} px, "
+            f"lr {step_cfg.effective_lr:.3g}, heads {step_cfg.head}"
+        )
         result.results[stage] = fit(
             task,
             optimizer,
             scheduler,
             as_batch_source(batches),
-            steps=steps,
+            steps=step_cfg.steps,
             stage=stage,
             checkpoint_dir=work_dir,
             callbacks=callbacks,
-            checkpoint_every=cfg.checkpoint_every,
+            checkpoint_every=step_cfg.checkpoint_every,
             device=device,
             precision=precision,
             seed=stage_seed,
-            config={"stage1": asdict(cfg), "student": student.name, "teacher": teacher.backbone.name},
+            config={"stage1": asdict(step_cfg), "student": student.name, "teacher": step_teacher.backbone.name},
             exclude_prefixes=("teacher.",),
         )
     student.eval()

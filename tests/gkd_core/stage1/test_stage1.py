@@ -188,8 +188,9 @@ def test_two_step_run_lowers_loss_with_fresh_heads_and_optimizer(monkeypatch: py
     monkeypatch.setattr(stage1_module.Stage1Task, "__init__", recording_init)
     images = [{"image": torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i))} for i in range(2)]
     callbacks = RecordingCallbacks()
-    cfg = _cfg(steps=12, proxy_steps=3, lr=2e-3, checkpoint_every=0)
-    result = run_stage1(student, teacher, cfg, source=images, proxy=images, callbacks=callbacks)
+    cfg = _cfg(steps=12, lr=2e-3, checkpoint_every=0)
+    proxy_cfg = _cfg(steps=3, lr=2e-3, checkpoint_every=0)
+    result = run_stage1(student, teacher, cfg, source=images, proxy=images, proxy_cfg=proxy_cfg, callbacks=callbacks)
 
     assert list(result.results) == ["stage1a", "stage1b"] and result.student is student
     assert len(tasks) == 2 and tasks[0].student is tasks[1].student is student
@@ -206,21 +207,32 @@ def test_two_step_run_lowers_loss_with_fresh_heads_and_optimizer(monkeypatch: py
     assert any("token grids" in e for e in callbacks.events)
 
 
-def test_run_rejects_image_size_mismatch() -> None:
+def test_the_student_is_rebuilt_for_the_step_size() -> None:
     student, teacher = _pair()
-    with pytest.raises(ConfigError, match="image_size=64"):
-        run_stage1(student, teacher, _cfg(image_size=64), source=[])
+    images = [{"image": torch.rand(2, 3, 64, 64)}]
+    run_stage1(student, teacher, _cfg(image_size=64, steps=1, batch_size=2, checkpoint_every=0), source=images)
+    assert student.img_size == 64 and student.grid_for(64) == (4, 4)
+
+
+def test_stage1_needs_some_images_and_resolved_epochs() -> None:
+    student, teacher = _pair()
+    with pytest.raises(ConfigError, match="proxy images"):
+        run_stage1(student, teacher, _cfg(), source=None)
+    with pytest.raises(ConfigError, match="resolve epochs"):
+        run_stage1(student, teacher, _cfg(epochs=2.0), source=[{"image": torch.rand(2, 3, 32, 32)}])
 
 
 def test_finished_steps_are_not_rerun_and_restore_the_student(tmp_path: Path) -> None:
     torch.manual_seed(0)
     images = [{"image": torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))}]
-    cfg = _cfg(steps=2, proxy_steps=2, lr=1e-3, checkpoint_every=0)
+    cfg = _cfg(steps=2, lr=1e-3, checkpoint_every=0)
     student, teacher = _pair()
-    run_stage1(student, teacher, cfg, source=images, proxy=images, work_dir=tmp_path)
+    run_stage1(student, teacher, cfg, source=images, proxy=images, proxy_cfg=cfg, work_dir=tmp_path)
     fresh, fresh_teacher = _pair()
     callbacks = RecordingCallbacks()
-    run_stage1(fresh, fresh_teacher, cfg, source=images, proxy=images, work_dir=tmp_path, callbacks=callbacks)
+    run_stage1(
+        fresh, fresh_teacher, cfg, source=images, proxy=images, proxy_cfg=cfg, work_dir=tmp_path, callbacks=callbacks
+    )
     assert sum("already finished" in e for e in callbacks.events) == 2
     for key, value in student.state_dict().items():
         assert torch.equal(value, fresh.state_dict()[key]), key
