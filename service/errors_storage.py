@@ -40,7 +40,3 @@ class StorageUnavailable(StorageError):
 
 class IntegrityError(StorageError):
     """Downloaded bytes do not match the sha256 recorded when the object was written."""
-
-
-class CorruptManifest(StorageError):
-    """A checkpoint manifest exists but cannot be read, or names an object that is missing."""

@@ -3,8 +3,7 @@
 Checkpoints, students, ONNX files and reports are written under keys such as
 ``jobs/<job id>/artifacts/student.safetensors``. Keys are validated the same way for both stores,
 so a key can never escape its root or bucket prefix. Every write returns the object's size and
-sha256; reads verify the sha256 recorded at write time. Checkpoints are published atomically by
-writing the object first and then a small JSON manifest naming it (``publish_file``).
+sha256; reads verify the sha256 recorded at write time.
 """
 
 from __future__ import annotations
@@ -13,15 +12,13 @@ import contextlib
 import functools
 import hashlib
 import io
-import json
 import logging
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
@@ -41,7 +38,6 @@ from botocore.exceptions import (
 )
 
 from service.errors_storage import (
-    CorruptManifest,
     IntegrityError,
     InvalidKey,
     ObjectNotFound,
@@ -55,11 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactStore",
-    "CorruptManifest",
     "IntegrityError",
     "InvalidKey",
     "LocalStore",
-    "Manifest",
     "ObjectNotFound",
     "S3Store",
     "StorageAuthError",
@@ -67,10 +61,7 @@ __all__ = [
     "StorageUnavailable",
     "StoredObject",
     "get_store",
-    "publish_file",
-    "read_manifest",
     "validate_key",
-    "write_manifest",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -619,69 +610,3 @@ def get_store(settings: Settings, *, create_bucket: bool = False) -> ArtifactSto
             store.ensure_bucket()
         return store
     raise StorageError(f"unsupported storage URL {url!r}: expected file:///path or s3://bucket[/prefix]")
-
-
-# --------------------------------------------------------------------------- manifests
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A small JSON document naming the latest complete object (e.g. a stage's checkpoint)."""
-
-    key: str
-    size: int
-    sha256: str
-    written_at: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        body = {"key": self.key, "size": self.size, "sha256": self.sha256, "written_at": self.written_at}
-        return json.dumps({**body, "extra": dict(self.extra)}, sort_keys=True).encode()
-
-
-def write_manifest(
-    store: ArtifactStore, manifest_key: str, obj: StoredObject, extra: Mapping[str, Any] | None = None
-) -> Manifest:
-    """Write the manifest naming ``obj``; call only after ``obj`` is completely written."""
-    manifest = Manifest(
-        key=obj.key,
-        size=obj.size,
-        sha256=obj.sha256,
-        written_at=datetime.now(UTC).isoformat(),
-        extra=dict(extra or {}),
-    )
-    store.put_bytes(manifest_key, manifest.to_json())
-    return manifest
-
-
-def read_manifest(store: ArtifactStore, manifest_key: str, *, verify_object: bool = True) -> Manifest | None:
-    """Return the manifest, or None if none was written yet.
-
-    Raises:
-        CorruptManifest: unreadable JSON, or (with ``verify_object``) the named object is gone.
-    """
-    try:
-        raw = store.get_bytes(manifest_key)
-    except ObjectNotFound:
-        return None
-    try:
-        body = json.loads(raw)
-        manifest = Manifest(
-            key=validate_key(body["key"]),
-            size=int(body["size"]),
-            sha256=str(body["sha256"]),
-            written_at=str(body["written_at"]),
-            extra=dict(body.get("extra") or {}),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptManifest(f"manifest {manifest_key!r} is not valid: {exc}") from exc
-    if verify_object and not store.exists(manifest.key):
-        raise CorruptManifest(f"manifest {manifest_key!r} names {manifest.key!r}, which does not exist")
-    return manifest
-
-
-def publish_file(
-    store: ArtifactStore, *, key: str, path: Path, manifest_key: str, extra: Mapping[str, Any] | None = None
-) -> Manifest:
-    """Upload ``path`` to ``key``, then point ``manifest_key`` at it: readers never see half a file."""
-    return write_manifest(store, manifest_key, store.put_file(key, path), extra)

@@ -14,7 +14,6 @@ import pytest
 
 from service.storage import (
     ArtifactStore,
-    CorruptManifest,
     IntegrityError,
     InvalidKey,
     LocalStore,
@@ -23,10 +22,7 @@ from service.storage import (
     StorageAuthError,
     StorageError,
     StorageUnavailable,
-    publish_file,
-    read_manifest,
     validate_key,
-    write_manifest,
 )
 from tests.support.ports import free_ports
 from tests.support.seaweed import SeaweedS3
@@ -174,35 +170,6 @@ def test_local_check_fails_on_unwritable_root(tmp_path: Path) -> None:
         store.root.chmod(0o500)
     with pytest.raises(StorageUnavailable, match="not writable"):
         store.check()
-
-
-def test_manifest_names_the_object_written_before_it(store: ArtifactStore, tmp_path: Path) -> None:
-    assert read_manifest(store, "jobs/1/stage1/latest.json") is None
-    ckpt = tmp_path / "step-20.pt"
-    ckpt.write_bytes(b"weights" * 1000)
-    manifest = publish_file(
-        store,
-        key="jobs/1/stage1/step-20.pt",
-        path=ckpt,
-        manifest_key="jobs/1/stage1/latest.json",
-        extra={"step": 20},
-    )
-    loaded = read_manifest(store, "jobs/1/stage1/latest.json")
-    assert loaded == manifest
-    assert loaded is not None and loaded.key == "jobs/1/stage1/step-20.pt" and loaded.extra == {"step": 20}
-    assert loaded.sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
-
-
-def test_manifest_errors_are_specific(store: ArtifactStore) -> None:
-    store.put_bytes("m/bad.json", b"{not json")
-    with pytest.raises(CorruptManifest, match="not valid"):
-        read_manifest(store, "m/bad.json")
-    obj = store.put_bytes("m/ckpt", b"x")
-    write_manifest(store, "m/latest.json", obj)
-    store.delete("m/ckpt")
-    with pytest.raises(CorruptManifest, match="does not exist"):
-        read_manifest(store, "m/latest.json")
-    assert read_manifest(store, "m/latest.json", verify_object=False) is not None
 
 
 # --------------------------------------------------------------------------- S3 only
