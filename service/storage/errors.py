@@ -1,9 +1,8 @@
-"""Storage errors, kept apart from the stores so that light modules (worker/retry.py, the API's
-error mapping) can name them without importing boto3.
+"""Storage errors: the one place they are defined.
 
 Callers tell three situations apart: the object is not there (``ObjectNotFound``), the store
 refused who we are (``StorageAuthError``) and the store could not be reached or failed on its side
-(``StorageUnavailable``, the only transient one: the worker retries it with backoff).
+(``StorageUnavailable``, the only transient one: the worker retries it with backoff, the API answers 503).
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ class StorageAuthError(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """The store could not be reached or answered with a server-side failure; worth a retry."""
+    """The store could not be reached, could not be opened, or failed on its side; worth a retry."""
 
 
 class IntegrityError(StorageError):
