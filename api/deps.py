@@ -10,10 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import auth
-from service.errors import StorageUnavailable
 from service.models import Team
 from service.queue import Enqueuer
 from service.settings import Settings
+from service.storage import StorageUnavailable
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `gkd keys create --team NAME`")
 

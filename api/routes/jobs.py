@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from service import jobs as job_service
-from service.errors import BadRequest, Conflict, NotFound, StorageUnavailable
+from service.errors import BadRequest, Conflict, NotFound
 from service.idempotency import MAX_KEY_LENGTH, request_hash
 from service.models import Job, JobStatus
 from service.pagination import decode_token, encode_token
@@ -30,6 +30,7 @@ from service.schemas import (
     MetricRead,
 )
 from service.spec_checks import check_job_spec
+from service.storage import StorageUnavailable
 
 _logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
