@@ -138,6 +138,18 @@ def test_models(team: TeamClient) -> None:
     assert all(m["feature_api"] == "forward_intermediates" for m in items)
 
 
+def test_storage_that_cannot_be_opened_is_reported_not_raised(api: ApiEnv, team: TeamClient) -> None:
+    # Not monkeypatch: it would delete the attribute on undo (starlette's State has no __dict__ entry).
+    api.app.state.settings = api.settings.model_copy(update={"storage_url": "ftp://host/x"})
+    try:
+        ready = team.get("/readyz")
+    finally:
+        api.app.state.settings = api.settings
+    assert ready.status_code == 503 and ready.json()["checks"]["db"] == "ok", ready.text
+    assert ready.json()["checks"]["storage"].startswith("error: StorageUnavailable: artifact storage cannot be opened")
+    assert "unsupported storage URL 'ftp://host/x'" in ready.json()["checks"]["storage"]
+
+
 def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = ready_team.get("/readyz")
