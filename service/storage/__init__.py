@@ -63,7 +63,7 @@ def get_store(settings: Settings, *, create_bucket: bool = False) -> ArtifactSto
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             region=settings.s3_region,
-            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
+            public_endpoint_url=settings.s3_public_endpoint_url,
         )
         if create_bucket:
             store.ensure_bucket()

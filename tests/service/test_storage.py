@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.settings import Settings
 from service.storage import (
     ArtifactStore,
     IntegrityError,
@@ -22,6 +23,7 @@ from service.storage import (
     StorageAuthError,
     StorageError,
     StorageUnavailable,
+    get_store,
     validate_key,
 )
 from tests.support.ports import free_ports
@@ -166,6 +168,34 @@ def test_local_check_fails_on_unwritable_root(tmp_path: Path) -> None:
         store.root.chmod(0o500)
     with pytest.raises(StorageUnavailable, match="not writable"):
         store.check()
+
+
+def test_get_store_builds_the_store_the_url_names(tmp_path: Path) -> None:
+    local = get_store(Settings(data_dir=tmp_path, storage_url=(tmp_path / "a b").as_uri()))
+    assert isinstance(local, LocalStore) and local.root == (tmp_path / "a b").resolve()
+    s3 = get_store(
+        Settings(data_dir=tmp_path, storage_url="s3://bucket-x/some/prefix/", s3_endpoint_url="http://s3:9000")
+    )
+    assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("bucket-x", "some/prefix/")
+    for url, message in [("file://host/x", "names host"), ("ftp://x/y", "unsupported storage URL")]:
+        with pytest.raises(StorageError, match=message):
+            get_store(Settings(data_dir=tmp_path, storage_url=url))
+
+
+def test_presigned_urls_name_the_public_endpoint(tmp_path: Path) -> None:
+    """Inside compose the API reaches S3 as http://minio:9000; clients need a host they can resolve."""
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_url="s3://bucket-x/p",
+        s3_endpoint_url="http://minio:9000",
+        s3_access_key="a",
+        s3_secret_key="b",
+    )
+    internal = get_store(settings).presigned_url("k", 60)
+    assert internal is not None and internal.startswith("http://minio:9000/bucket-x/p/k?"), internal
+    public_settings = settings.model_copy(update={"s3_public_endpoint_url": "https://files.example.com"})
+    public = get_store(public_settings).presigned_url("k", 60)
+    assert public is not None and public.startswith("https://files.example.com/bucket-x/p/k?"), public
 
 
 # --------------------------------------------------------------------------- S3 only
