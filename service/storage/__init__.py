@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from service.storage.errors import (
-    IntegrityError,
+    ChecksumMismatch,
     InvalidKey,
     ObjectNotFound,
     StorageAuthError,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactStore",
-    "IntegrityError",
+    "ChecksumMismatch",
     "InvalidKey",
     "LocalStore",
     "ObjectNotFound",

@@ -37,5 +37,5 @@ class StorageUnavailable(StorageError):
     """The store could not be reached, could not be opened, or failed on its side; worth a retry."""
 
 
-class IntegrityError(StorageError):
+class ChecksumMismatch(StorageError):
     """Downloaded bytes do not match the sha256 recorded when the object was written."""

@@ -31,7 +31,7 @@ from botocore.exceptions import (
 
 from service.storage._files import MIB, sha256_file, staged
 from service.storage.errors import (
-    IntegrityError,
+    ChecksumMismatch,
     ObjectNotFound,
     StorageAuthError,
     StorageError,
@@ -253,7 +253,7 @@ class S3Store:
 
     def _verify(self, key: str, expected: str | None, actual: str) -> None:
         if expected and expected != actual:
-            raise IntegrityError(f"{self._where()}{key}: sha256 {actual} does not match the recorded {expected}")
+            raise ChecksumMismatch(f"{self._where()}{key}: sha256 {actual} does not match the recorded {expected}")
 
     def get_file(self, key: str, dest: Path) -> StoredObject:
         full = self._full(key)

@@ -15,7 +15,7 @@ import pytest
 from service.settings import Settings
 from service.storage import (
     ArtifactStore,
-    IntegrityError,
+    ChecksumMismatch,
     InvalidKey,
     LocalStore,
     ObjectNotFound,
@@ -231,9 +231,9 @@ def test_tampered_object_fails_integrity_check(seaweed_s3: SeaweedS3, tmp_path: 
         Body=b"tampered",
         Metadata={"sha256": hashlib.sha256(b"original").hexdigest()},
     )
-    with pytest.raises(IntegrityError, match="does not match"):
+    with pytest.raises(ChecksumMismatch, match="does not match"):
         store.get_bytes("obj")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         store.get_file("obj", tmp_path / "obj")
     assert not (tmp_path / "obj").exists()
 
