@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import auth
-from service.errors import StorageUnavailable
 from service.models import Team
 from service.queue import Enqueuer
 from service.settings import Settings
+from service.storage import ArtifactStore, StorageUnavailable
+from service.storage import get_store as build_store
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `gkd keys create --team NAME`")
 
@@ -53,23 +54,18 @@ def get_enqueuer(request: Request) -> Enqueuer:
     return enqueuer
 
 
-def get_store(request: Request) -> Any:
-    """The artifact store (service.storage, imported lazily); 503 when it cannot be built."""
-    store = getattr(request.app.state, "store", None)
-    if store is not None:
-        return store
-    try:
-        from service.storage import get_store as build_store
-    except ImportError as exc:
-        raise StorageUnavailable("artifact storage is not available in this installation") from exc
-    try:
-        store = build_store(request.app.state.settings)
-    except Exception as exc:  # configuration errors of any kind: report, don't 500
-        raise StorageUnavailable(f"artifact storage cannot be opened: {exc}") from exc
-    request.app.state.store = store
+def get_store(request: Request) -> ArtifactStore:
+    """The app's artifact store, built from its settings on first use; 503 when it cannot be built."""
+    store: ArtifactStore | None = request.app.state.store
+    if store is None:
+        try:
+            store = build_store(request.app.state.settings)
+        except Exception as exc:  # configuration errors of any kind: report, don't 500
+            raise StorageUnavailable(f"artifact storage cannot be opened: {exc}") from exc
+        request.app.state.store = store
     return store
 
 
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
-StoreDep = Annotated[Any, Depends(get_store)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]

@@ -1,4 +1,4 @@
-"""One mapping from errors to RFC 9457 problem+json responses (DomainError classes, request errors)."""
+"""One mapping from errors to RFC 9457 problem+json responses (DomainError classes, storage and request errors)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from service.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
-    StorageUnavailable,
     Unauthorized,
     ValidationFailed,
 )
+from service.storage import StorageError
 
 _logger = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (ValidationFailed, 422),
     (BadRequest, 400),
     (Unauthorized, 401),
-    (StorageUnavailable, 503),
 )
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -109,6 +108,14 @@ _FIXES = {
 }
 
 
+def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    # To a client, any storage failure (unreachable, refused credentials, bad configuration) is a
+    # dependency that is down: 503, whatever the class.
+    assert isinstance(exc, StorageError)
+    _logger.warning("artifact storage failed on %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(503, "Storage unavailable", str(exc), request=request)
+
+
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
@@ -154,6 +161,7 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every handler on ``app`` (one place; routes never build error responses)."""
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
     app.state.enqueuer = enqueuer or CeleryEnqueuer(settings)
+    app.state.store = None  # the ArtifactStore, built from settings on first use (api.deps.get_store)
     app.state.metrics = ApiMetrics()
     templates: list[str] = []
     for module in (jobs, evaluations, datasets, models, catalog, health, dashboard):

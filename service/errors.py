@@ -73,12 +73,6 @@ class Unauthorized(DomainError):
     title = "Unauthorized"
 
 
-class StorageUnavailable(DomainError):
-    """The artifact store cannot be reached or is not configured."""
-
-    title = "Storage unavailable"
-
-
 def field_error(field: str, message: str, fix: str, **extra: Any) -> dict[str, Any]:
     """One entry of ValidationFailed.errors: the field path, what is wrong, and how to fix it."""
     return {"field": field, "message": message, "fix": fix, **extra}

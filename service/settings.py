@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint as clients reach it, for presigned URLs; default s3_endpoint_url."
+    )
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra roots under which file:// datasets and weights are allowed."

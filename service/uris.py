@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from service.errors_storage import InvalidKey
-from service.storage import ArtifactStore, S3Store, validate_key
+from service.storage import ArtifactStore, InvalidKey, S3Store, validate_key
 
 if TYPE_CHECKING:
     from service.settings import Settings

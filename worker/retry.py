@@ -15,7 +15,7 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 
-from service.errors_storage import StorageUnavailable
+from service.storage import StorageUnavailable
 
 # Listed, not inferred: a new transient class is added here on purpose, with a reason.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

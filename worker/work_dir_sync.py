@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.storage import ArtifactStore
+from service.storage import ArtifactStore, ObjectNotFound
 
 _logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class WorkDirSync:
         """Download every file the manifest lists into ``work_dir``; returns the number of files."""
         try:
             raw = self.store.get_bytes(self.manifest_key)
-        except KeyError:  # ObjectNotFound subclasses KeyError: a first attempt has nothing to pull
+        except ObjectNotFound:  # a first attempt has nothing to pull
             return 0
         files: dict[str, str] = json.loads(raw)["files"]
         root = self.work_dir.resolve()

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import CurrentTeam, SessionDep, SettingsDep
+from api.deps import CurrentTeam, SessionDep, SettingsDep, get_store
 from api.errors import responses
 from service.jobs import count_by_status
 from service.settings import Settings
@@ -34,16 +34,6 @@ def _check_broker(settings: Settings) -> None:
 
     with Connection(settings.resolved_broker_url, connect_timeout=2) as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
-
-
-def _check_storage(request: Request, settings: Settings) -> str:
-    try:
-        from service.storage import get_store
-    except ImportError:
-        return "unavailable"
-    store = getattr(request.app.state, "store", None) or get_store(settings)
-    store.check()
-    return "ok"
 
 
 @router.get(
@@ -66,7 +56,8 @@ def readyz(request: Request, team: CurrentTeam, session: SessionDep, settings: S
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}: {exc}"[:300]
     try:
-        checks["storage"] = _check_storage(request, settings)
+        get_store(request).check()
+        checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(value == "ok" for value in checks.values())

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from service import jobs as job_service
-from service.errors import BadRequest, Conflict, NotFound, StorageUnavailable
+from service.errors import BadRequest, Conflict
 from service.idempotency import MAX_KEY_LENGTH, request_hash
 from service.models import Job, JobStatus
 from service.pagination import decode_token, encode_token
@@ -30,6 +30,7 @@ from service.schemas import (
     MetricRead,
 )
 from service.spec_checks import check_job_spec
+from service.storage import StorageError, StorageUnavailable
 
 _logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -232,18 +233,10 @@ def download_artifact(
     headers = {"X-Checksum-SHA256": artifact.sha256}
     try:
         url = store.presigned_url(artifact.storage_key, settings.presign_expiry_s)
-        if url:
-            return RedirectResponse(url, status_code=307, headers=headers)
-        path = store.local_path(artifact.storage_key) if hasattr(store, "local_path") else None
-        if path is not None:
-            if not path.exists():
-                raise NotFound(f"artifact {name!r} is recorded but its file is missing from storage")
-            return FileResponse(
-                path, media_type="application/octet-stream", filename=name.rsplit("/", 1)[-1], headers=headers
-            )
-        data = store.get_bytes(artifact.storage_key)
-    except (NotFound, StorageUnavailable):
-        raise
-    except Exception as exc:  # storage backends raise their own errors; report them as unavailable
+        path = store.local_path(artifact.storage_key) if url is None else None
+    except StorageError as exc:
         raise StorageUnavailable(f"could not read artifact {name!r}: {exc}") from exc
-    return Response(data, media_type="application/octet-stream", headers=headers)
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers=headers)
+    assert path is not None, f"{store!r} broke the ArtifactStore contract: neither a URL nor a local file"
+    return FileResponse(path, media_type="application/octet-stream", filename=name.rsplit("/", 1)[-1], headers=headers)

@@ -153,6 +153,18 @@ def test_catalog_lists_what_the_job_spec_accepts(api: ApiEnv, team: TeamClient) 
     assert enum == [m["name"] for m in body["methods"]]
 
 
+def test_storage_that_cannot_be_opened_is_reported_not_raised(api: ApiEnv, team: TeamClient) -> None:
+    # Not monkeypatch: it would delete the attribute on undo (starlette's State has no __dict__ entry).
+    api.app.state.settings = api.settings.model_copy(update={"storage_url": "ftp://host/x"})
+    try:
+        ready = team.get("/readyz")
+    finally:
+        api.app.state.settings = api.settings
+    assert ready.status_code == 503 and ready.json()["checks"]["db"] == "ok", ready.text
+    assert ready.json()["checks"]["storage"].startswith("error: StorageUnavailable: artifact storage cannot be opened")
+    assert "unsupported storage URL 'ftp://host/x'" in ready.json()["checks"]["storage"]
+
+
 def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = ready_team.get("/readyz")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from service import jobs as job_service
 from service.db import session_scope
+from service.storage import LocalStore, StorageUnavailable
 from tests.api.conftest import ApiEnv, TeamClient
 from tests.service.factories import spec_dict
 
@@ -190,27 +191,24 @@ def test_cancel(ready_team: TeamClient, api: ApiEnv) -> None:
     assert response.json()["cancel_requested"] is True
 
 
-class FakeStore:
-    """An artifact store over a folder, optionally answering with presigned URLs."""
-
-    def __init__(self, root: Path, presign: bool) -> None:
-        self.root, self.presign = root, presign
+class PresigningStore(LocalStore):
+    """A local folder that answers downloads with presigned URLs, the way S3Store does."""
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
-        return f"https://s3.example/{key}?expires={expires_s}" if self.presign else None
+        return f"https://s3.example/{key}?expires={expires_s}"
 
-    def local_path(self, key: str) -> Path:
-        return self.root / key
 
-    def check(self) -> None:
-        return None
+class UnreachableStore(LocalStore):
+    """A store whose server cannot be reached."""
+
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        raise StorageUnavailable("injected: cannot reach the object store")
 
 
 def test_worker_progress_is_visible(api: ApiEnv, ready_team: TeamClient, tmp_path: Path) -> None:
     job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
     payload = b"student weights"
-    (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / "student.safetensors").write_bytes(payload)
+    LocalStore(tmp_path).put_bytes("jobs/student.safetensors", payload)
     with session_scope(api.app.state.session_factory) as session:
         job_service.claim_job(session=session, job_id=job_id)
         job_service.set_progress(session=session, job_id=job_id, progress=0.25, eta_s=30, phase="stage1")
@@ -240,12 +238,17 @@ def test_worker_progress_is_visible(api: ApiEnv, ready_team: TeamClient, tmp_pat
     assert [m["step"] for m in metrics["items"]] == [2, 3] and metrics["last_step"] == 3
     artifacts = ready_team.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]
     assert artifacts[0]["name"] == "student.safetensors" and artifacts[0]["size"] == len(payload)
-    api.app.state.store = FakeStore(tmp_path, presign=False)
+    api.app.state.store = LocalStore(tmp_path)
     download = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors")
     assert download.status_code == 200 and download.content == payload
     assert download.headers["x-checksum-sha256"] == hashlib.sha256(payload).hexdigest()
-    api.app.state.store = FakeStore(tmp_path, presign=True)
+    assert download.headers["content-disposition"] == 'attachment; filename="student.safetensors"'
+    api.app.state.store = PresigningStore(tmp_path)
     redirect = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors", follow_redirects=False)
     assert redirect.status_code == 307 and redirect.headers["location"].startswith("https://s3.example/jobs/")
+    assert redirect.headers["x-checksum-sha256"] == hashlib.sha256(payload).hexdigest()
+    api.app.state.store = UnreachableStore(tmp_path)
+    down = _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors"), 503)
+    assert down["title"] == "Storage unavailable" and "cannot reach the object store" in down["detail"]
     _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx"), 404)
     _problem(ready_team.get(f"/v1/jobs/{job_id}/metrics", params={"since_step": "x"}), 422)

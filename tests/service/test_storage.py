@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.settings import Settings
 from service.storage import (
     ArtifactStore,
-    CorruptManifest,
-    IntegrityError,
+    ChecksumMismatch,
     InvalidKey,
     LocalStore,
     ObjectNotFound,
@@ -23,10 +23,8 @@ from service.storage import (
     StorageAuthError,
     StorageError,
     StorageUnavailable,
-    publish_file,
-    read_manifest,
+    get_store,
     validate_key,
-    write_manifest,
 )
 from tests.support.ports import free_ports
 from tests.support.seaweed import SeaweedS3
@@ -55,10 +53,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactSt
         yield LocalStore(tmp_path / "artifacts")
     else:
         yield make_s3_store(request.getfixturevalue("seaweed_s3"))
-
-
-def test_stores_satisfy_the_protocol(store: ArtifactStore) -> None:
-    assert isinstance(store, ArtifactStore)
 
 
 def test_bytes_round_trip_reports_size_and_sha256(store: ArtifactStore) -> None:
@@ -176,33 +170,32 @@ def test_local_check_fails_on_unwritable_root(tmp_path: Path) -> None:
         store.check()
 
 
-def test_manifest_names_the_object_written_before_it(store: ArtifactStore, tmp_path: Path) -> None:
-    assert read_manifest(store, "jobs/1/stage1/latest.json") is None
-    ckpt = tmp_path / "step-20.pt"
-    ckpt.write_bytes(b"weights" * 1000)
-    manifest = publish_file(
-        store,
-        key="jobs/1/stage1/step-20.pt",
-        path=ckpt,
-        manifest_key="jobs/1/stage1/latest.json",
-        extra={"step": 20},
+def test_get_store_builds_the_store_the_url_names(tmp_path: Path) -> None:
+    local = get_store(Settings(data_dir=tmp_path, storage_url=(tmp_path / "a b").as_uri()))
+    assert isinstance(local, LocalStore) and local.root == (tmp_path / "a b").resolve()
+    s3 = get_store(
+        Settings(data_dir=tmp_path, storage_url="s3://bucket-x/some/prefix/", s3_endpoint_url="http://s3:9000")
     )
-    loaded = read_manifest(store, "jobs/1/stage1/latest.json")
-    assert loaded == manifest
-    assert loaded is not None and loaded.key == "jobs/1/stage1/step-20.pt" and loaded.extra == {"step": 20}
-    assert loaded.sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("bucket-x", "some/prefix/")
+    for url, message in [("file://host/x", "names host"), ("ftp://x/y", "unsupported storage URL")]:
+        with pytest.raises(StorageError, match=message):
+            get_store(Settings(data_dir=tmp_path, storage_url=url))
 
 
-def test_manifest_errors_are_specific(store: ArtifactStore) -> None:
-    store.put_bytes("m/bad.json", b"{not json")
-    with pytest.raises(CorruptManifest, match="not valid"):
-        read_manifest(store, "m/bad.json")
-    obj = store.put_bytes("m/ckpt", b"x")
-    write_manifest(store, "m/latest.json", obj)
-    store.delete("m/ckpt")
-    with pytest.raises(CorruptManifest, match="does not exist"):
-        read_manifest(store, "m/latest.json")
-    assert read_manifest(store, "m/latest.json", verify_object=False) is not None
+def test_presigned_urls_name_the_public_endpoint(tmp_path: Path) -> None:
+    """Inside compose the API reaches S3 as http://minio:9000; clients need a host they can resolve."""
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_url="s3://bucket-x/p",
+        s3_endpoint_url="http://minio:9000",
+        s3_access_key="a",
+        s3_secret_key="b",
+    )
+    internal = get_store(settings).presigned_url("k", 60)
+    assert internal is not None and internal.startswith("http://minio:9000/bucket-x/p/k?"), internal
+    public_settings = settings.model_copy(update={"s3_public_endpoint_url": "https://files.example.com"})
+    public = get_store(public_settings).presigned_url("k", 60)
+    assert public is not None and public.startswith("https://files.example.com/bucket-x/p/k?"), public
 
 
 # --------------------------------------------------------------------------- S3 only
@@ -238,9 +231,9 @@ def test_tampered_object_fails_integrity_check(seaweed_s3: SeaweedS3, tmp_path: 
         Body=b"tampered",
         Metadata={"sha256": hashlib.sha256(b"original").hexdigest()},
     )
-    with pytest.raises(IntegrityError, match="does not match"):
+    with pytest.raises(ChecksumMismatch, match="does not match"):
         store.get_bytes("obj")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ChecksumMismatch):
         store.get_file("obj", tmp_path / "obj")
     assert not (tmp_path / "obj").exists()
 

@@ -24,11 +24,10 @@ from sqlalchemy import update
 from service import auth, jobs
 from service.datasets import register_dataset
 from service.db import upgrade_database
-from service.errors_storage import StorageUnavailable
 from service.models import Job, JobEvent, JobStatus, utcnow
 from service.schemas import DatasetCreate, JobSpec
 from service.settings import Settings
-from service.storage import LocalStore, StoredObject
+from service.storage import LocalStore, StorageUnavailable, StoredObject
 from tests.support.worker_env import tiny_spec
 from worker.context import WorkerContext
 from worker.pipeline import run_job

@@ -6,7 +6,7 @@ import kombu.exceptions
 import pytest
 import sqlalchemy.exc
 
-from service.errors_storage import ObjectNotFound, StorageAuthError, StorageUnavailable
+from service.storage import ObjectNotFound, StorageAuthError, StorageUnavailable
 from worker.retry import BackoffPolicy, is_transient, should_retry
 
 

@@ -1,9 +1,8 @@
-"""Storage errors, kept apart from the stores so that light modules (worker/retry.py, the API's
-error mapping) can name them without importing boto3.
+"""Storage errors: the one place they are defined.
 
 Callers tell three situations apart: the object is not there (``ObjectNotFound``), the store
 refused who we are (``StorageAuthError``) and the store could not be reached or failed on its side
-(``StorageUnavailable``, the only transient one: the worker retries it with backoff).
+(``StorageUnavailable``, the only transient one: the worker retries it with backoff, the API answers 503).
 """
 
 from __future__ import annotations
@@ -35,12 +34,8 @@ class StorageAuthError(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """The store could not be reached or answered with a server-side failure; worth a retry."""
+    """The store could not be reached, could not be opened, or failed on its side; worth a retry."""
 
 
-class IntegrityError(StorageError):
+class ChecksumMismatch(StorageError):
     """Downloaded bytes do not match the sha256 recorded when the object was written."""
-
-
-class CorruptManifest(StorageError):
-    """A checkpoint manifest exists but cannot be read, or names an object that is missing."""

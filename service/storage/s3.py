@@ -1,30 +1,19 @@
-"""Artifact storage behind one interface: a local folder (embedded mode) or any S3-compatible store.
+"""S3Store: objects in any S3-compatible bucket (AWS, MinIO, SeaweedFS) under an optional key prefix.
 
-Checkpoints, students, ONNX files and reports are written under keys such as
-``jobs/<job id>/artifacts/student.safetensors``. Keys are validated the same way for both stores,
-so a key can never escape its root or bucket prefix. Every write returns the object's size and
-sha256; reads verify the sha256 recorded at write time. Checkpoints are published atomically by
-writing the object first and then a small JSON manifest naming it (``publish_file``).
+Every boto failure is translated into one of the StorageError kinds of service.storage.errors.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
-import json
 import logging
-import os
 import re
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from typing import Any, TypeVar
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -40,253 +29,23 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from service.errors_storage import (
-    CorruptManifest,
-    IntegrityError,
-    InvalidKey,
+from service.storage._files import MIB, sha256_file, staged
+from service.storage.errors import (
+    ChecksumMismatch,
     ObjectNotFound,
     StorageAuthError,
     StorageError,
     StorageUnavailable,
 )
+from service.storage.keys import validate_key, validate_prefix
+from service.storage.protocol import StoredObject
 
-if TYPE_CHECKING:
-    from service.settings import Settings
-
-__all__ = [
-    "ArtifactStore",
-    "CorruptManifest",
-    "IntegrityError",
-    "InvalidKey",
-    "LocalStore",
-    "Manifest",
-    "ObjectNotFound",
-    "S3Store",
-    "StorageAuthError",
-    "StorageError",
-    "StorageUnavailable",
-    "StoredObject",
-    "get_store",
-    "publish_file",
-    "read_manifest",
-    "validate_key",
-    "write_manifest",
-]
+__all__ = ["MAX_PRESIGN_S", "S3Store"]
 
 _logger = logging.getLogger(__name__)
 
-MAX_KEY_BYTES = 1024  # S3's own limit on key length
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer than a week
-_MIB = 1024 * 1024
-_CHUNK = 1 * _MIB
-_LOCAL_TMP = ".gkd-tmp"  # LocalStore's staging folder: same filesystem, so os.replace is atomic
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """What a write (or a verified read) tells the caller: where, how big, which bytes."""
-
-    key: str
-    size: int
-    sha256: str
-
-
-@runtime_checkable
-class ArtifactStore(Protocol):
-    """The one storage interface used by the API and the worker."""
-
-    def put_file(self, key: str, path: Path) -> StoredObject: ...
-    def put_bytes(self, key: str, data: bytes) -> StoredObject: ...
-    def get_file(self, key: str, dest: Path) -> StoredObject: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str = "") -> list[str]: ...
-    def delete(self, key: str) -> None: ...
-    def presigned_url(self, key: str, expires_s: int) -> str | None: ...
-    def local_path(self, key: str) -> Path | None: ...
-    def check(self) -> None: ...
-
-
-# --------------------------------------------------------------------------- keys
-
-
-def validate_key(key: str) -> str:
-    """Return ``key`` unchanged if it is a safe relative object key, else raise InvalidKey.
-
-    Refused: empty keys, absolute paths, backslashes, control characters, empty / ``.`` /
-    ``..`` segments, keys longer than 1024 UTF-8 bytes and LocalStore's staging folder.
-    """
-    if not isinstance(key, str) or not key:
-        raise InvalidKey("storage key must be a non-empty string")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"storage key is longer than {MAX_KEY_BYTES} bytes: {key[:60]!r}...")
-    if "\\" in key:
-        raise InvalidKey(f"storage key {key!r} contains a backslash; use '/' as separator")
-    if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
-        raise InvalidKey(f"storage key {key!r} is absolute; keys are relative like 'jobs/<id>/x'")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise InvalidKey(f"storage key {key!r} contains control characters")
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise InvalidKey(f"storage key {key!r} has an empty, '.' or '..' segment")
-    if parts[0] == _LOCAL_TMP:
-        raise InvalidKey(f"storage key {key!r} uses the reserved folder {_LOCAL_TMP!r}")
-    return key
-
-
-def _validate_prefix(prefix: str) -> str:
-    """A list prefix is '' or a key, optionally ending in '/'."""
-    if prefix == "":
-        return prefix
-    validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
-    return prefix
-
-
-def _sha256_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> tuple[int, str]:
-    """Copy a stream while hashing it, so a local write costs a single pass."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := src.read(_CHUNK):
-        digest.update(chunk)
-        dst.write(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _staged(dest: Path, staging_dir: Path | None = None) -> Iterator[Path]:
-    """Yield a temporary path; on success move it onto ``dest`` atomically, else remove it."""
-    staging_dir = staging_dir or dest.parent
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:40]}.", suffix=".partial", dir=staging_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- local folder
-
-
-class LocalStore:
-    """Objects as files under one root folder; writes are atomic (staged, then renamed)."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).expanduser().resolve()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot create the artifact folder {self.root}: {exc}") from exc
-
-    def __repr__(self) -> str:
-        return f"LocalStore({str(self.root)!r})"
-
-    def _path(self, key: str) -> Path:
-        """Map a key to a path, resolving symlinks BEFORE checking that it stays inside root."""
-        validate_key(key)
-        resolved = (self.root / key).resolve()
-        if not resolved.is_relative_to(self.root) or resolved == self.root:
-            raise InvalidKey(f"storage key {key!r} resolves outside the store's root")
-        return resolved
-
-    def _write(self, key: str, source: IO[bytes]) -> StoredObject:
-        dest = self._path(key)
-        try:
-            with _staged(dest, self.root / _LOCAL_TMP) as tmp, tmp.open("wb") as out:
-                size, sha = _copy_hashing(source, out)
-                out.flush()
-                os.fsync(out.fileno())
-        except OSError as exc:
-            raise StorageError(f"cannot write {key!r} under {self.root}: {exc}") from exc
-        return StoredObject(key=key, size=size, sha256=sha)
-
-    def put_file(self, key: str, path: Path) -> StoredObject:
-        with Path(path).open("rb") as source:
-            return self._write(key, source)
-
-    def put_bytes(self, key: str, data: bytes) -> StoredObject:
-        return self._write(key, io.BytesIO(data))
-
-    def get_file(self, key: str, dest: Path) -> StoredObject:
-        src = self.local_path(key)
-        dest = Path(dest)
-        with src.open("rb") as source, _staged(dest) as tmp, tmp.open("wb") as out:
-            size, sha = _copy_hashing(source, out)
-        return StoredObject(key=key, size=size, sha256=sha)
-
-    def get_bytes(self, key: str) -> bytes:
-        return self.local_path(key).read_bytes()
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def list(self, prefix: str = "") -> list[str]:
-        _validate_prefix(prefix)
-        # Walk only the deepest folder the prefix names, not the whole store.
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = (self.root / folder).resolve()
-        if not start.is_dir() or not start.is_relative_to(self.root):
-            return []
-        keys = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            if Path(dirpath) == self.root and _LOCAL_TMP in dirnames:
-                dirnames.remove(_LOCAL_TMP)
-            for name in filenames:
-                key = (Path(dirpath) / name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        # Prune folders left empty, so listing and disk usage stay clean.
-        parent = path.parent
-        while parent != self.root:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
-
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
-        """Local files have no URL: the API streams ``local_path(key)`` instead."""
-        validate_key(key)
-        return None
-
-    def local_path(self, key: str) -> Path:
-        path = self._path(key)
-        if not path.is_file():
-            raise ObjectNotFound(key, str(self.root))
-        return path
-
-    def check(self) -> None:
-        try:
-            staging = self.root / _LOCAL_TMP
-            staging.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=staging, prefix=".probe-"):
-                pass
-        except OSError as exc:
-            raise StorageUnavailable(f"artifact folder {self.root} is not writable: {exc}") from exc
-
-
-# --------------------------------------------------------------------------- S3
-
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _AUTH = {
     "403",
@@ -334,8 +93,8 @@ class S3Store:
     secret_key: str | None = None
     region: str = "us-east-1"
     public_endpoint_url: str | None = None  # host clients see in presigned URLs (compose: localhost)
-    multipart_threshold: int = 64 * _MIB
-    multipart_chunksize: int = 16 * _MIB
+    multipart_threshold: int = 64 * MIB
+    multipart_chunksize: int = 16 * MIB
     max_concurrency: int = 4
     retry_mode: str = "standard"
     max_attempts: int = 5
@@ -354,9 +113,9 @@ class S3Store:
             raise StorageError(f"invalid bucket name {self.bucket!r}: 3-63 of a-z, 0-9, '.', '-'")
         if self.retry_mode not in ("standard", "adaptive", "legacy"):
             raise StorageError(f"retry_mode {self.retry_mode!r} must be standard, adaptive or legacy")
-        if self.multipart_chunksize < 5 * _MIB:
+        if self.multipart_chunksize < 5 * MIB:
             raise StorageError("multipart_chunksize must be at least 5 MiB (S3's minimum part size)")
-        self.prefix = _validate_prefix(self.prefix.strip("/") + "/" if self.prefix.strip("/") else "")
+        self.prefix = validate_prefix(self.prefix.strip("/") + "/" if self.prefix.strip("/") else "")
         self._client = self._make_client(
             self.endpoint_url, self.max_attempts, self.connect_timeout_s, self.read_timeout_s
         )
@@ -468,7 +227,7 @@ class S3Store:
 
     def put_file(self, key: str, path: Path) -> StoredObject:
         full = self._full(key)
-        size, sha = _sha256_file(Path(path))
+        size, sha = sha256_file(Path(path))
 
         def upload(checksum: dict[str, str]) -> None:
             extra: dict[str, Any] = {"Metadata": {"sha256": sha}, **checksum}
@@ -494,19 +253,19 @@ class S3Store:
 
     def _verify(self, key: str, expected: str | None, actual: str) -> None:
         if expected and expected != actual:
-            raise IntegrityError(f"{self._where()}{key}: sha256 {actual} does not match the recorded {expected}")
+            raise ChecksumMismatch(f"{self._where()}{key}: sha256 {actual} does not match the recorded {expected}")
 
     def get_file(self, key: str, dest: Path) -> StoredObject:
         full = self._full(key)
         expected = self._expected_sha(key)  # also turns a missing key into ObjectNotFound early
         dest = Path(dest)
-        with _staged(dest) as tmp:
+        with staged(dest) as tmp:
             self._call(
                 "download",
                 key,
                 lambda: self._client.download_file(self.bucket, full, str(tmp), Config=self._transfer),
             )
-            size, sha = _sha256_file(tmp)
+            size, sha = sha256_file(tmp)
             self._verify(key, expected, sha)
         return StoredObject(key=key, size=size, sha256=sha)
 
@@ -529,7 +288,7 @@ class S3Store:
         return True
 
     def list(self, prefix: str = "") -> list[str]:
-        full = self.prefix + _validate_prefix(prefix)
+        full = self.prefix + validate_prefix(prefix)
 
         def collect() -> list[str]:
             keys: list[str] = []
@@ -592,96 +351,3 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error(exc, "create bucket") from exc
         _logger.info("created bucket %s", self.bucket)
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def get_store(settings: Settings, *, create_bucket: bool = False) -> ArtifactStore:
-    """Build the store named by ``settings.resolved_storage_url`` (file:// or s3://bucket/prefix)."""
-    url = settings.resolved_storage_url
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise StorageError(f"storage URL {url!r} names host {parts.netloc!r}; use file:///absolute/path")
-        return LocalStore(Path(unquote(parts.path)))
-    if parts.scheme == "s3":
-        store = S3Store(
-            bucket=parts.netloc,
-            prefix=unquote(parts.path).strip("/"),
-            endpoint_url=settings.s3_endpoint_url,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key,
-            region=settings.s3_region,
-            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
-        )
-        if create_bucket:
-            store.ensure_bucket()
-        return store
-    raise StorageError(f"unsupported storage URL {url!r}: expected file:///path or s3://bucket[/prefix]")
-
-
-# --------------------------------------------------------------------------- manifests
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A small JSON document naming the latest complete object (e.g. a stage's checkpoint)."""
-
-    key: str
-    size: int
-    sha256: str
-    written_at: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        body = {"key": self.key, "size": self.size, "sha256": self.sha256, "written_at": self.written_at}
-        return json.dumps({**body, "extra": dict(self.extra)}, sort_keys=True).encode()
-
-
-def write_manifest(
-    store: ArtifactStore, manifest_key: str, obj: StoredObject, extra: Mapping[str, Any] | None = None
-) -> Manifest:
-    """Write the manifest naming ``obj``; call only after ``obj`` is completely written."""
-    manifest = Manifest(
-        key=obj.key,
-        size=obj.size,
-        sha256=obj.sha256,
-        written_at=datetime.now(UTC).isoformat(),
-        extra=dict(extra or {}),
-    )
-    store.put_bytes(manifest_key, manifest.to_json())
-    return manifest
-
-
-def read_manifest(store: ArtifactStore, manifest_key: str, *, verify_object: bool = True) -> Manifest | None:
-    """Return the manifest, or None if none was written yet.
-
-    Raises:
-        CorruptManifest: unreadable JSON, or (with ``verify_object``) the named object is gone.
-    """
-    try:
-        raw = store.get_bytes(manifest_key)
-    except ObjectNotFound:
-        return None
-    try:
-        body = json.loads(raw)
-        manifest = Manifest(
-            key=validate_key(body["key"]),
-            size=int(body["size"]),
-            sha256=str(body["sha256"]),
-            written_at=str(body["written_at"]),
-            extra=dict(body.get("extra") or {}),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptManifest(f"manifest {manifest_key!r} is not valid: {exc}") from exc
-    if verify_object and not store.exists(manifest.key):
-        raise CorruptManifest(f"manifest {manifest_key!r} names {manifest.key!r}, which does not exist")
-    return manifest
-
-
-def publish_file(
-    store: ArtifactStore, *, key: str, path: Path, manifest_key: str, extra: Mapping[str, Any] | None = None
-) -> Manifest:
-    """Upload ``path`` to ``key``, then point ``manifest_key`` at it: readers never see half a file."""
-    return write_manifest(store, manifest_key, store.put_file(key, path), extra)
