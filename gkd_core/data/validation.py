@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from gkd_core.data._io import image_size, load_image, load_mask
-from gkd_core.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID
-from gkd_core.data.layouts import LAYOUTS, ClassInfo, SplitListing, check_structure, list_split, list_splits
+from gkd_core.data.layouts import ClassInfo, SplitListing, check_structure, get_layout, list_split, list_splits
 from gkd_core.errors import DatasetError
 
 PROBLEM_KINDS: tuple[str, ...] = (
@@ -128,8 +127,10 @@ class ValidationReport:
 
 def _allowed_raw_values(listing: SplitListing) -> set[int]:
     classes = listing.classes
+    if listing.raw_values is not None:
+        return set(listing.raw_values)
     if listing.label_lut is not None:
-        return set(LABEL_ID_TO_TRAIN_ID) | set(range(34)) | {255}
+        return set(range(len(listing.label_lut)))
     allowed = set(range(classes.num_classes)) | {classes.ignore_index}
     if listing.reduce_zero_label:
         allowed |= {classes.num_classes}  # raw ids are 1..K after reserving 0 for "ignore"
@@ -155,7 +156,7 @@ def validate_dataset(
 
     Args:
         root: local dataset directory.
-        layout: one of ``LAYOUTS``.
+        layout: a registered layout name (``LAYOUTS``).
         splits: splits to check; None checks every split found.
         label_sample: decode at most this many label files per split (evenly spaced) to check their
             values; None decodes all. Pairings and sizes (file headers) are always checked for every file.
@@ -165,8 +166,7 @@ def validate_dataset(
     Raises:
         DatasetError: only for an unknown layout name; dataset problems go into the report.
     """
-    if layout not in LAYOUTS:
-        raise DatasetError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    get_layout(layout)  # an unknown name raises here, listing the registered layouts
     root = Path(root)
     report = ValidationReport(root=str(root), layout=layout, label_sample=label_sample)
     try:
