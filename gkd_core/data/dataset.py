@@ -42,6 +42,7 @@ class SegmentationDataset(Dataset[dict[str, Any]]):
         if images_only:
             self.samples: list[Sample] = [s for s in listing.samples if s.image is not None]
         else:
+            listing.require_labels()
             self.samples = listing.complete
             dropped = len(listing.samples) - len(self.samples)
             if dropped:
@@ -126,13 +127,15 @@ def open_dataset(
         layout: one of ``LAYOUTS``.
         split: split name, e.g. ``"train"`` or ``"val"``.
         transform: optional joint transform (or image transform when ``images_only``).
-        images_only: return images without masks (no classes.json needed).
+        images_only: return images without masks (no classes.json needed); the only way to open an
+            images-only layout (imagenet, images, image_list).
         **options: layout options: ``label_type`` (cityscapes/acdc: "auto"|"trainIds"|"labelIds"),
             ``condition`` (acdc: "fog"|"night"|"rain"|"snow"|"all"|list), ``reduce_zero_label`` and
             ``classes`` (mmseg).
 
     Raises:
-        DatasetError: wrong layout, missing split or classes, or an empty split.
+        DatasetError: wrong layout, missing split or classes, labels asked of an images-only set, or an
+            empty split.
     """
     listing = list_split(Path(root), layout, split, need_classes=not images_only, **options)
     return SegmentationDataset(listing, transform=transform, images_only=images_only)

@@ -23,6 +23,9 @@ from gkd_core.data.layouts import bdd100k  # noqa: F401
 from gkd_core.data.layouts import mapillary  # noqa: F401
 from gkd_core.data.layouts import mmseg  # noqa: F401
 from gkd_core.data.layouts import folder  # noqa: F401
+from gkd_core.data.layouts import imagenet  # noqa: F401
+from gkd_core.data.layouts import images  # noqa: F401
+from gkd_core.data.layouts import image_list  # noqa: F401
 # isort: on
 from gkd_core.data.layouts._base import Layout, LayoutOption
 from gkd_core.data.layouts._classes import class_info_from_dict, read_classes_json

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from gkd_core.data.cityscapes_labels import IGNORE_INDEX
+from gkd_core.data.layouts._registry import list_layouts
+from gkd_core.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,22 @@ class SplitListing:
             out = np.where(out == 0, ignore, np.where(out == ignore, ignore, out - 1))
         return out
 
+    def require_labels(self) -> None:
+        """Raise DatasetError when this split has no labels (an images-only layout)."""
+        if not self.labelled:
+            raise images_only_error(self.layout, self.root)
+
     @property
     def complete(self) -> list[Sample]:
         """The samples that have both an image and a mask."""
         return [s for s in self.samples if s.image is not None and s.mask is not None]
+
+
+def images_only_error(layout: str, root: Path) -> DatasetError:
+    """The error for reading labels from an images-only set: what it can serve and what to use instead."""
+    labelled = ", ".join(list_layouts(labels=True))
+    return DatasetError(
+        f"{root} is an images-only set (layout {layout!r}) and has no labels: it can serve stage 1 "
+        f"(distillation, the proxy step, extra unlabelled images) only; stage 2 training and evaluation "
+        f"need a labelled layout ({labelled})"
+    )
