@@ -15,7 +15,7 @@ from typing import Any
 # API image validates datasets at registration and carries no torch.
 _EXPORTS = {
     "gkd_core.data.cityscapes_labels": ("CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "label_ids_to_train_ids"),
-    "gkd_core.data.dataset": ("SegmentationDataset", "open_dataset"),
+    "gkd_core.data.dataset": ("PairIssue", "SegmentationDataset", "open_dataset"),
     "gkd_core.data.layouts": (
         "LAYOUTS",
         "ClassInfo",
@@ -64,6 +64,7 @@ __all__ = [
     "DomainInfo",
     "Layout",
     "LayoutOption",
+    "PairIssue",
     "Problem",
     "SegEvalTransform",
     "SegTrainTransform",
