@@ -1,6 +1,7 @@
 """Datasets for gkd_core: layout readers, validation, transforms, loaders and the synthetic benchmark.
 
-Public API (see docs/DATASETS.md): ``open_dataset``, ``LAYOUTS``, ``validate_dataset``,
+Public API (see docs/DATASETS.md): ``open_dataset``, ``LAYOUTS`` (and the layout registry:
+``get_layout``, ``list_layouts``, ``layout_catalogue``, ``register_layout``), ``validate_dataset``,
 ``SegTrainTransform``, ``SegEvalTransform``, ``Stage1Transform``, ``make_loader`` and
 ``generate_benchmark``.
 """
@@ -14,8 +15,20 @@ from typing import Any
 # API image validates datasets at registration and carries no torch.
 _EXPORTS = {
     "gkd_core.data.cityscapes_labels": ("CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "label_ids_to_train_ids"),
-    "gkd_core.data.dataset": ("SegmentationDataset", "open_dataset"),
-    "gkd_core.data.layouts": ("LAYOUTS", "ClassInfo", "detect_layout", "list_splits", "read_classes_json"),
+    "gkd_core.data.dataset": ("PairIssue", "SegmentationDataset", "open_dataset"),
+    "gkd_core.data.layouts": (
+        "LAYOUTS",
+        "ClassInfo",
+        "Layout",
+        "LayoutOption",
+        "detect_layout",
+        "get_layout",
+        "layout_catalogue",
+        "list_layouts",
+        "list_splits",
+        "read_classes_json",
+        "register_layout",
+    ),
     "gkd_core.data.loader": ("make_loader", "seed_worker"),
     "gkd_core.data.synthetic": (
         "TINY_SIZES",
@@ -49,6 +62,9 @@ __all__ = [
     "BenchmarkSizes",
     "ClassInfo",
     "DomainInfo",
+    "Layout",
+    "LayoutOption",
+    "PairIssue",
     "Problem",
     "SegEvalTransform",
     "SegTrainTransform",
@@ -58,13 +74,17 @@ __all__ = [
     "ValidationReport",
     "detect_layout",
     "generate_benchmark",
+    "get_layout",
     "label_ids_to_train_ids",
+    "layout_catalogue",
+    "list_layouts",
     "list_splits",
     "load_benchmark",
     "make_loader",
     "open_dataset",
     "photometric_distortion",
     "read_classes_json",
+    "register_layout",
     "seed_worker",
     "validate_dataset",
 ]

@@ -2,11 +2,14 @@
 
 Every image/mask pairing and every file header (sizes) is checked; decoding label files to check
 their values can be sampled (``label_sample``) so a 25k-image dataset validates in seconds.
+Images-only layouts (imagenet, images, image_list) are checked for readable image headers and size
+statistics; their report says ``"labels": false`` and no label file is ever read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from gkd_core.data._io import image_size, load_image, load_mask
-from gkd_core.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID
-from gkd_core.data.layouts import LAYOUTS, ClassInfo, SplitListing, check_structure, list_split, list_splits
+from gkd_core.data.layouts import ClassInfo, SplitListing, check_structure, get_layout, list_split, list_splits
 from gkd_core.errors import DatasetError
 
 PROBLEM_KINDS: tuple[str, ...] = (
@@ -50,13 +52,18 @@ class Problem:
 
 @dataclass
 class SplitReport:
-    """Counts for one split: files found, complete pairs and how many masks were decoded."""
+    """Counts for one split: files found, complete pairs, how many masks were decoded, and image sizes.
+
+    ``image_size`` is ``{"count", "width": {"min", "max", "median"}, "height": {...}}`` over the image
+    headers read (every image of an images-only split; the pairs of a labelled one), None if none.
+    """
 
     images: int = 0
     masks: int = 0
     pairs: int = 0
     masks_checked: int = 0
     label_values: list[int] = field(default_factory=list)
+    image_size: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +72,19 @@ class SplitReport:
             "pairs": self.pairs,
             "masks_checked": self.masks_checked,
             "label_values": self.label_values,
+            "image_size": self.image_size,
         }
+
+
+def _size_stats(sizes: Sequence[tuple[int, int]]) -> dict[str, Any] | None:
+    if not sizes:
+        return None
+    hw = np.asarray(sizes, dtype=np.int64)
+
+    def stats(values: np.ndarray) -> dict[str, Any]:
+        return {"min": int(values.min()), "max": int(values.max()), "median": float(np.median(values))}
+
+    return {"count": len(sizes), "width": stats(hw[:, 1]), "height": stats(hw[:, 0])}
 
 
 @dataclass
@@ -74,6 +93,7 @@ class ValidationReport:
 
     root: str
     layout: str
+    labels: bool = True
     classes: ClassInfo | None = None
     splits: dict[str, SplitReport] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
@@ -94,6 +114,7 @@ class ValidationReport:
         return {
             "root": self.root,
             "layout": self.layout,
+            "labels": self.labels,
             "ok": self.ok,
             "classes": None
             if self.classes is None
@@ -111,8 +132,10 @@ class ValidationReport:
     def summary(self, limit: int = 5) -> str:
         """One paragraph: the counts per kind and the first ``limit`` problems."""
         if self.ok:
-            counts = ", ".join(f"{s}: {r.pairs} pairs" for s, r in self.splits.items())
-            return f"{self.layout} dataset {self.root} is valid ({counts})"
+            unit = "pairs" if self.labels else "images"
+            counts = ", ".join(f"{s}: {r.pairs if self.labels else r.images} {unit}" for s, r in self.splits.items())
+            kind = "" if self.labels else " (images only)"
+            return f"{self.layout} dataset{kind} {self.root} is valid ({counts})"
         counts = ", ".join(f"{n} {k}" for k, n in self.problem_counts.items())
         first = "; ".join(str(p) for p in self.problems[:limit])
         more = sum(self.problem_counts.values()) - min(limit, len(self.problems))
@@ -128,8 +151,10 @@ class ValidationReport:
 
 def _allowed_raw_values(listing: SplitListing) -> set[int]:
     classes = listing.classes
+    if listing.raw_values is not None:
+        return set(listing.raw_values)
     if listing.label_lut is not None:
-        return set(LABEL_ID_TO_TRAIN_ID) | set(range(34)) | {255}
+        return set(range(len(listing.label_lut)))
     allowed = set(range(classes.num_classes)) | {classes.ignore_index}
     if listing.reduce_zero_label:
         allowed |= {classes.num_classes}  # raw ids are 1..K after reserving 0 for "ignore"
@@ -155,20 +180,20 @@ def validate_dataset(
 
     Args:
         root: local dataset directory.
-        layout: one of ``LAYOUTS``.
+        layout: a registered layout name (``LAYOUTS``).
         splits: splits to check; None checks every split found.
         label_sample: decode at most this many label files per split (evenly spaced) to check their
             values; None decodes all. Pairings and sizes (file headers) are always checked for every file.
+            Images-only layouts have no labels: every image header is read and sizes summarised.
         deep: also decode every image fully (catches truncated files the header read misses).
         **options: layout options, as for ``open_dataset``.
 
     Raises:
         DatasetError: only for an unknown layout name; dataset problems go into the report.
     """
-    if layout not in LAYOUTS:
-        raise DatasetError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    labelled = get_layout(layout).labels  # an unknown name raises here, listing the registered layouts
     root = Path(root)
-    report = ValidationReport(root=str(root), layout=layout, label_sample=label_sample)
+    report = ValidationReport(root=str(root), layout=layout, labels=labelled, label_sample=label_sample)
     try:
         check_structure(root, layout)
         names = list(splits) if splits is not None else list_splits(root, layout, **options)
@@ -179,14 +204,38 @@ def validate_dataset(
         report.add("layout", None, None, f"no splits found in {root} for layout {layout!r}")
     for split in names:
         try:
-            listing = list_split(root, layout, split, **options)
+            listing = list_split(root, layout, split, need_classes=labelled, **options)
         except DatasetError as exc:
             kind = "missing_split" if f"split {split!r} not found" in str(exc) else "layout"
             report.add(kind, split, None, str(exc))
             continue
-        report.classes = listing.classes
-        report.splits[split] = _check_split(listing, report, label_sample, deep)
+        if labelled:
+            report.classes = listing.classes
+            report.splits[split] = _check_split(listing, report, label_sample, deep)
+        else:
+            report.splits[split] = _check_image_split(listing, report, deep)
     return report
+
+
+def _check_image_split(listing: SplitListing, report: ValidationReport, deep: bool) -> SplitReport:
+    """Images-only split: every entry has a file, every header (or with ``deep``, every image) reads."""
+    split = listing.split
+    rep = SplitReport(images=sum(s.image is not None for s in listing.samples))
+    if not listing.samples:
+        report.add("empty_split", split, None, f"no images in split {split!r}")
+    sizes: list[tuple[int, int]] = []
+    for sample in listing.samples:
+        if sample.image is None:
+            report.add("missing_image", split, sample.name, f"entry {sample.name!r} of split {split!r} has no file")
+            continue
+        try:
+            hw = load_image(sample.image).shape[:2] if deep else image_size(sample.image)
+        except DatasetError as exc:
+            report.add("unreadable", split, sample.name, str(exc))
+            continue
+        sizes.append((int(hw[0]), int(hw[1])))
+    rep.image_size = _size_stats(sizes)
+    return rep
 
 
 def _check_split(listing: SplitListing, report: ValidationReport, label_sample: int | None, deep: bool) -> SplitReport:
@@ -197,6 +246,7 @@ def _check_split(listing: SplitListing, report: ValidationReport, label_sample: 
     if rep.images == 0:
         report.add("empty_split", split, None, f"no images in split {split!r}")
     sized: list[int] = []
+    sizes: list[tuple[int, int]] = []
     for i, sample in enumerate(listing.samples):
         if sample.image is None:
             report.add("missing_image", split, sample.name, f"mask {sample.mask} has no image")
@@ -210,6 +260,7 @@ def _check_split(listing: SplitListing, report: ValidationReport, label_sample: 
         except DatasetError as exc:
             report.add("unreadable", split, sample.name, str(exc))
             continue
+        sizes.append((int(img_hw[0]), int(img_hw[1])))
         try:
             mask_hw = image_size(sample.mask)
         except DatasetError as exc:
@@ -225,6 +276,10 @@ def _check_split(listing: SplitListing, report: ValidationReport, label_sample: 
             continue
         sized.append(i)
     allowed = _allowed_raw_values(listing)
+    if listing.raw_values is not None:
+        expected = f"the raw label ids this layout reads ({min(allowed)}..{max(allowed)}, before mapping)"
+    else:
+        expected = f"the class set (0..{listing.classes.num_classes - 1} and ignore {listing.classes.ignore_index})"
     seen: set[int] = set()
     for j in _sample_indices(len(sized), label_sample):
         sample = listing.samples[sized[j]]
@@ -243,8 +298,8 @@ def _check_split(listing: SplitListing, report: ValidationReport, label_sample: 
                 "bad_label",
                 split,
                 sample.name,
-                f"mask {sample.mask} holds value(s) {bad[:10]} outside the class set "
-                f"(0..{listing.classes.num_classes - 1} and ignore {listing.classes.ignore_index})",
+                f"mask {sample.mask} holds value(s) {bad[:10]} outside {expected}",
             )
     rep.label_values = sorted(seen)
+    rep.image_size = _size_stats(sizes)
     return rep

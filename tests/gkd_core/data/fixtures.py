@@ -107,3 +107,65 @@ def folder(root: Path, names: tuple[str, ...] = ("sky", "road", "car"), splits: 
     classes = {"names": list(names), "ignore_index": 255, "palette": [[i * 40, 0, 0] for i in range(len(names))]}
     (root / "classes.json").write_text(json.dumps(classes))
     return root
+
+
+# Vistas v1.2 ids: 13 road, 24 lane marking (-> road), 55 car, 65 unlabeled, 7 bike lane (ignored), 58 on rails.
+VISTAS_IDS = [13, 24, 55, 65, 7, 58]
+VISTAS_AS_TRAIN = {13: 0, 24: 0, 55: 13, 65: 255, 7: 255, 58: 16}
+
+
+def mapillary_vistas(root: Path, v2_download: bool = False) -> Path:
+    """Raw Vistas: palette PNG labels holding v1.2 class ids (in ``v1.2/labels`` for the v2.0 download)."""
+    labels = Path("v1.2") / "labels" if v2_download else Path("labels")
+    for split in ("training", "validation"):
+        for i in range(2):
+            path = root / split / "images" / f"k{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image(i)).save(path)
+            save(root / split / labels / f"k{i}.png", mask(VISTAS_IDS), mode="P")
+    return root
+
+
+def _save_any(path: Path, seed: int, h: int = H, w: int = W) -> Path:
+    """An image in the format its extension names (JPEG, PNG or WebP, any case)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[path.suffix.lower()]
+    Image.fromarray(image(seed, h, w)).save(path, format=fmt)
+    return path
+
+
+def imagenet(root: Path) -> Path:
+    """ImageNet-style class folders with mixed extensions and sizes, plus files that are not images."""
+    _save_any(root / "train" / "n01440764" / "n01440764_10026.JPEG", 0)
+    _save_any(root / "train" / "n01440764" / "n01440764_10027.jpeg", 1, h=10, w=4)
+    _save_any(root / "train" / "n01443537" / "n01443537_2.PNG", 2)
+    _save_any(root / "train" / "n01443537" / "extra" / "n01443537_3.webp", 3)
+    _save_any(root / "val" / "n01440764" / "ILSVRC2012_val_00000293.JPEG", 4)
+    (root / "train" / "n01440764" / "._n01440764_10026.JPEG").write_bytes(b"resource fork")  # macOS junk
+    (root / "train" / "n01440764" / "notes.txt").write_text("not an image")
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\n")
+    return root
+
+
+def images(root: Path, splits: bool = False) -> Path:
+    """A folder of images: flat (plus a nested subfolder) or one subfolder per split."""
+    if splits:
+        for s, split in enumerate(("train", "val")):
+            _save_any(root / split / f"i{s}0.jpg", s)
+            _save_any(root / split / "deeper" / f"i{s}1.webp", s + 5)
+    else:
+        _save_any(root / "a.jpg", 0)
+        _save_any(root / "b.PNG", 1, h=12, w=8)
+        _save_any(root / "more" / "c.webp", 2)
+    return root
+
+
+def image_list(root: Path) -> Path:
+    """train.txt / val.txt listing images relative to the root (a comment, a blank line, a "path label" line)."""
+    _save_any(root / "pool" / "a" / "0.jpg", 0)
+    _save_any(root / "pool" / "b" / "1.png", 1)
+    _save_any(root / "pool" / "b" / "2.webp", 2)
+    (root / "train.txt").write_text("# proxy images\npool/a/0.jpg\n\npool/b/1.png 3\n")
+    (root / "val.txt").write_text("pool/b/2.webp\n")
+    (root / "README.txt").write_text("A proxy set for stage 1.\n")
+    return root

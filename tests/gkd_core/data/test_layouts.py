@@ -149,6 +149,7 @@ def test_detect_layout(tmp_path: Path, layout: str) -> None:
     builders: dict[str, Callable[[Path], Path]] = {
         "cityscapes": fx.cityscapes, "gta5": fx.gta5, "acdc": fx.acdc, "bdd100k": fx.bdd100k,
         "mapillary": fx.mapillary, "mmseg": fx.mmseg, "folder": fx.folder,
+        "imagenet": fx.imagenet, "images": fx.images, "image_list": fx.image_list,
     }
     build = builders[layout]
     assert detect_layout(build(tmp_path)) == layout

@@ -23,3 +23,15 @@ def test_validate_dataset_runs_with_torch_unavailable(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "validated without torch" in result.stdout
+
+
+def test_layout_catalogue_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from gkd_core.data.layouts import LAYOUTS, layout_catalogue\n"
+        "assert [entry['name'] for entry in layout_catalogue()] == list(LAYOUTS)\n"
+        "print('catalogue without torch')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "catalogue without torch" in result.stdout
