@@ -52,16 +52,23 @@ STAGE1_HEADS: dict[str, Entry] = _table(
 LAYOUTS: dict[str, LayoutInfo] = {
     info.name: info
     for info in (
-        LayoutInfo("cityscapes", "leftImg8bit/{split}/{city}/*_leftImg8bit.png with gtFine train ids or label ids",
+        LayoutInfo("cityscapes", "leftImg8bit/{split}/{city}/ images, gtFine/ train-id or label-id masks",
                    options=("label_type",)),
-        LayoutInfo("gta5", "images/*.png with labels/*.png holding Cityscapes label ids"),
-        LayoutInfo("acdc", "rgb_anon/{condition}/{split}/{seq}/*_rgb_anon.png with gt/.../*_gt_labelTrainIds.png",
+        LayoutInfo("gta5", "images/ and labels/ (Cityscapes label ids), flat (split 'all') or per split"),
+        LayoutInfo("acdc", "rgb_anon/{condition}/{split}/ images, gt/{condition}/{split}/ train-id masks",
                    options=("condition", "label_type")),
-        LayoutInfo("bdd100k", "images/10k/{split}/*.jpg with labels/sem_seg/masks/{split}/*.png (train ids)"),
-        LayoutInfo("mapillary", "{split}/images/* with {split}/labels/*.png in Cityscapes train ids"),
-        LayoutInfo("mmseg", "img_dir/{split}/* with ann_dir/{split}/*.png (Potsdam, Vaihingen)",
+        LayoutInfo("bdd100k", "images/10k/{split}/*.jpg, labels/sem_seg/masks/{split}/*.png (train ids)"),
+        LayoutInfo("mapillary", "{split}/images/, {split}/labels/ (Cityscapes train ids, or raw Vistas v1.2 ids "
+                   "with label_type=vistas)", options=("label_type",)),
+        LayoutInfo("mmseg", "img_dir/{split}/, ann_dir/{split}/*.png, classes.json (Potsdam, Vaihingen)",
                    options=("reduce_zero_label", "classes")),
-        LayoutInfo("folder", "images/{split}/* with masks/{split}/*.png of the same stem and a classes.json"),
+        LayoutInfo("folder", "images/{split}/*, masks/{split}/*.png of the same stem, classes.json"),
+        LayoutInfo("imagenet", "images only: ImageNet-style class folders {split}/{wnid}/*.JPEG, read recursively",
+                   labels=False),
+        LayoutInfo("images", "images only: a folder of images, read recursively; {split}/ subfolders or split 'all'",
+                   labels=False),
+        LayoutInfo("image_list", "images only: {split}.txt in the root lists image paths relative to the root",
+                   labels=False),
     )
 }
 """Dataset layouts (gkd_core.data.LAYOUTS)."""

@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 import gkd_catalog
-from gkd_core.data.layouts import LAYOUTS
+from gkd_core.data.layouts import LAYOUTS, layout_catalogue
 from gkd_core.engine.callbacks import Phase
 from gkd_core.experiment import REFERENCES
 from gkd_core.losses.qsd import TOKEN_HEADS
@@ -43,6 +43,11 @@ def mismatches() -> list[str]:
     found += _names("stage-2 heads", gkd_catalog.HEADS, HEADS)
     found += _names("stage-1 heads", gkd_catalog.STAGE1_HEADS, TOKEN_HEADS)
     found += _names("layouts", gkd_catalog.LAYOUTS, LAYOUTS)
+    for layout in layout_catalogue():
+        entry = gkd_catalog.LAYOUTS.get(layout["name"])
+        facts = (layout["labels"], tuple(layout["options"]))
+        if entry is not None and (entry.labels, entry.options) != facts:
+            found.append(f"layout {layout['name']}: gkd_catalog says {(entry.labels, entry.options)}, gkd_core {facts}")
     found += _names("references", gkd_catalog.REFERENCES, REFERENCES)
     if tuple(gkd_catalog.PHASES) != tuple(p.value for p in Phase):
         found.append(f"phases: gkd_catalog {gkd_catalog.PHASES}, gkd_core {[p.value for p in Phase]}")
