@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 import gkd_catalog
 
@@ -101,11 +101,46 @@ def _default_loss_weights() -> dict[Literal["cls", "feature", "mask"], float]:
     return {"cls": 1.0, "feature": 1.0, "mask": 1.0}
 
 
-class Stage1Spec(_Strict):
-    """Stage 1: label-free feature distillation of the teacher into the student."""
+def _steps_or_epochs(steps: int | None, epochs: float | None, default_steps: int) -> int | None:
+    """Exactly one schedule: both given is a mistake; neither means the default number of steps."""
+    if steps is not None and epochs is not None:
+        raise ValueError(f"give steps or epochs, not both (got steps={steps}, epochs={epochs}); remove one")
+    if steps is None and epochs is None:
+        return default_steps
+    return steps
 
-    steps: int = Field(default=20_000, ge=1, le=1_000_000)
-    batch_size: int = Field(default=32, ge=1, le=1024)
+
+class ProxyStepSpec(_Strict):
+    """Step 1a on the proxy set; every field left out is taken from ``stage1`` (which configures step 1b).
+
+    The paper's recipe: 100 epochs of ImageNet at global batch 512, 224 px, the student's patch kernel
+    resized to 14 so a patch-14 teacher runs natively (``student_patch_size: 14``).
+    """
+
+    steps: int | None = Field(default=None, ge=1, le=10_000_000)
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="Passes over the proxy set")
+    batch_size: int | None = Field(default=None, ge=1, le=4096, description="Global batch (all GPUs)")
+    lr: float | None = Field(default=None, gt=0, le=1.0, description="None: 5e-4 * batch_size / 512")
+    image_size: int | None = Field(default=None, ge=16, le=2048)
+    student_patch_size: int | None = Field(
+        default=None, ge=2, le=64, description="Resize the student's patch kernel for this step (ViT students)"
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ProxyStepSpec:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(
+                f"give steps or epochs, not both (got steps={self.steps}, epochs={self.epochs}); remove one"
+            )
+        return self
+
+
+class Stage1Spec(_Strict):
+    """Stage 1: label-free feature distillation of the teacher into the student (its fields configure step 1b)."""
+
+    steps: int | None = Field(default=None, ge=1, le=10_000_000, description="Default 20000 when epochs is not given")
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="Passes over the source images")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Global batch (all GPUs)")
     lr: float | None = Field(default=None, gt=0, le=1.0, description="None: 5e-4 * batch_size / 512")
     weight_decay: float = Field(default=0.05, ge=0, le=1.0)
     image_size: int = Field(default=224, ge=16, le=2048)
@@ -114,6 +149,9 @@ class Stage1Spec(_Strict):
     loss_weights: dict[Literal["cls", "feature", "mask"], float] = Field(default_factory=_default_loss_weights)
     head: Stage1Head = "qsd"
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+    proxy_step: ProxyStepSpec | None = Field(
+        default=None, description="Step 1a on the proxy set; omitted fields inherit from stage1"
+    )
 
     @field_validator("loss_weights")
     @classmethod
@@ -123,11 +161,29 @@ class Stage1Spec(_Strict):
             raise ValueError(f"loss weights must be >= 0; got {negative}")
         return value
 
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Stage1Spec:
+        self.steps = _steps_or_epochs(self.steps, self.epochs, 20_000)
+        return self
+
+    def step_1a(self) -> ProxyStepSpec:
+        """Step 1a's options with everything left out taken from this step (1b)."""
+        own = self.proxy_step or ProxyStepSpec()
+        inherits_schedule = own.steps is None and own.epochs is None
+        return ProxyStepSpec(
+            steps=self.steps if inherits_schedule else own.steps,
+            epochs=self.epochs if inherits_schedule else own.epochs,
+            batch_size=own.batch_size or self.batch_size,
+            lr=own.lr if own.lr is not None else (self.lr if own.batch_size is None else None),
+            image_size=own.image_size or self.image_size,
+            student_patch_size=own.student_patch_size,
+        )
+
 
 class Stage2Spec(_Strict):
     """Stage 2: a segmentation head trained on the frozen student with source labels."""
 
-    steps: int = Field(default=40_000, ge=1, le=1_000_000)
+    steps: int = Field(default=40_000, ge=1, le=10_000_000)
     batch_size: int = Field(default=4, ge=1, le=256)
     lr: float = Field(default=1e-4, gt=0, le=1.0)
     crop_size: int = Field(default=512, ge=16, le=2048)
@@ -212,6 +268,18 @@ class JobSpec(_Strict):
                 f"remove it, or use method {choosers}"
             )
         return stage2
+
+    @model_validator(mode="after")
+    def _proxy_fields_apply(self) -> JobSpec:
+        """A proxy set and step-1a options only mean something to methods with a stage 1."""
+        info = gkd_catalog.method(self.method)
+        if self.proxy is not None and not info.two_stage:
+            raise ValueError(
+                f"proxy: method {self.method!r} has no stage 1, so a proxy set would be ignored; remove it"
+            )
+        if self.stage1.proxy_step is not None and self.proxy is None:
+            raise ValueError("stage1.proxy_step configures step 1a on the proxy set, but no proxy is given; add proxy")
+        return self
 
     @field_validator("references")
     @classmethod

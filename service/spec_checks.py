@@ -104,17 +104,32 @@ def _check_pair(spec: JobSpec, teacher: zoo.ModelMeta, student: zoo.ModelMeta, e
 
 def _check_sizes(spec: JobSpec, student: zoo.ModelMeta, errors: list[dict[str, Any]]) -> None:
     patch = spec.student.overrides.get("patch_size", student.patch_size)
-    if student.kind == "vit" and isinstance(patch, int) and patch > 0:
-        for field, size in (("stage1.image_size", spec.stage1.image_size), ("stage2.crop_size", spec.stage2.crop_size)):
-            if size % patch:
-                lower = max(patch, size - size % patch)
-                errors.append(
-                    field_error(
-                        field,
-                        f"{size} is not a multiple of the student's patch size {patch}",
-                        f"use {lower} or {lower + patch}",
-                    )
+    proxy_step = spec.stage1.proxy_step
+    if proxy_step is not None and proxy_step.student_patch_size is not None and student.kind != "vit":
+        errors.append(
+            field_error(
+                "stage1.proxy_step.student_patch_size",
+                f"{student.name} is a {student.kind} model: only a ViT student's patch kernel can be resized",
+                "remove student_patch_size, or use a ViT student",
+            )
+        )
+    if student.kind != "vit" or not isinstance(patch, int) or patch <= 0:
+        return
+    sizes = [("stage1.image_size", spec.stage1.image_size, patch), ("stage2.crop_size", spec.stage2.crop_size, patch)]
+    if spec.proxy is not None:
+        step_1a = spec.stage1.step_1a()
+        assert step_1a.image_size is not None
+        sizes.append(("stage1.proxy_step.image_size", step_1a.image_size, step_1a.student_patch_size or patch))
+    for field, size, step_patch in sizes:
+        if size % step_patch:
+            lower = max(step_patch, size - size % step_patch)
+            errors.append(
+                field_error(
+                    field,
+                    f"{size} is not a multiple of the student's patch size {step_patch} in that step",
+                    f"use {lower} or {lower + step_patch}",
                 )
+            )
 
 
 def _check_weights(

@@ -118,12 +118,6 @@ class JobRun:
 
     def run(self) -> None:
         self.prepare()
-        two_stage = gkd_catalog.method(self.spec.method).two_stage
-        if two_stage and self.spec.stage1.image_size != self.spec.stage2.crop_size:
-            self.event(
-                f"stage 1 runs at {self.spec.stage2.crop_size} px (the stage-2 crop size), not "
-                f"stage1.image_size={self.spec.stage1.image_size}: one student input size per job"
-            )
         config = to_experiment_config(
             self.spec,
             dataset_ref=self.dataset_ref,

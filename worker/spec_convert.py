@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from gkd_core.config import BackboneConfig, Stage1Config
@@ -27,8 +28,9 @@ def to_experiment_config(
     source_eval: DatasetSplit | None = None,
 ) -> ExperimentConfig:
     """Build the library config; callers supply how dataset names and weight URIs become local paths."""
-    s1, s2 = spec.stage1, spec.stage2
+    s2 = spec.stage2
     size = s2.crop_size
+    stage1 = _stage1_config(spec)
     return ExperimentConfig(
         name=spec.name,
         teacher=_backbone(spec.teacher, size, resolve_weights),
@@ -38,19 +40,8 @@ def to_experiment_config(
         targets=[dataset_ref(t) for t in spec.targets],
         proxy=dataset_ref(spec.proxy) if spec.proxy is not None else None,
         method=spec.method,
-        stage1=Stage1Config(
-            steps=s1.steps,
-            batch_size=s1.batch_size,
-            lr=s1.lr,
-            weight_decay=s1.weight_decay,
-            image_size=size,
-            mask_probability=s1.mask_probability,
-            mask_ratio=s1.mask_ratio,
-            loss_weights={_LOSS_KEYS[k]: float(v) for k, v in s1.loss_weights.items()},
-            head=s1.head,
-            teacher_precision=spec.resources.precision,
-            checkpoint_every=s1.checkpoint_every,
-        ),
+        stage1=stage1,
+        proxy_stage1=_proxy_stage1_config(spec, stage1) if spec.proxy is not None else None,
         stage2=Stage2Config(
             steps=s2.steps,
             batch_size=s2.batch_size,
@@ -70,3 +61,37 @@ def to_experiment_config(
 def local_split(root: Path, layout: str, ref: DataRef) -> DatasetSplit:
     """A gkd_core DatasetSplit for a registered dataset already resolved to a local folder."""
     return DatasetSplit(root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}")
+
+
+def _stage1_config(spec: JobSpec) -> Stage1Config:
+    """Step 1b (and everything both steps share) from ``spec.stage1``."""
+    s1 = spec.stage1
+    return Stage1Config(
+        steps=s1.steps or 1,  # ignored when epochs is set: gkd_core turns epochs into steps
+        epochs=s1.epochs,
+        batch_size=s1.batch_size,
+        lr=s1.lr,
+        weight_decay=s1.weight_decay,
+        image_size=s1.image_size,
+        mask_probability=s1.mask_probability,
+        mask_ratio=s1.mask_ratio,
+        loss_weights={_LOSS_KEYS[k]: float(v) for k, v in s1.loss_weights.items()},
+        head=s1.head,
+        teacher_precision=spec.resources.precision,
+        checkpoint_every=s1.checkpoint_every,
+    )
+
+
+def _proxy_stage1_config(spec: JobSpec, stage1: Stage1Config) -> Stage1Config:
+    """Step 1a: ``stage1.proxy_step`` with everything it leaves out taken from step 1b."""
+    step = spec.stage1.step_1a()
+    assert step.batch_size is not None and step.image_size is not None
+    return replace(
+        stage1,
+        steps=step.steps or 1,
+        epochs=step.epochs,
+        batch_size=step.batch_size,
+        lr=step.lr,
+        image_size=step.image_size,
+        student_patch_size=step.student_patch_size,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,25 @@ def test_config_errors_are_specific(domains: dict[str, DatasetSplit]) -> None:
         _config(domains, stage2=Stage2Config(steps=1, crop_size=64))
     with pytest.raises(ConfigError, match="at least one target"):
         _config(domains, targets=[])
+
+
+def test_proxy_step_at_its_own_geometry_and_epoch_schedule(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
+    """1a at 48 px with the patch-8 student's kernel resized to 4, 1b by epochs at 32 px, stage 2 at 32 px."""
+    one_b = Stage1Config(epochs=2, batch_size=2, image_size=32, checkpoint_every=0)
+    one_a = Stage1Config(steps=2, batch_size=2, image_size=48, student_patch_size=4, checkpoint_every=0)
+    cfg = _config(
+        domains, proxy=domains["night"], stage1=one_b, proxy_stage1=one_a, export_onnx=False, evaluate_source=False
+    )
+    cb = RecordingCallbacks()
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+
+    stage1a = [e for e in cb.events if e.startswith("stage1a token grids")]
+    stage1b = [e for e in cb.events if e.startswith("stage1b token grids")]
+    assert "patch kernel 8x8 -> 4x4" in stage1a[0] and "12x12 token grid at 48 px" in stage1a[0]
+    assert "patch kernel 4x4 -> 8x8" in stage1b[0] and "4x4 token grid at 32 px" in stage1b[0]
+    source_images = len(domains["source"].open(images_only=True))
+    epochs_event = next(e for e in cb.events if e.startswith("stage1b: 2 epochs"))
+    assert f"of {source_images:,} images at batch 2 = {math.ceil(2 * source_images / 2)} steps" in epochs_event
+    assert max(r.step for r in cb.metrics if r.stage == "stage1a") == 2
+    assert max(r.step for r in cb.metrics if r.stage == "stage1b") == math.ceil(2 * source_images / 2)
+    assert set(result.student) == {"night", "fog"}
