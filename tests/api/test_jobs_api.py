@@ -48,7 +48,7 @@ def test_submit_commits_then_enqueues(api: ApiEnv, ready_team: TeamClient) -> No
         ({"source": {"dataset": "unknown", "split": "train"}}, "source.dataset", "not registered"),
         ({"targets": [{"dataset": "src", "split": "train"}]}, "targets", "equals the source"),
         ({"stage1": {"steps": 0}}, "stage1.steps", "greater than or equal to 1"),
-        ({"stage1": {"batch_size": 100000}}, "stage1.batch_size", "less than or equal to 1024"),
+        ({"stage1": {"batch_size": 100000}}, "stage1.batch_size", "less than or equal to 4096"),
         ({"stage1": {"image_size": 8}}, "stage1.image_size", "16"),
         ({"stage1": {"image_size": 40}}, "stage1.image_size", "use 32 or 48"),
         ({"surprise": 1}, "surprise", "remove this field"),
