@@ -143,6 +143,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("cwd", "+ CWD", "cwd"),
     Arm("feature_mse", "+ feature MSE", "feature_mse"),
     Arm("proteus", "+ Proteus", "proteus", proxy=True),
+    Arm("two_stage_mse", "two-stage MSE (GKD with linear heads)", "two_stage_mse", proxy=True),
     Arm("gkd", "+ GKD", "gkd", proxy=True),
     Arm("gkd_no_proxy", "GKD without proxy step (1a)", "gkd", proxy=False),
     Arm("gkd_no_mask", "GKD without L_mask", "gkd", proxy=True, mask_weight=0.0),

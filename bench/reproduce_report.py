@@ -142,7 +142,7 @@ def observations(summary: dict[str, dict[str, Any]], teacher_pre: dict[str, floa
         )
     if "gkd" in summary:
         g = summary["gkd"]["target_avg"]
-        for other in ("none_finetuned", "kd", "cwd", "feature_mse", "proteus", "gkd_no_proxy", "gkd_no_mask"):
+        for other in (a.name for a in ARMS if a.name not in ("gkd", "teacher", "none_frozen")):
             if other in summary:
                 o = summary[other]["target_avg"]
                 out.append(

@@ -19,7 +19,7 @@ from gkd_catalog.components import (
     LayoutInfo,
     job_phases,
 )
-from gkd_catalog.methods import METHODS, EncoderMode, MethodInfo, TeacherUse, method
+from gkd_catalog.methods import METHODS, EncoderMode, MethodInfo, ProxyUse, TeacherUse, method
 
 __all__ = [
     "HEADS",
@@ -32,6 +32,7 @@ __all__ = [
     "Entry",
     "LayoutInfo",
     "MethodInfo",
+    "ProxyUse",
     "TeacherUse",
     "as_json",
     "job_phases",

@@ -28,18 +28,21 @@ def render() -> str:
         "",
         "## Methods",
         "",
-        "| method | stages | teacher | stage-1 head | encoder in stage 2 | what it does |",
-        "|---|---|---|---|---|---|",
+        "| method | stages | teacher | stage-1 head | encoder in stage 2 | proxy set | what it does |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in METHODS.values():
         head = m.stage1_head or "-"
-        lines.append(f"| `{m.name}` | {' + '.join(m.stages)} | {m.teacher} | {head} | {m.encoder} | {m.summary} |")
+        lines.append(
+            f"| `{m.name}` | {' + '.join(m.stages)} | {m.teacher} | {head} | {m.encoder} | {m.proxy} | {m.summary} |"
+        )
     lines += [
         "",
         "Teacher: `tokens` distils the teacher's final-layer tokens in stage 1 (a ViT teacher is required);",
         "`logits` trains the teacher's own head on the source first and distils its logits; `features` uses the",
         "teacher's tokens as a target while stage 2 trains; `unused` needs no teacher. Encoder `either`: the",
-        "spec's `stage2.finetune` picks.",
+        "spec's `stage2.finetune` picks. Proxy set: `optional` runs step 1a when a proxy is given, `only` distils",
+        "on the proxy set alone (required), `unused` has no stage 1.",
         "",
     ]
     lines += _entries("Stage-2 heads (`stage2.head`)", HEADS, "head")

@@ -25,6 +25,9 @@ TeacherUse = Literal["unused", "tokens", "logits", "features"]
 EncoderMode = Literal["frozen", "trainable", "either"]
 """Whether the student encoder trains in stage 2 (``either``: the spec's ``stage2.finetune`` picks)."""
 
+ProxyUse = Literal["unused", "optional", "only"]
+"""What a method does with a proxy set: none (no stage 1), step 1a when given, or stage 1 on it alone (required)."""
+
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -37,6 +40,7 @@ class MethodInfo:
     teacher: TeacherUse
     stage1_head: str | None
     encoder: EncoderMode
+    proxy: ProxyUse = "unused"
 
     @property
     def two_stage(self) -> bool:
@@ -46,7 +50,7 @@ class MethodInfo:
     def traits(self) -> dict[str, object]:
         """The fields gkd_core must agree on (everything but the prose)."""
         return {"stages": self.stages, "teacher": self.teacher, "stage1_head": self.stage1_head,
-                "encoder": self.encoder}
+                "encoder": self.encoder, "proxy": self.proxy}
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -64,12 +68,19 @@ METHODS: dict[str, MethodInfo] = _methods(
         "gkd", "GKD",
         "The paper: label-free distillation through query-based soft distillation heads (proxy step 1a, "
         "then source step 1b), then a segmentation head on the frozen student.",
-        ("stage1", "stage2"), "tokens", "qsd", "frozen",
+        ("stage1", "stage2"), "tokens", "qsd", "frozen", "optional",
     ),
     MethodInfo(
         "proteus", "Proteus",
-        "Two-stage like GKD, but stage 1 uses LayerNorm + Linear projection heads instead of QSD heads.",
-        ("stage1", "stage2"), "tokens", "linear", "frozen",
+        "Proteus (Zhang et al., 2024): distillation on the proxy set only (needs a proxy), LayerNorm + Linear "
+        "heads, patch loss on the masked positions; then a head on the frozen student.",
+        ("stage1", "stage2"), "tokens", "linear", "frozen", "only",
+    ),
+    MethodInfo(
+        "two_stage_mse", "Two-stage MSE",
+        "GKD's decoupled pipeline (proxy step 1a, source step 1b, frozen stage 2) with LayerNorm + Linear heads "
+        "instead of QSD heads: the paper's ablation that isolates QSD.",
+        ("stage1", "stage2"), "tokens", "linear", "frozen", "optional",
     ),
     MethodInfo(
         "kd", "Vanilla KD",

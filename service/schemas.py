@@ -273,10 +273,12 @@ class JobSpec(_Strict):
     def _proxy_fields_apply(self) -> JobSpec:
         """A proxy set and step-1a options only mean something to methods with a stage 1."""
         info = gkd_catalog.method(self.method)
-        if self.proxy is not None and not info.two_stage:
+        if self.proxy is not None and info.proxy == "unused":
             raise ValueError(
                 f"proxy: method {self.method!r} has no stage 1, so a proxy set would be ignored; remove it"
             )
+        if self.proxy is None and info.proxy == "only":
+            raise ValueError(f"method {self.method!r} distils on a proxy image set only; add proxy")
         if self.stage1.proxy_step is not None and self.proxy is None:
             raise ValueError("stage1.proxy_step configures step 1a on the proxy set, but no proxy is given; add proxy")
         return self

@@ -34,12 +34,15 @@ class MethodTraits:
         stage1_head: the default stage-1 patch-token head (``None`` without stage 1).
         encoder: whether the student encoder trains in stage 2: ``frozen``, ``trainable`` or
             ``either`` (the experiment's ``finetune`` flag picks).
+        proxy: what the method does with a proxy image set: ``unused`` (no stage 1), ``optional``
+            (step 1a runs when one is given) or ``only`` (stage 1 is the proxy step alone; required).
     """
 
     stages: tuple[str, ...]
     teacher: Literal["unused", "tokens", "logits", "features"]
     stage1_head: str | None
     encoder: Literal["frozen", "trainable", "either"]
+    proxy: Literal["unused", "optional", "only"] = "unused"
 
     @property
     def two_stage(self) -> bool:

@@ -24,7 +24,9 @@ class GKD(DistillMethod):
     """The paper's method; the stage-1 head comes from the config (QSD unless it says otherwise)."""
 
     name = "gkd"
-    traits = MethodTraits(stages=(STAGE1, STAGE2), teacher="tokens", stage1_head="qsd", encoder="frozen")
+    traits = MethodTraits(
+        stages=(STAGE1, STAGE2), teacher="tokens", stage1_head="qsd", encoder="frozen", proxy="optional"
+    )
 
     def stage1_config(self, cfg: Stage1Config) -> Stage1Config:
         """The stage-1 options this method trains with (GKD uses the configured ones as they are)."""

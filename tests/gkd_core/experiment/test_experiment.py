@@ -169,3 +169,23 @@ def test_proxy_step_at_its_own_geometry_and_epoch_schedule(domains: dict[str, Da
     assert max(r.step for r in cb.metrics if r.stage == "stage1a") == 2
     assert max(r.step for r in cb.metrics if r.stage == "stage1b") == math.ceil(2 * source_images / 2)
     assert set(result.student) == {"night", "fog"}
+
+
+def test_proteus_distils_on_the_proxy_only_with_projection_heads(
+    domains: dict[str, DatasetSplit], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="proxy set only"):
+        run_experiment(_config(domains, "proteus", export_onnx=False), work_dir=tmp_path / "none")
+    cb = RecordingCallbacks()
+    cfg = _config(domains, "proteus", proxy=domains["night"], export_onnx=False, evaluate_source=False)
+    run_experiment(cfg, work_dir=tmp_path / "ok", callbacks=cb)
+    assert {r.stage for r in cb.metrics} >= {"stage1a", "stage2"} and "stage1b" not in {r.stage for r in cb.metrics}
+    assert any(e.startswith("stage1a:") and "heads linear" in e for e in cb.events)
+
+
+def test_two_stage_mse_runs_both_steps_with_projection_heads(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
+    cb = RecordingCallbacks()
+    cfg = _config(domains, "two_stage_mse", proxy=domains["night"], export_onnx=False, evaluate_source=False)
+    run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+    assert {r.stage for r in cb.metrics} >= {"stage1a", "stage1b", "stage2"}
+    assert sum(e.startswith(("stage1a:", "stage1b:")) and "heads linear" in e for e in cb.events) == 2
