@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from gkd_core.data._color import hsv_to_rgb, rgb_to_hsv
 from gkd_core.data._random import chance, randint, uniform
-from gkd_core.data.randaugment import RandAugment
+from gkd_core.data.stage1_augment import DEFAULT_RANDAUGMENT, TimmImageAugment
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -185,40 +185,16 @@ def random_resized_crop_box(
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def random_erasing(
-    image: torch.Tensor,
-    p: float = 0.25,
-    area: tuple[float, float] = (0.02, 1 / 3),
-    log_ratio: tuple[float, float] = (math.log(0.3), math.log(3.3)),
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Replace one random rectangle with per-pixel uniform noise, with probability ``p``."""
-    if not chance(generator, p):
-        return image
-    _, h, w = image.shape
-    for _ in range(10):
-        target = h * w * uniform(generator, *area)
-        aspect = math.exp(uniform(generator, *log_ratio))
-        eh, ew = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < eh < h and 0 < ew < w:
-            top, left = randint(generator, 0, h - eh), randint(generator, 0, w - ew)
-            out = image.clone()
-            out[:, top : top + eh, left : left + ew] = torch.rand((image.shape[0], eh, ew), generator=generator)
-            return out
-    return image
-
-
 class Stage1Transform:
-    """Image-only stage 1 augmentation: random resized crop, flip, RandAugment, random erasing.
+    """Image-only stage 1 augmentation: random resized crop, flip, then timm's RandAugment and random erasing.
 
     Args:
         size: output side (or (h, w)).
         scale: crop area range relative to the image (0.08-1 as in the paper).
         ratio: crop aspect range.
         flip: horizontal flip with probability 0.5.
-        randaugment_magnitude: RandAugment magnitude (0..10); None disables RandAugment.
-        randaugment_ops: operations per image.
-        erasing: random erasing probability.
+        randaugment: timm RandAugment config (default ``rand-m9-mstd0.5-inc1``, DeiT's); None disables it.
+        erasing: random erasing probability (timm's pixel mode).
     """
 
     def __init__(
@@ -227,24 +203,18 @@ class Stage1Transform:
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip: bool = True,
-        randaugment_magnitude: float | None = 9.0,
-        randaugment_ops: int = 2,
+        randaugment: str | None = DEFAULT_RANDAUGMENT,
         erasing: float = 0.25,
     ) -> None:
         self.size = _pair(size)
         self.scale = scale
         self.ratio = ratio
         self.flip = flip
-        self.randaugment = (
-            None if randaugment_magnitude is None else RandAugment(randaugment_ops, randaugment_magnitude)
-        )
-        self.erasing = erasing
+        self.augment = TimmImageAugment(min(self.size), randaugment=randaugment, erasing=erasing)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         top, left, ch, cw = random_resized_crop_box(image.shape[-2], image.shape[-1], self.scale, self.ratio, generator)
         image = resize_image(image[:, top : top + ch, left : left + cw], self.size)
         if self.flip and chance(generator, 0.5):
             image = image.flip(-1)
-        if self.randaugment is not None:
-            image = self.randaugment.apply_tensor(image, generator)
-        return random_erasing(image, self.erasing, generator=generator).contiguous()
+        return self.augment(image, generator).contiguous()
