@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -309,4 +309,28 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
         path = Path(cfg.weights).expanduser()
         apply_state_dict(model, read_state_dict(path), source=str(path), model_name=cfg.model)
         _logger.info("loaded %s weights from %s", cfg.model, path)
-    return Backbone(model, cfg.model, cfg.img_size)
+    return Backbone(drop_distillation_token(model, cfg), cfg.model, cfg.img_size)
+
+
+def drop_distillation_token(model: nn.Module, cfg: BackboneConfig) -> nn.Module:
+    """A distilled DeiT as the plain ViT it initialises in GKD: no distillation token, no position slot for it.
+
+    The official code starts the DeiT-S student from ``deit_small_distilled_patch16_224`` weights and
+    drops the distillation token and its position-embedding slot (the second one), so the student is
+    a plain ViT with one CLS token. Any other model is returned as it is.
+    """
+    import timm
+
+    if getattr(model, "dist_token", None) is None:
+        return model
+    plain_name = cfg.model.replace("_distilled", "")
+    if plain_name == cfg.model or not timm.is_model(plain_name):
+        raise ConfigError(f"{cfg.model!r} has a distillation token but no plain counterpart in timm to drop it into")
+    plain = _create(replace(cfg, model=plain_name, weights="none"), pretrained=False)
+    state = {k: v for k, v in model.state_dict().items() if k != "dist_token" and not k.startswith("head_dist.")}
+    pos = state["pos_embed"]
+    state["pos_embed"] = torch.cat([pos[:, :1], pos[:, 2:]], dim=1)  # [CLS, dist, patches...] -> [CLS, patches...]
+    plain.load_state_dict(state, strict=True)
+    setattr(plain, "pretrained_cfg", getattr(model, "pretrained_cfg", {}))  # noqa: B010  (the same normalisation)
+    _logger.info("%s: distillation token and its position slot dropped (now %s)", cfg.model, plain_name)
+    return plain
