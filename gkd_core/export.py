@@ -52,6 +52,9 @@ class ExportMeta:
     method: str = "gkd"
     teacher: str | None = None
     name: str = "gkd-student"
+    # Unlabelled sets added to step 1b (``ExperimentConfig.extra_images``): named because images of the
+    # target domains change the domain-generalization protocol behind the reported numbers.
+    extra_stage1_images: list[str] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -261,6 +264,12 @@ def write_model_card(
         for ref, per in refs.items():
             for domain, m in per.items():
                 lines.append(f"| {ref} | {domain} | {_fmt(m.get('miou'))} |")
+    if meta.extra_stage1_images:
+        lines += [
+            "",
+            "Stage 1 also distilled on extra unlabelled images: " + ", ".join(meta.extra_stage1_images) + ". If "
+            "these come from the target domains, the numbers above are not domain-generalization results.",
+        ]
     if meta.classes:
         lines += ["", "Classes: " + ", ".join(meta.classes)]
     readme = out_dir / "README.md"

@@ -152,6 +152,13 @@ class Stage1Spec(_Strict):
     proxy_step: ProxyStepSpec | None = Field(
         default=None, description="Step 1a on the proxy set; omitted fields inherit from stage1"
     )
+    extra_images: list[DataRef] = Field(
+        default_factory=list,
+        max_length=16,
+        description="A team's own unlabelled images added to step 1b's source images (images-only sets are fine). "
+        "Off by default and named in the model card: images from the target domains change the "
+        "domain-generalization protocol the paper's numbers assume.",
+    )
 
     @field_validator("loss_weights")
     @classmethod
@@ -279,6 +286,10 @@ class JobSpec(_Strict):
             )
         if self.proxy is None and info.proxy == "only":
             raise ValueError(f"method {self.method!r} distils on a proxy image set only; add proxy")
+        if self.stage1.extra_images and (not info.two_stage or info.proxy == "only"):
+            raise ValueError(
+                f"stage1.extra_images: method {self.method!r} has no source step (1b) to add them to; remove them"
+            )
         if self.stage1.proxy_step is not None and self.proxy is None:
             raise ValueError("stage1.proxy_step configures step 1a on the proxy set, but no proxy is given; add proxy")
         return self
@@ -290,12 +301,17 @@ class JobSpec(_Strict):
             raise ValueError("references contain duplicates; list each reference once")
         return references
 
-    def datasets(self) -> list[tuple[str, DataRef]]:
-        """Every dataset reference with the field path that names it (for error messages)."""
-        refs = [("source", self.source)]
-        refs += [(f"targets[{i}]", t) for i, t in enumerate(self.targets)]
+    def datasets(self) -> list[tuple[str, DataRef, bool]]:
+        """Every dataset reference: the field path that names it, the reference, and whether it needs labels.
+
+        Stage 1 never reads labels, so the proxy and extra stage-1 images may be images-only sets; the
+        source (stage 2, references) and the targets (evaluation) must be labelled.
+        """
+        refs = [("source", self.source, True)]
+        refs += [(f"targets[{i}]", t, True) for i, t in enumerate(self.targets)]
         if self.proxy is not None:
-            refs.append(("proxy", self.proxy))
+            refs.append(("proxy", self.proxy, False))
+        refs += [(f"stage1.extra_images[{i}]", r, False) for i, r in enumerate(self.stage1.extra_images)]
         return refs
 
 

@@ -15,7 +15,7 @@ from service import zoo
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
 from service.models import DatasetStatus, Job, JobStatus
-from service.schemas import JobSpec, ModelRef
+from service.schemas import DataRef, JobSpec, ModelRef
 from service.settings import Settings
 
 
@@ -30,35 +30,9 @@ def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: S
         _check_sizes(spec, student, errors)
     for role in ("teacher", "student"):
         _check_weights(session, team_id, role, getattr(spec, role), settings, errors)
-    for field, ref in spec.datasets():
-        dataset = find_dataset(session=session, team_id=team_id, name=ref.dataset)
-        if dataset is None:
-            errors.append(
-                field_error(
-                    f"{field}.dataset",
-                    f"dataset {ref.dataset!r} is not registered",
-                    "register it first with POST /v1/datasets (gkd data register)",
-                )
-            )
-        elif dataset.status != DatasetStatus.VALID.value:
-            errors.append(
-                field_error(
-                    f"{field}.dataset",
-                    f"dataset {ref.dataset!r} failed validation",
-                    "fix the problems in its report and register it again",
-                    report=dataset.report,
-                )
-            )
-        else:
-            splits = (dataset.report or {}).get("splits") or {}
-            if splits and ref.split not in splits:
-                errors.append(
-                    field_error(
-                        f"{field}.split",
-                        f"dataset {ref.dataset!r} has no split {ref.split!r}",
-                        f"use one of: {', '.join(sorted(splits))}",
-                    )
-                )
+    for field, ref, needs_labels in spec.datasets():
+        check_dataset_ref(session=session, team_id=team_id, field=field, ref=ref, needs_labels=needs_labels,
+                          errors=errors)
     if spec.resources.queue not in settings.queues:
         errors.append(
             field_error(
@@ -69,6 +43,51 @@ def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: S
         )
     if errors:
         raise ValidationFailed(errors)
+
+
+def check_dataset_ref(
+    *, session: Session, team_id: str, field: str, ref: DataRef, needs_labels: bool, errors: list[dict[str, Any]]
+) -> None:
+    """Append a problem when ``ref`` is not a registered, valid split of the team (labelled when it must be)."""
+    dataset = find_dataset(session=session, team_id=team_id, name=ref.dataset)
+    if dataset is None:
+        errors.append(
+            field_error(
+                f"{field}.dataset",
+                f"dataset {ref.dataset!r} is not registered",
+                "register it first with POST /v1/datasets (gkd data register)",
+            )
+        )
+        return
+    if dataset.status != DatasetStatus.VALID.value:
+        errors.append(
+            field_error(
+                f"{field}.dataset",
+                f"dataset {ref.dataset!r} failed validation",
+                "fix the problems in its report and register it again",
+                report=dataset.report,
+            )
+        )
+        return
+    report = dataset.report or {}
+    if needs_labels and report.get("labels") is False:
+        errors.append(
+            field_error(
+                f"{field}.dataset",
+                f"dataset {ref.dataset!r} is an images-only set ({dataset.layout}): stage 2, the reference rows "
+                "and evaluation need labels",
+                "use it as proxy or stage1.extra_images, and register a labelled layout for this role",
+            )
+        )
+    splits = report.get("splits") or {}
+    if splits and ref.split not in splits:
+        errors.append(
+            field_error(
+                f"{field}.split",
+                f"dataset {ref.dataset!r} has no split {ref.split!r}",
+                f"use one of: {', '.join(sorted(splits))}",
+            )
+        )
 
 
 def _check_model(role: str, ref: ModelRef, errors: list[dict[str, Any]]) -> zoo.ModelMeta | None:

@@ -42,6 +42,7 @@ def to_experiment_config(
         method=spec.method,
         stage1=stage1,
         proxy_stage1=_proxy_stage1_config(spec, stage1) if spec.proxy is not None else None,
+        extra_images=[dataset_ref(ref) for ref in spec.stage1.extra_images],
         stage2=Stage2Config(
             steps=s2.steps,
             batch_size=s2.batch_size,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter
 
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep
 from api.errors import responses
 from service import evaluations, jobs
-from service.datasets import find_dataset
-from service.errors import ValidationFailed, field_error
-from service.models import DatasetStatus
+from service.errors import ValidationFailed
 from service.schemas import EvaluationCreate, EvaluationList, EvaluationRead
+from service.spec_checks import check_dataset_ref
 
 _logger = logging.getLogger(__name__)
 router = APIRouter(tags=["evaluations"])
@@ -35,25 +35,11 @@ def create_evaluation(
     enqueuer: EnqueuerDep,
 ) -> EvaluationRead:
     job = jobs.get_job(session=session, job_id=job_id, team_id=team.id)
-    errors = []
+    errors: list[dict[str, Any]] = []
     for index, target in enumerate(body.targets):
-        dataset = find_dataset(session=session, team_id=team.id, name=target.dataset)
-        field = f"targets[{index}].dataset"
-        if dataset is None:
-            errors.append(
-                field_error(
-                    field, f"dataset {target.dataset!r} is not registered", "register it first with POST /v1/datasets"
-                )
-            )
-        elif dataset.status != DatasetStatus.VALID.value:
-            errors.append(
-                field_error(
-                    field,
-                    f"dataset {target.dataset!r} failed validation",
-                    "fix the problems in its report and register it again",
-                    report=dataset.report,
-                )
-            )
+        check_dataset_ref(
+            session=session, team_id=team.id, field=f"targets[{index}]", ref=target, needs_labels=True, errors=errors
+        )
     if errors:
         raise ValidationFailed(errors)
     evaluation = evaluations.create_evaluation(session=session, job=job, targets=body.targets)

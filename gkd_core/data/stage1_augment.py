@@ -4,41 +4,25 @@ The paper's 1a/1b augmentation is DeiT's: random resized crop (0.08-1), flip, Ra
 ``rand-m9-mstd0.5-inc1`` and random erasing with probability 0.25 (pixel mode). RandAugment and
 random erasing come from timm (``timm.data.rand_augment_transform`` and ``timm.data.RandomErasing``),
 not a re-implementation, so magnitude noise, the increasing-severity ops, Invert/SolarizeAdd and
-posterize bits are exactly timm's. timm draws from Python's ``random`` and torch's global RNG; each
-image seeds both from the caller's generator inside an isolated RNG scope, so a batch is a pure
-function of (seed, epoch, index) - what exact mid-epoch resumes need - and the training RNG is untouched.
+posterize bits are exactly timm's. timm draws from the global RNGs, which the loader
+(``gkd_core.engine.batches``) seeds per sample slot in an isolated scope, so a batch stays a pure
+function of (seed, epoch, position); a caller that passes its own generator gets the same isolation.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from gkd_core.engine.seeding import isolated_rng
+
 DEFAULT_RANDAUGMENT = "rand-m9-mstd0.5-inc1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@contextmanager
-def seeded_scope(seed: int | None) -> Iterator[None]:
-    """Seed Python's ``random`` and torch's CPU RNG for the block, then restore both (no-op for None)."""
-    if seed is None:
-        yield
-        return
-    py_state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
 
 
 def draw_seed(generator: torch.Generator | None) -> int | None:
@@ -73,7 +57,8 @@ class TimmImageAugment:
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a float [0, 1] image C x H x W; returns the same layout (values may leave [0, 1] where erased)."""
-        with seeded_scope(draw_seed(generator)):
+        seed = draw_seed(generator)
+        with isolated_rng(seed) if seed is not None else nullcontext():
             if self.randaugment is not None:
                 image = _from_pil(self.randaugment(_to_pil(image)))
             if self.erasing is not None:

@@ -49,6 +49,9 @@ class ExperimentConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     # Step 1a on ``proxy`` (None: the same options as ``stage1``, which configures step 1b).
     proxy_stage1: Stage1Config | None = None
+    # Unlabelled images added to step 1b's source images (a team's own; named in the model card, since
+    # target-domain images here change the domain-generalization protocol).
+    extra_images: list[DatasetSplit] = field(default_factory=list)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     references: list[str] = field(default_factory=list)
     seed: int = 0
@@ -81,6 +84,8 @@ class ExperimentConfig:
                 f"stage2.crop_size={self.stage2.crop_size} differs from the student's img_size="
                 f"{self.student.img_size}; ViT students are built for one input size"
             )
+        if self.extra_images and (not traits.two_stage or traits.proxy == "only"):
+            raise ConfigError(f"extra_images: method {self.method!r} has no source step (1b) to add them to")
         if self.finetune and traits.encoder != "either":
             raise ConfigError(
                 f"finetune=True does not apply to method {self.method!r}: its encoder is {traits.encoder} in stage 2"

@@ -195,9 +195,9 @@ class ExperimentRun:
         native_patch = student.native_patch_size
         proxy_batches = source_batches = None
         if proxy is not None and cfg.proxy is not None:
-            proxy, proxy_batches = self._stage1_images(STAGE1A, cfg.proxy, proxy, cfg.seed + 100)
+            proxy, proxy_batches = self._stage1_images(STAGE1A, [cfg.proxy], proxy, cfg.seed + 100)
         if source is not None:
-            source, source_batches = self._stage1_images(STAGE1B, cfg.source, source, cfg.seed)
+            source, source_batches = self._stage1_images(STAGE1B, [cfg.source, *cfg.extra_images], source, cfg.seed)
         if proxy_batches is None and source_batches is None:
             raise ConfigError(f"method {cfg.method!r} distils on the proxy set, but the experiment has none")
 
@@ -229,12 +229,24 @@ class ExperimentRun:
         return cast(nn.Module, student)
 
     def _stage1_images(
-        self, stage: str, split: DatasetSplit, s1: Stage1Config, seed: int
+        self, stage: str, splits: list[DatasetSplit], s1: Stage1Config, seed: int
     ) -> tuple[Stage1Config, StepBatches]:
-        """One step's image batches at its own size, and its config with epochs turned into steps."""
+        """One step's image batches at its own size, and its config with epochs turned into steps.
+
+        Several splits (the source plus a team's extra unlabelled images) are read as one image set.
+        """
+        from torch.utils.data import ConcatDataset
+
         from gkd_core.data.transforms import Stage1Transform
 
-        ds = split.open(transform=Stage1Transform(s1.image_size), images_only=True)
+        parts = [split.open(transform=Stage1Transform(s1.image_size), images_only=True) for split in splits]
+        ds = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        if len(parts) > 1:
+            extra = sum(len(p) for p in parts[1:])
+            self.cb.on_event(
+                f"{stage}: {len(parts[0]):,} source images + {extra:,} extra unlabelled images from "
+                f"{', '.join(s.label for s in splits[1:])}"
+            )
         resolved = s1.resolved(len(ds))
         if s1.epochs is not None:
             self.cb.on_event(
@@ -341,6 +353,7 @@ class ExperimentRun:
             method=cfg.method,
             teacher=cfg.teacher.model if self.method.traits.teacher != "unused" else None,
             name=cfg.name,
+            extra_stage1_images=[split.label for split in cfg.extra_images] if self.method.traits.two_stage else [],
         )
         refs = {k: v for k, v in results.items() if k != "student"}
         paths = export_all(

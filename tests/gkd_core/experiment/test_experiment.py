@@ -189,3 +189,18 @@ def test_two_stage_mse_runs_both_steps_with_projection_heads(domains: dict[str, 
     run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
     assert {r.stage for r in cb.metrics} >= {"stage1a", "stage1b", "stage2"}
     assert sum(e.startswith(("stage1a:", "stage1b:")) and "heads linear" in e for e in cb.events) == 2
+
+
+def test_extra_unlabelled_images_join_step_1b_and_are_named_in_the_model_card(
+    domains: dict[str, DatasetSplit], tmp_path: Path
+) -> None:
+    cb = RecordingCallbacks()
+    cfg = _config(domains, extra_images=[domains["fog"]], export_onnx=False, evaluate_source=False)
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+    source_images = len(domains["source"].open(images_only=True))
+    assert any(f"{source_images:,} source images + 2 extra unlabelled images from fog" in e for e in cb.events)
+    card = json.loads(result.exports["model_card"].read_text())
+    assert card["model"]["extra_stage1_images"] == ["fog"]
+    assert "extra unlabelled images: fog" in result.exports["readme"].read_text()
+    with pytest.raises(ConfigError, match="no source step"):
+        _config(domains, "kd", extra_images=[domains["fog"]])
