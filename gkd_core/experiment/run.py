@@ -86,6 +86,7 @@ class ExperimentRun:
         self.classes: list[str] = list(train_ds.classes)
         self.num_classes = int(train_ds.num_classes)
         self.ignore_index = int(train_ds.ignore_index)
+        self._reported: set[str] = set()
 
     # -- phases --------------------------------------------------------------------------------
     def begin(self, phase: Phase) -> None:
@@ -118,7 +119,19 @@ class ExperimentRun:
 
     def source_batches(self, seed_offset: int) -> StepBatches:
         ds = self.cfg.source.open(transform=train_transform(self.cfg.stage2, self.ignore_index))
+        self.report_pair_issues(self.cfg.source, ds)
         return source_batches(ds, self.cfg.stage2, self.cfg.seed + seed_offset)
+
+    def report_pair_issues(self, split: DatasetSplit, ds: Any) -> None:
+        """One event per labelled split that left pairs out (image/label sizes differ, unreadable headers)."""
+        skipped = list(getattr(ds, "skipped", ()))
+        key = f"pairs:{split.label}"
+        if not skipped or key in self._reported:
+            return
+        self._reported.add(key)
+        shown = "; ".join(f"{p.name} ({p.detail})" for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        self.cb.on_event(f"{split.label}: {len(skipped)} image/label pair(s) skipped: {shown}{more}")
 
     def save_model(self, model: nn.Module, key: str) -> Path:
         path = self.ckpt / f"{key}.safetensors"

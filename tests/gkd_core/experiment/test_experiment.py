@@ -204,3 +204,18 @@ def test_extra_unlabelled_images_join_step_1b_and_are_named_in_the_model_card(
     assert "extra unlabelled images: fog" in result.exports["readme"].read_text()
     with pytest.raises(ConfigError, match="no source step"):
         _config(domains, "kd", extra_images=[domains["fog"]])
+
+
+def test_a_size_mismatched_source_pair_is_skipped_with_an_event(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_domain(tmp_path / "src", seed=0, style=0, count=5)
+    Image.new("L", (20, 20)).save(root / "masks" / "train" / "img3.png")  # the label no longer fits its image
+    source = DatasetSplit(root, "folder", "train", "source")
+    target = DatasetSplit(write_domain(tmp_path / "fog", seed=2, style=2, count=2, split="val"), "folder", "val", "fog")
+    cb = RecordingCallbacks()
+    cfg = _config({"source": source, "night": target, "fog": target}, "none", targets=[target],
+                  export_onnx=False, evaluate_source=False)
+    run_experiment(cfg, work_dir=tmp_path / "work", callbacks=cb)
+    skipped = [e for e in cb.events if "pair(s) skipped" in e]
+    assert len(skipped) == 1 and skipped[0].startswith("source: 1 image/label pair(s) skipped: img3")
