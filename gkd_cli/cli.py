@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from gkd_cli import cli_jobs, cli_serve
+from gkd_cli import cli_datasets, cli_jobs, cli_serve
 from gkd_cli._extras import require
 from gkd_cli.cli_data import data_app
 from gkd_cli.cli_keys import keys_app
@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+cli_datasets.register(data_app)
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 cli_jobs.register(app)

@@ -1,5 +1,6 @@
-"""``gkd data ...``: dataset helpers (synthetic benchmark generation, layout validation).
+"""``gkd data ...``: local dataset helpers (synthetic benchmark generation, layout validation).
 
+The remote commands of the same group (``register``, ``list``, ``show``) live in cli_datasets.py. Here,
 gkd_core is imported inside the commands so ``gkd --help`` stays fast and torch-free, and a light install
 (no ``server`` extra: no numpy or PIL) gets one line naming the extra instead of a traceback.
 """
@@ -17,7 +18,11 @@ from rich.table import Table
 
 from gkd_cli._extras import require
 
-data_app = typer.Typer(help="Datasets: generate the synthetic benchmark, validate layouts.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets: register, list and show them on a server; generate the synthetic benchmark and validate "
+    "layouts on this machine.",
+    no_args_is_help=True,
+)
 _out = Console()
 _err = Console(stderr=True)
 EXIT_INVALID = 1

@@ -6,15 +6,11 @@ prints rich tables (or ``--json`` for scripts) and turns any failure into one li
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -25,54 +21,14 @@ from rich.table import Table
 
 import gkd_catalog
 from gkd_cli import output
-from gkd_client import KEY_ENV, URL_ENV, APIError, Client, ClientError, Job, MetricRow
-
-_logger = logging.getLogger(__name__)
+from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
+from gkd_cli.remote import client as _client
+from gkd_client import ClientError, Job, MetricRow
 
 PHASES = ("stage1", "stage2", "references", "evaluating", "exporting")
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 EXIT_TIMEOUT = 4
-
-UrlOpt = Annotated[
-    str | None, typer.Option("--url", envvar=URL_ENV, help="Server URL (default http://127.0.0.1:8000).")
-]
-KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar=KEY_ENV, help="Team API key.", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn every failure into one clear line and a non-zero exit (typer's own Exit passes through)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except APIError as exc:
-            output.fail(str(exc))
-        except ClientError as exc:
-            output.fail(str(exc))
-        except OSError as exc:
-            output.fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
-        except KeyboardInterrupt:
-            output.fail("interrupted", code=130)
-        except Exception as exc:  # the last resort: a CLI never shows a traceback
-            _logger.debug("unexpected error", exc_info=True)
-            output.fail(f"unexpected {type(exc).__name__}: {exc}")
-
-    return wrapper
-
-
-@contextmanager
-def _client(url: str | None, api_key: str | None) -> Iterator[Client]:
-    with Client(url, api_key) as client:
-        yield client
-
 
 # ----- spec files ----------------------------------------------------------------------------
 
@@ -191,7 +147,7 @@ def register(app: typer.Typer) -> None:
     """Add the job commands to the root app."""
 
     @app.command(epilog=CATALOG_EPILOG)
-    @_one_line_errors
+    @one_line_errors
     def submit(
         spec_file: Annotated[Path, typer.Argument(help="JobSpec as JSON or YAML.", show_default=False)],
         idempotency_key: Annotated[
@@ -217,7 +173,7 @@ def register(app: typer.Typer) -> None:
         output.console.print(f"watch it with: gkd watch {escape(job.id)}", style="dim")
 
     @app.command("list")
-    @_one_line_errors
+    @one_line_errors
     def list_jobs(
         status: Annotated[str | None, typer.Option("--status", help="queued, running, succeeded, ...")] = None,
         method: Annotated[str | None, typer.Option("--method", help=METHOD_HELP)] = None,
@@ -245,7 +201,7 @@ def register(app: typer.Typer) -> None:
             output.console.print(f"more: gkd list --page-token {escape(token)}", style="dim", soft_wrap=True)
 
     @app.command()
-    @_one_line_errors
+    @one_line_errors
     def status(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         url: UrlOpt = None,
@@ -264,7 +220,7 @@ def register(app: typer.Typer) -> None:
             output.console.print(scores)
 
     @app.command()
-    @_one_line_errors
+    @one_line_errors
     def watch(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between polls.")] = 2.0,
@@ -313,7 +269,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(_exit_code(job))
 
     @app.command()
-    @_one_line_errors
+    @one_line_errors
     def events(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         url: UrlOpt = None,
@@ -329,7 +285,7 @@ def register(app: typer.Typer) -> None:
         output.console.print(output.events_table(rows))
 
     @app.command()
-    @_one_line_errors
+    @one_line_errors
     def cancel(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         url: UrlOpt = None,
@@ -345,7 +301,7 @@ def register(app: typer.Typer) -> None:
         output.console.print(f"job [bold]{escape(job.id)}[/]: {output.status_text(job.status)}")
 
     @app.command()
-    @_one_line_errors
+    @one_line_errors
     def download(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         name: Annotated[str | None, typer.Argument(help="Artifact name; omit to list them.")] = None,
@@ -383,7 +339,7 @@ def register(app: typer.Typer) -> None:
         output.console.print(f"saved {escape(str(path))} (sha256 verified)")
 
     @app.command("eval")
-    @_one_line_errors
+    @one_line_errors
     def evaluate(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         target: Annotated[

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from gkd_client import Artifact, DomainScore, Event, Job, Summary
+from gkd_client import Artifact, Dataset, DatasetReport, DomainScore, Event, Job, Summary
 
 console = Console()
 err_console = Console(stderr=True)
@@ -188,3 +188,120 @@ def human_bytes(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover
+
+
+# ----- datasets ------------------------------------------------------------------------------
+
+DATASET_STYLES = {"valid": "green", "invalid": "red"}
+
+
+def dataset_status(status: str) -> str:
+    return f"[{DATASET_STYLES.get(status, 'white')}]{escape(status)}[/]"
+
+
+def _split_counts(report: DatasetReport) -> str:
+    unit = "pairs" if report.labels else "images"
+    return ", ".join(f"{name} {s.pairs if report.labels else s.images}" for name, s in report.splits.items()) + (
+        f" {unit}" if report.splits else "-"
+    )
+
+
+def datasets_table(datasets: list[Dataset]) -> Table:
+    """The dataset list: name, layout, status, labels, size per split, problems, last validation."""
+    table = Table(header_style="bold")
+    for column in ("name", "layout", "status", "labels", "splits", "problems", "validated"):
+        right = column == "problems"
+        table.add_column(column, no_wrap=column in ("name", "status"), justify="right" if right else "left")
+    for ds in datasets:
+        table.add_row(
+            escape(ds.name),
+            escape(ds.layout),
+            dataset_status(ds.status),
+            "yes" if ds.report.labels else "images only",
+            escape(_split_counts(ds.report)),
+            str(ds.report.total_problems),
+            age(ds.updated_at),
+        )
+    return table
+
+
+def value_ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 3, 7, 255]`` -> ``0-3, 7, 255``."""
+    runs: list[str] = []
+    ordered = sorted(set(values))
+    start = prev = None
+    for value in [*ordered, None]:
+        if value is not None and prev is not None and value == prev + 1:
+            prev = value
+            continue
+        if start is not None:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = value
+    return ", ".join(runs) or "-"
+
+
+def _size(stats: dict[str, Any] | None, axis: str) -> str:
+    part = (stats or {}).get(axis)
+    if not isinstance(part, dict):
+        return "-"
+    low, high, median = part.get("min"), part.get("max"), part.get("median")
+    text = f"{low}" if low == high else f"{low}-{high}"
+    return text if median is None or low == high else f"{text} (median {median:g})"
+
+
+def dataset_views(ds: Dataset) -> list[RenderableType]:
+    """One dataset: its facts, then the validation report as tables (splits, label values, sizes, problems)."""
+    report = ds.report
+    facts = Table(show_header=False, box=None, pad_edge=False)
+    facts.add_column(style="bold")
+    facts.add_column()
+    rows = [
+        ("name", escape(ds.name)),
+        ("status", dataset_status(ds.status)),
+        ("layout", escape(ds.layout) + ("" if report.labels else " (images only)")),
+        ("uri", escape(ds.uri)),
+        ("classes", escape(", ".join(ds.classes or report.classes or [])) or "-"),
+        ("validated", ds.updated_at.isoformat(timespec="seconds") if ds.updated_at else "-"),
+    ]
+    if report.labels and report.label_sample:
+        rows.append(("label sample", f"at most {report.label_sample} label files decoded per split"))
+    for key, value in rows:
+        facts.add_row(key, value)
+    views: list[RenderableType] = [facts]
+
+    if report.splits:
+        splits = Table(title="images per split", header_style="bold")
+        columns = ["split", "images"]
+        columns += ["masks", "pairs", "masks checked"] if report.labels else ["width (px)", "height (px)"]
+        for column in columns:
+            splits.add_column(column, justify="left" if column == "split" else "right")
+        for name, counts in report.splits.items():
+            if report.labels:
+                cells = [str(counts.masks), str(counts.pairs), str(counts.masks_checked)]
+            else:
+                cells = [_size(counts.image_size, "width"), _size(counts.image_size, "height")]
+            splits.add_row(escape(name), str(counts.images), *cells)
+        views.append(splits)
+
+    if report.labels and any(c.label_values for c in report.splits.values()):
+        labels = Table(title="label values seen in the decoded masks", header_style="bold")
+        for column in ("split", "values", "count"):
+            labels.add_column(column, justify="right" if column == "count" else "left")
+        for name, counts in report.splits.items():
+            labels.add_row(escape(name), value_ranges(counts.label_values), str(len(set(counts.label_values))))
+        views.append(labels)
+
+    if report.problems or report.problem_counts:
+        problems = Table(title=f"problems ({report.total_problems})", header_style="bold")
+        for column in ("kind", "split", "file", "detail"):
+            problems.add_column(column, overflow="fold")
+        for problem in report.problems[:50]:
+            problems.add_row(
+                escape(problem.kind), escape(problem.split or "-"), escape(problem.name or "-"), escape(problem.detail)
+            )
+        views.append(problems)
+        hidden = report.total_problems - min(50, len(report.problems))
+        if hidden > 0:
+            per_kind = ", ".join(f"{n} {k}" for k, n in report.problem_counts.items())
+            views.append(f"[dim]{hidden} more not shown (all problems: {escape(per_kind)})[/]")
+    return views

@@ -255,3 +255,133 @@ class Evaluation:
             error=None if error is None else str(error),
             raw=obj,
         )
+
+
+@dataclass(frozen=True)
+class DatasetProblem:
+    """One thing wrong with a dataset: ``kind`` (layout, missing_mask, size_mismatch, ...), where, and why."""
+
+    kind: str
+    split: str | None
+    name: str | None
+    detail: str
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> DatasetProblem:
+        if not isinstance(obj, dict):
+            return cls(kind="problem", split=None, name=None, detail=str(obj))
+        return cls(
+            kind=str(obj.get("kind") or "problem"),
+            split=obj.get("split"),
+            name=obj.get("name"),
+            detail=str(obj.get("detail") or ""),
+        )
+
+
+@dataclass
+class SplitCounts:
+    """One split of a validation report: files found, complete pairs, decoded masks, label values, sizes.
+
+    ``image_size`` is ``{"count", "width": {"min", "max", "median"}, "height": {...}}`` or None.
+    """
+
+    images: int = 0
+    masks: int = 0
+    pairs: int = 0
+    masks_checked: int = 0
+    label_values: list[int] = field(default_factory=list)
+    image_size: dict[str, Any] | None = None
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> SplitCounts:
+        if not isinstance(obj, dict):
+            return cls()
+        size = obj.get("image_size")
+        return cls(
+            images=_int(obj.get("images")),
+            masks=_int(obj.get("masks")),
+            pairs=_int(obj.get("pairs")),
+            masks_checked=_int(obj.get("masks_checked")),
+            label_values=[_int(v) for v in obj.get("label_values") or []],
+            image_size=size if isinstance(size, dict) else None,
+        )
+
+
+@dataclass
+class DatasetReport:
+    """What the server found when it validated a dataset at registration."""
+
+    ok: bool = False
+    labels: bool = True
+    layout: str | None = None
+    root: str | None = None
+    classes: list[str] | None = None
+    ignore_index: int | None = None
+    splits: dict[str, SplitCounts] = field(default_factory=dict)
+    problems: list[DatasetProblem] = field(default_factory=list)
+    problem_counts: dict[str, int] = field(default_factory=dict)
+    label_sample: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_problems(self) -> int:
+        """Every problem found (the report stores only the first ones of each kind)."""
+        return max(sum(self.problem_counts.values()), len(self.problems))
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> DatasetReport:
+        if not isinstance(obj, dict):
+            return cls()
+        classes = obj.get("classes")
+        names = classes.get("names") if isinstance(classes, dict) else None
+        splits = obj.get("splits")
+        counts = obj.get("problem_counts")
+        sample = obj.get("label_sample")
+        return cls(
+            ok=bool(obj.get("ok", False)),
+            labels=bool(obj.get("labels", True)),
+            layout=obj.get("layout"),
+            root=obj.get("root"),
+            classes=[str(n) for n in names] if isinstance(names, list) else None,
+            ignore_index=classes.get("ignore_index") if isinstance(classes, dict) else None,
+            splits={str(k): SplitCounts.from_obj(v) for k, v in splits.items()} if isinstance(splits, dict) else {},
+            problems=[DatasetProblem.from_obj(p) for p in obj.get("problems") or []],
+            problem_counts={str(k): _int(v) for k, v in counts.items()} if isinstance(counts, dict) else {},
+            label_sample=None if sample is None else _int(sample),
+            raw=obj,
+        )
+
+
+@dataclass
+class Dataset:
+    """A registered dataset: where it lives, its layout, and the validation report kept with it."""
+
+    name: str
+    layout: str
+    uri: str
+    status: str
+    classes: list[str] | None = None
+    report: DatasetReport = field(default_factory=DatasetReport)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        """True when validation found no problem (jobs may use it)."""
+        return self.status == "valid"
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> Dataset:
+        classes = obj.get("classes")
+        return cls(
+            name=str(obj["name"]),
+            layout=str(obj.get("layout", "")),
+            uri=str(obj.get("uri", "")),
+            status=str(obj.get("status", "unknown")),
+            classes=[str(c) for c in classes] if isinstance(classes, list) else None,
+            report=DatasetReport.from_obj(obj.get("report")),
+            created_at=parse_time(obj.get("created_at")),
+            updated_at=parse_time(obj.get("updated_at")),
+            raw=obj,
+        )

@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
 from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
 from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
-from gkd_client.models import Artifact, Evaluation, Event, Job, JobPage, MetricRow
+from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobPage, MetricRow
 
 _logger = logging.getLogger(__name__)
 
@@ -298,16 +298,36 @@ class Client:
         return list(_items(self.http.json("GET", "/v1/models")))
 
     def datasets(self) -> list[dict[str, Any]]:
-        """The team's registered datasets with their validation status."""
+        """The team's registered datasets as the API's JSON (``list_datasets`` gives typed ones)."""
         return list(_items(self.http.json("GET", "/v1/datasets")))
 
+    def list_datasets(self) -> list[Dataset]:
+        """The team's registered datasets by name, each with its status and validation report."""
+        return [Dataset.from_obj(d) for d in self.datasets()]
+
+    def get_dataset(self, name: str) -> Dataset:
+        """One dataset and its validation report (raises NotFoundError for a name not registered)."""
+        return Dataset.from_obj(self.http.json("GET", f"/v1/datasets/{quote(name, safe='')}"))
+
     def register_dataset(
-        self, name: str, *, layout: str, uri: str, classes: Sequence[str] | None = None
+        self,
+        name: str,
+        *,
+        layout: str,
+        uri: str,
+        classes: Sequence[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Register (or re-validate) a dataset; returns it with its validation report and status."""
+        """Register (or re-validate) a dataset; returns the API's JSON with its validation report and status.
+
+        ``Dataset.from_obj(result)`` gives the typed view. ``options`` are layout options (e.g. ACDC's
+        ``condition``); they are sent only when given, and a server that does not take them answers 422.
+        """
         body: dict[str, Any] = {"name": name, "layout": layout, "uri": uri}
         if classes is not None:
             body["classes"] = list(classes)
+        if options:
+            body["options"] = dict(options)
         return dict(self.http.json("POST", "/v1/datasets", json=body))
 
 

@@ -27,16 +27,34 @@ _STUB = """
 import http.server, json, threading
 JOB = {"id": "j1", "name": "light", "status": "queued", "spec": {"method": "gkd"},
        "created_at": "2025-01-01T00:00:00Z"}
+DATASET = {"name": "d1", "layout": "images", "uri": "file:///d", "status": "valid", "classes": None,
+           "report": {"ok": True, "labels": False, "splits": {"train": {"images": 3, "image_size": {
+               "count": 3, "width": {"min": 40, "max": 80, "median": 64}, "height": {"min": 30, "max": 48,
+               "median": 30}}}}, "problems": [], "problem_counts": {}}}
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        listing = self.path.split("?")[0] == "/v1/jobs"
-        body = json.dumps({"items": [JOB], "next_page_token": None} if listing else JOB).encode()
-        self.send_response(200)
+    def _send(self, payload, status=200):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/v1/jobs":
+            self._send({"items": [JOB], "next_page_token": None})
+        elif path == "/v1/datasets":
+            self._send({"items": [DATASET]})
+        elif path.startswith("/v1/datasets/"):
+            self._send(DATASET)
+        else:
+            self._send(JOB)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(DATASET, 201)
 
     def log_message(self, *args):
         pass
@@ -89,8 +107,12 @@ with gkd_client.Client(URL, api_key="k", retries=0) as client:
 def test_remote_commands_load_no_server_stack() -> None:
     code = """
 from gkd_cli.cli import app
+remote = ["--url", URL, "--api-key", "k"]
 for argv in (["--help"], ["list", "--help"], ["submit", "--help"], ["watch", "--help"],
-             ["list", "--url", URL, "--api-key", "k"], ["status", "j1", "--url", URL, "--api-key", "k", "--json"]):
+             ["list", *remote], ["status", "j1", *remote, "--json"],
+             ["data", "--help"], ["data", "register", "--help"], ["data", "list", *remote],
+             ["data", "show", "d1", *remote], ["data", "register", "d1", "--layout", "images", "--uri", "file:///d",
+                                                 *remote]):
     code = app(argv, prog_name="gkd", standalone_mode=False)
     assert code in (None, 0), (argv, code)
 """
