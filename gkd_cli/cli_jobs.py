@@ -21,6 +21,8 @@ from rich.table import Table
 
 import gkd_catalog
 from gkd_cli import output
+from gkd_cli.compare import compare as build_comparison
+from gkd_cli.compare import comparison_table
 from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
 from gkd_cli.remote import client as _client
 from gkd_client import ClientError, Job, MetricRow
@@ -337,6 +339,36 @@ def register(app: typer.Typer) -> None:
             output.emit_json({"path": str(path), "sha256": artifact.sha256, "size": path.stat().st_size})
             return
         output.console.print(f"saved {escape(str(path))} (sha256 verified)")
+
+    @app.command()
+    @one_line_errors
+    def compare(
+        job_ids: Annotated[list[str], typer.Argument(help="Job ids (two or more to compare).", show_default=False)],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Compare jobs per domain: each job's student mIoU, the reference rows, and ONNX parity when reported."""
+        unique = list(dict.fromkeys(job_ids))
+        with _client(url, api_key) as client:
+            jobs = [client.get_job(job_id) for job_id in unique]
+        result = build_comparison(jobs)
+        if as_json:
+            output.emit_json(result.to_json())
+            return
+        legend = Table(header_style="bold", title="jobs")
+        for column in ("job", "id", "status", "method"):
+            legend.add_column(column, no_wrap=column == "id")
+        for job in jobs:
+            legend.add_row(
+                escape(result.label(job.id)), escape(job.id), output.status_text(job.status), escape(job.method or "-")
+            )
+        output.console.print(legend)
+        if not result.rows:
+            output.fail("none of these jobs has per-domain scores yet (they appear when a job succeeds)")
+        output.console.print(comparison_table(result))
+        for job in result.without_scores:
+            output.console.print(f"{escape(result.label(job.id))}: no scores yet ({job.status})", style="dim")
 
     @app.command("eval")
     @one_line_errors

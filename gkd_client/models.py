@@ -41,12 +41,17 @@ def _int(value: Any, default: int = 0) -> int:
 
 @dataclass
 class DomainScore:
-    """Segmentation metrics of one model on one domain."""
+    """Segmentation metrics of one model on one domain.
+
+    ``onnx`` is the exported ONNX model's parity with the PyTorch one on this domain, exactly as the
+    server reports it (a number or an object such as ``{"miou": ..., "max_abs_diff": ...}``), when it does.
+    """
 
     miou: float | None
     per_class_iou: list[float | None] = field(default_factory=list)
     pixel_accuracy: float | None = None
     images: int | None = None
+    onnx: Any = None
 
     @classmethod
     def from_obj(cls, obj: Any) -> DomainScore:
@@ -57,6 +62,7 @@ class DomainScore:
                 per_class_iou=[_float(v) for v in obj.get("per_class_iou") or []],
                 pixel_accuracy=_float(obj.get("pixel_accuracy")),
                 images=obj.get("images"),
+                onnx=obj.get("onnx"),
             )
         return cls(miou=_float(obj))
 
@@ -80,10 +86,15 @@ class Summary:
         """Read ``{student: {domain: m}, references: {name: {domain: m}}}``; other keys stay in raw."""
         if not isinstance(obj, dict):
             return cls()
-        student = obj.get("student", obj.get("domains", {}))
+        student = _scores(obj.get("student", obj.get("domains", {})))
         refs = obj.get("references") or {}
+        onnx = obj.get("onnx")  # parity may also come as one top-level {domain: parity} object
+        if isinstance(onnx, dict):
+            for domain, parity in onnx.items():
+                if domain in student and student[domain].onnx is None:
+                    student[domain].onnx = parity
         return cls(
-            student=_scores(student),
+            student=student,
             references={str(k): _scores(v) for k, v in refs.items()} if isinstance(refs, dict) else {},
             raw=obj,
         )

@@ -110,6 +110,7 @@ from gkd_cli.cli import app
 remote = ["--url", URL, "--api-key", "k"]
 for argv in (["--help"], ["list", "--help"], ["submit", "--help"], ["watch", "--help"],
              ["list", *remote], ["status", "j1", *remote, "--json"],
+             ["compare", "--help"], ["compare", "j1", "j1", *remote, "--json"],
              ["data", "--help"], ["data", "register", "--help"], ["data", "list", *remote],
              ["data", "show", "d1", *remote], ["data", "register", "d1", "--layout", "images", "--uri", "file:///d",
                                                  *remote]):

@@ -238,7 +238,31 @@
 
   // ----- job list ---------------------------------------------------------------------------
 
-  const listState = { status: "", method: "", created_after: "", page_size: "20", tokens: [null] };
+  // selected: the jobs ticked for comparison (id -> name), kept across pages and filters.
+  const listState = { status: "", method: "", created_after: "", page_size: "20", tokens: [null], selected: new Map() };
+
+  function compareHash(ids) {
+    return "#/compare?jobs=" + ids.map(encodeURIComponent).join(",");
+  }
+
+  function compareBar() {
+    const button = el("button", { type: "button", id: "compare-selected" });
+    const clearSel = el("button", { type: "button", id: "clear-selection", class: "link-dark" }, "Clear");
+    function update() {
+      const n = listState.selected.size;
+      button.textContent = "Compare selected (" + n + ")";
+      button.disabled = n < 2;
+      clearSel.hidden = n === 0;
+    }
+    button.addEventListener("click", () => { location.hash = compareHash(Array.from(listState.selected.keys())); });
+    clearSel.addEventListener("click", () => {
+      listState.selected.clear();
+      for (const box of document.querySelectorAll("input.pick")) box.checked = false;
+      update();
+    });
+    update();
+    return { node: el("div", { class: "compare-bar" }, button, clearSel, el("span", { class: "muted" }, "Tick jobs to compare their per-domain mIoU.")), update: update };
+  }
 
   function filterSelect(id, label, values) {
     const select = el("select", { id: id }, el("option", { value: "" }, "any"), values.map((v) => el("option", { value: v }, v)));
@@ -275,12 +299,13 @@
       renderList();
     });
     const holder = el("div", { id: "job-list" }, el("p", { class: "muted" }, "Loading jobs…"));
+    const bar = compareBar();
     clear(app);
-    app.append(el("section", {}, el("h2", {}, "Jobs"), filters, holder));
-    await loadPage(holder);
+    app.append(el("section", {}, el("h2", {}, "Jobs"), filters, bar.node, holder));
+    await loadPage(holder, bar.update);
   }
 
-  async function loadPage(holder) {
+  async function loadPage(holder, onPick) {
     stopTimers();
     const gen = routeGen;
     const params = new URLSearchParams();
@@ -299,10 +324,20 @@
     }
     if (gen !== routeGen) return;
     const items = listOf(page, "items");
+    const pick = (job) => {
+      const box = el("input", { type: "checkbox", class: "pick", "data-pick": job.id, "aria-label": "compare " + (job.name || job.id), checked: listState.selected.has(job.id) });
+      box.addEventListener("change", () => {
+        if (box.checked) listState.selected.set(job.id, job.name || job.id);
+        else listState.selected.delete(job.id);
+        if (onPick) onPick();
+      });
+      return box;
+    };
     const rows = items.map((job) =>
       el(
         "tr",
         { "data-job-id": job.id },
+        el("td", { class: "pick-cell" }, pick(job)),
         el("td", {}, el("a", { href: "#/jobs/" + encodeURIComponent(job.id) }, job.name || job.id)),
         el("td", {}, badge(job.status)),
         el("td", {}, job.phase || "-"),
@@ -315,17 +350,17 @@
     const table = el(
       "table",
       { class: "jobs" },
-      el("thead", {}, el("tr", {}, ["Name", "Status", "Phase", "Progress", "Method", "Age", "Id"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No jobs match.")))
+      el("thead", {}, el("tr", {}, el("th", { class: "pick-cell", title: "compare" }, "⇄"), ["Name", "Status", "Phase", "Progress", "Method", "Age", "Id"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No jobs match.")))
     );
     const pageNo = listState.tokens.length;
     const prev = el("button", { type: "button", id: "prev-page", disabled: pageNo <= 1 }, "← Newer");
     const next = el("button", { type: "button", id: "next-page", disabled: !page.next_page_token }, "Older →");
-    prev.addEventListener("click", () => { listState.tokens.pop(); loadPage(holder); });
-    next.addEventListener("click", () => { listState.tokens.push(page.next_page_token); loadPage(holder); });
+    prev.addEventListener("click", () => { listState.tokens.pop(); loadPage(holder, onPick); });
+    next.addEventListener("click", () => { listState.tokens.push(page.next_page_token); loadPage(holder, onPick); });
     clear(holder);
     holder.append(table, el("div", { class: "pager" }, prev, el("span", { id: "page-no", class: "muted" }, "page " + pageNo), next));
-    if (items.some((j) => !TERMINAL.has(j.status))) later(() => loadPage(holder), 5000);
+    if (items.some((j) => !TERMINAL.has(j.status))) later(() => loadPage(holder, onPick), 5000);
   }
 
   // ----- job page ---------------------------------------------------------------------------
@@ -434,42 +469,51 @@
     return rows;
   }
 
-  function miouChart(rows) {
+  /**
+   * Grouped SVG bars: one group per domain, one bar per series (mIoU in %, 0-100).
+   * series: [{key, label, values: {domain: pct}}]; opts: {id, dataKey (the bar's data-* name), ariaLabel}.
+   */
+  function groupedBars(series, opts) {
     const domains = [];
-    for (const values of rows.values()) for (const d of Object.keys(values)) if (!domains.includes(d)) domains.push(d);
-    const names = Array.from(rows.keys());
-    const W = 520, H = 240, L = 40, R = 10, T = 14, B = 44;
+    for (const s of series) for (const d of Object.keys(s.values)) if (!domains.includes(d)) domains.push(d);
+    const L = 40, R = 10, T = 14, B = 44, H = 240;
+    const W = Math.max(520, L + R + domains.length * (series.length * 14 + 16));
     const groupW = (W - L - R) / Math.max(1, domains.length);
-    const barW = Math.max(4, (groupW - 12) / Math.max(1, names.length));
-    const sy = (v) => T + (1 - v / 100) * (H - T - B);
-    const chart = svg("svg", { id: "miou-chart", class: "chart", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "per-domain mIoU" });
+    const barW = Math.max(4, (groupW - 12) / Math.max(1, series.length));
+    const sy = (v) => T + (1 - Math.max(0, Math.min(100, v)) / 100) * (H - T - B);
+    const chart = svg("svg", { id: opts.id, class: "chart bars-chart", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": opts.ariaLabel });
+    chart.style.width = W + "px";
     for (const v of [0, 25, 50, 75, 100]) {
       chart.append(svg("line", { x1: L, x2: W - R, y1: sy(v), y2: sy(v), class: "grid" }));
       chart.append(svg("text", { x: L - 5, y: sy(v) + 4, class: "tick", "text-anchor": "end" }, String(v)));
     }
     domains.forEach((domain, di) => {
       const x0 = L + di * groupW + 6;
-      names.forEach((name, ni) => {
-        const value = rows.get(name)[domain];
+      series.forEach((s, si) => {
+        const value = s.values[domain];
         if (value === undefined) return;
-        const rect = svg(
-          "rect",
-          { x: x0 + ni * barW, y: sy(value), width: barW - 2, height: sy(0) - sy(value), fill: COLORS[ni % COLORS.length], class: "bar-rect", "data-model": name, "data-domain": domain },
-          svg("title", {}, name + " on " + domain + ": " + value.toFixed(1) + " mIoU")
-        );
-        chart.append(rect);
+        const attrs = { x: x0 + si * barW, y: sy(value), width: barW - 2, height: sy(0) - sy(value), fill: COLORS[si % COLORS.length], class: "bar-rect", "data-domain": domain };
+        attrs["data-" + opts.dataKey] = s.key;
+        chart.append(svg("rect", attrs, svg("title", {}, s.label + " on " + domain + ": " + value.toFixed(1) + " mIoU")));
       });
       chart.append(svg("text", { x: x0 + (groupW - 12) / 2, y: H - 26, class: "tick", "text-anchor": "middle" }, domain));
     });
     const legend = el(
       "div",
       { class: "legend" },
-      names.map((n, i) => {
+      series.map((s, i) => {
         const sw = el("span", { class: "swatch" });
         sw.style.background = COLORS[i % COLORS.length];
-        return el("span", { class: "legend-item" }, sw, n);
+        return el("span", { class: "legend-item" }, sw, s.label);
       })
     );
+    return { figure: el("figure", { class: "chart-box" }, chart, legend), domains: domains };
+  }
+
+  function miouChart(rows) {
+    const names = Array.from(rows.keys());
+    const bars = groupedBars(names.map((n) => ({ key: n, label: n, values: rows.get(n) })), { id: "miou-chart", dataKey: "model", ariaLabel: "per-domain mIoU" });
+    const domains = bars.domains;
     const table = el(
       "table",
       { id: "reference-table", class: "scores" },
@@ -482,7 +526,7 @@
         )
       )
     );
-    return el("div", { class: "miou" }, el("figure", { class: "chart-box" }, chart, legend), table);
+    return el("div", { class: "miou" }, bars.figure, table);
   }
 
   async function downloadArtifact(jobId, artifact, button) {
@@ -617,6 +661,185 @@
     }
 
     await refresh();
+  }
+
+  // ----- compare ----------------------------------------------------------------------------
+
+  function compareIds(hash) {
+    const query = hash.indexOf("?") >= 0 ? hash.slice(hash.indexOf("?") + 1) : "";
+    const raw = new URLSearchParams(query).get("jobs") || "";
+    return Array.from(new Set(raw.split(",").map((s) => s.trim()).filter(Boolean)));
+  }
+
+  /** A job's name, with a short id when two compared jobs share it. */
+  function jobLabels(jobs) {
+    const labels = new Map();
+    for (const job of jobs) {
+      const same = jobs.filter((j) => j.name === job.name).length;
+      labels.set(job.id, job.name && same === 1 ? job.name : (job.name || "job") + " (" + String(job.id).slice(0, 8) + ")");
+    }
+    return labels;
+  }
+
+  /** ONNX parity as the summary reports it (a number, yes/no, or named figures); null when absent. */
+  function figure(v) {
+    return v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(1) : Number(v.toPrecision(3)).toString();
+  }
+
+  function parityText(value) {
+    if (value === null || value === undefined) return null;
+    if (typeof value === "boolean") return value ? "ok" : "differs";
+    if (typeof value === "number") return figure(value);
+    if (typeof value === "object") {
+      return Object.entries(value).map(([k, v]) => {
+        if (k === "miou" && typeof v === "number") return "mIoU " + pct(v).toFixed(1);
+        if (typeof v === "number") return k + " " + figure(v);
+        return k + " " + String(v);
+      }).join(", ");
+    }
+    return String(value);
+  }
+
+  function onnxParity(summary, domain) {
+    const entry = summary && summary.student && summary.student[domain];
+    if (entry && typeof entry === "object" && entry.onnx !== undefined) return entry.onnx;
+    return summary && summary.onnx && typeof summary.onnx === "object" ? summary.onnx[domain] : undefined;
+  }
+
+  /** Rows of the comparison table: each job's student, then the references (one row when jobs agree). */
+  function compareRows(jobs, labels) {
+    const rows = [];
+    for (const job of jobs) {
+      const student = summaryRows(job.summary).get("student");
+      if (student) rows.push({ model: "student", jobs: [job.id], values: student, student: true });
+    }
+    for (const job of jobs) {
+      for (const [name, values] of summaryRows(job.summary)) {
+        if (name === "student") continue;
+        const key = JSON.stringify(Object.entries(values).map(([d, v]) => [d, v.toFixed(2)]).sort());
+        const match = rows.find((r) => !r.student && r.model === name && r.key === key);
+        if (match) match.jobs.push(job.id);
+        else rows.push({ model: name, jobs: [job.id], values: values, student: false, key: key });
+      }
+    }
+    for (const r of rows) r.label = r.jobs.map((id) => labels.get(id)).join(", ");
+    return rows;
+  }
+
+  async function renderCompare(ids) {
+    const gen = routeGen;
+    if (ids.length) {
+      // The URL is the selection: the list shows these jobs ticked when you go back to it.
+      listState.selected = new Map(ids.map((id) => [id, listState.selected.get(id) || id]));
+    }
+    const results = await Promise.all(
+      ids.map((id) => api("/v1/jobs/" + encodeURIComponent(id)).then((job) => ({ id: id, job: job }), (err) => ({ id: id, err: err })))
+    );
+    if (gen !== routeGen) return;
+    clear(app);
+    const root = el("section", { id: "compare-page" });
+    app.append(el("p", {}, el("a", { href: "#/jobs" }, "← all jobs")), root);
+    root.append(el("h2", {}, "Compare jobs"));
+    if (!ids.length) {
+      root.append(el("p", { class: "muted", id: "compare-empty" }, "Tick two or more jobs in the list and press Compare."));
+      return;
+    }
+    for (const r of results) {
+      if (!r.err) continue;
+      root.append(errorBox("job " + r.id + ": " + r.err.message));
+      if (r.err.status === 404) listState.selected.delete(r.id);
+    }
+    const jobs = results.filter((r) => r.job).map((r) => r.job);
+    for (const job of jobs) listState.selected.set(job.id, job.name || job.id);
+    const labels = jobLabels(jobs);
+
+    const jobTable = el(
+      "table",
+      { id: "compare-jobs", class: "scores" },
+      el("thead", {}, el("tr", {}, ["", "job", "status", "method", "id", ""].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        jobs.map((job, i) => {
+          const sw = el("span", { class: "swatch" });
+          sw.style.background = COLORS[i % COLORS.length];
+          const others = jobs.map((j) => j.id).filter((id) => id !== job.id);
+          const remove = el("button", { type: "button", class: "link-dark remove-job", "data-job-id": job.id }, "remove");
+          remove.addEventListener("click", () => {
+            listState.selected.delete(job.id);
+            location.hash = compareHash(others);
+          });
+          return el(
+            "tr",
+            { "data-job-id": job.id },
+            el("td", {}, sw),
+            el("td", {}, el("a", { href: "#/jobs/" + encodeURIComponent(job.id) }, labels.get(job.id))),
+            el("td", {}, badge(job.status)),
+            el("td", {}, (job.spec && job.spec.method) || job.method || "-"),
+            el("td", { class: "mono muted" }, String(job.id).slice(0, 8)),
+            el("td", {}, remove)
+          );
+        })
+      )
+    );
+    root.append(jobTable);
+
+    const series = [];
+    jobs.forEach((job) => {
+      const student = summaryRows(job.summary).get("student");
+      series.push({ key: job.id, label: labels.get(job.id), values: student || {} });
+    });
+    const scored = series.filter((s) => Object.keys(s.values).length);
+    const waiting = jobs.filter((job) => !summaryRows(job.summary).size);
+    if (waiting.length) {
+      root.append(el("p", { class: "muted", id: "compare-waiting" }, "No results yet: " + waiting.map((j) => labels.get(j.id) + " (" + j.status + ")").join(", ")));
+    }
+    root.append(el("h3", {}, "Student mIoU per domain"));
+    if (!scored.length) {
+      root.append(el("p", { class: "muted", id: "no-summary" }, "Results appear when the jobs have been evaluated."));
+    } else {
+      // Every job keeps its colour (and legend entry) even when it has no scores yet.
+      const bars = groupedBars(series, { id: "compare-chart", dataKey: "job", ariaLabel: "per-domain mIoU of the compared jobs" });
+      const rows = compareRows(jobs, labels);
+      const table = el(
+        "table",
+        { id: "compare-table", class: "scores" },
+        el("thead", {}, el("tr", {}, el("th", {}, "model"), el("th", {}, "job"), bars.domains.map((d) => el("th", {}, d)))),
+        el(
+          "tbody",
+          {},
+          rows.map((r) =>
+            el(
+              "tr",
+              { class: r.student ? "student-row" : "reference-row", "data-model": r.model },
+              el("td", {}, r.model),
+              el("td", {}, r.label),
+              bars.domains.map((d) => el("td", { class: "num" }, r.values[d] === undefined ? "-" : r.values[d].toFixed(1)))
+            )
+          )
+        )
+      );
+      root.append(el("div", { class: "miou" }, bars.figure, table));
+      const parity = jobs.filter((job) => bars.domains.some((d) => parityText(onnxParity(job.summary, d)) !== null));
+      if (parity.length) {
+        root.append(
+          el("h3", {}, "ONNX parity"),
+          el(
+            "table",
+            { id: "onnx-table", class: "scores" },
+            el("thead", {}, el("tr", {}, el("th", {}, "job"), bars.domains.map((d) => el("th", {}, d)))),
+            el(
+              "tbody",
+              {},
+              parity.map((job) =>
+                el("tr", { "data-job-id": job.id }, el("td", {}, labels.get(job.id)), bars.domains.map((d) => el("td", {}, parityText(onnxParity(job.summary, d)) || "-")))
+              )
+            )
+          )
+        );
+      }
+    }
+    if (jobs.some((j) => !TERMINAL.has(j.status))) later(() => { if (gen === routeGen) renderCompare(ids); }, 5000);
   }
 
   // ----- submit form ------------------------------------------------------------------------
@@ -770,6 +993,12 @@
     }
     const match = hash.match(/^#\/jobs\/([^/]+)$/);
     if (match) return renderJob(decodeURIComponent(match[1]));
+    if (hash === "#/compare" || hash.startsWith("#/compare?")) {
+      const ids = compareIds(hash);
+      // The Compare tab opens the current selection, so its URL can be shared.
+      if (!ids.length && listState.selected.size) return void (location.hash = compareHash(Array.from(listState.selected.keys())));
+      return renderCompare(ids);
+    }
     if (hash === "#/submit") return renderSubmit();
     return renderList();
   }
