@@ -118,8 +118,17 @@ def job_table(job: Job) -> Table:
     ]
     if job.error_reason or job.error_detail:
         rows.append(("error", f"[red]{escape(job.error_reason or '')}[/] {escape(job.error_detail or '')}".strip()))
+    marked = {"status", "error", "warning"}
+    for role in ("teacher", "student"):
+        part = (job.lineage or {}).get(role)
+        if isinstance(part, dict):
+            licence = part.get("licence") or ("none inherited" if part.get("commercial") == "n/a" else "unknown")
+            use = part.get("commercial")
+            rows.append((f"{role} weights", f"{part.get('weights')}: {licence} (commercial use: {use})"))
+    for warning in (job.lineage or {}).get("warnings") or []:
+        rows.append(("warning", f"[yellow]{escape(str(warning))}[/]"))
     for key, value in rows:
-        table.add_row(key, value if key in ("status", "error") else escape(value))
+        table.add_row(key, value if key in marked else escape(value))
     return table
 
 

@@ -102,7 +102,11 @@ class Summary:
 
 @dataclass
 class Job:
-    """One distillation job as the API reports it."""
+    """One distillation job as the API reports it.
+
+    ``lineage`` (single-job reads only) is the student's licence lineage: ``teacher`` and ``student``
+    (model, weights, licence, licence_url, commercial, training_data, note), the training sets and ``warnings``.
+    """
 
     id: str
     name: str | None
@@ -120,6 +124,7 @@ class Job:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    lineage: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,6 +160,7 @@ class Job:
             created_at=parse_time(obj.get("created_at")),
             started_at=parse_time(obj.get("started_at")),
             finished_at=parse_time(obj.get("finished_at")),
+            lineage=obj.get("lineage") if isinstance(obj.get("lineage"), dict) else None,
             raw=obj,
         )
 

@@ -68,8 +68,11 @@ def create_job(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    message: str = "job queued",
 ) -> Job:
     """Insert a queued job with its first event and flush (the caller commits, then enqueues).
+
+    ``message`` is the first event's text (the API puts the licence lineage there).
 
     With an idempotency key, a concurrent duplicate loses on the (team_id, idempotency_key) unique
     constraint; that IntegrityError becomes ``Conflict`` so the caller can re-read the winner.
@@ -96,7 +99,7 @@ def create_job(
         raise Conflict(f"a job with Idempotency-Key {idempotency_key!r} was created concurrently") from exc
     session.add(
         JobEvent(
-            job_id=job.id, time=now, type="created", message="job queued", attempt=0, to_status=JobStatus.QUEUED.value
+            job_id=job.id, time=now, type="created", message=message, attempt=0, to_status=JobStatus.QUEUED.value
         )
     )
     session.flush()

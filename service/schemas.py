@@ -326,6 +326,41 @@ class JobError(BaseModel):
     detail: str | None = None
 
 
+CommercialUse = Literal["yes", "restricted", "no", "unknown", "n/a"]
+
+
+class WeightsLineageRead(BaseModel):
+    """Where a model's starting weights come from and their licence (``n/a``: no pretrained weights)."""
+
+    role: str
+    model: str
+    weights: str
+    source: Literal["none", "timm", "uri", "job"]
+    licence: str | None
+    licence_url: str | None
+    commercial: CommercialUse
+    training_data: str | None = None
+    note: str = ""
+    tag: str | None = None
+    derived_from_job: str | None = None
+
+
+class LineageRead(BaseModel):
+    """The student's lineage: the teacher's and student's starting weights and the training sets.
+
+    Built from the spec and the curated zoo (service/zoo.py); weights taken from another of the team's jobs
+    are traced through that job's spec. ``warnings`` name a teacher whose licence forbids commercial use,
+    restricts it, or is unknown.
+    """
+
+    teacher: WeightsLineageRead
+    student: WeightsLineageRead
+    source: str | None
+    proxy: str | None
+    extra_images: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
 class JobRead(_Read):
     """A job as the API returns it."""
 
@@ -346,13 +381,20 @@ class JobRead(_Read):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    lineage: LineageRead | None = Field(
+        default=None,
+        description="Licence lineage of the student (teacher's and student's weights, training sets); "
+        "given when one job is read or submitted, null in listings",
+    )
 
     @classmethod
-    def from_job(cls, job: Any) -> JobRead:
-        """Build from an ORM Job, folding the error columns into one object."""
+    def from_job(cls, job: Any, *, lineage: dict[str, Any] | None = None) -> JobRead:
+        """Build from an ORM Job, folding the error columns into one object (and the lineage, when given)."""
         read = cls.model_validate(job)
         if job.error_reason:
             read.error = JobError(reason=job.error_reason, detail=job.error_detail)
+        if lineage is not None:
+            read.lineage = LineageRead.model_validate(lineage)
         return read
 
 
@@ -464,6 +506,17 @@ class DatasetRead(_Read):
     updated_at: datetime
 
 
+class WeightsLicenceInfo(BaseModel):
+    """The licence of the pretrained weights timm serves for a model (``weights: timm``, its default tag)."""
+
+    tag: str = Field(description="timm pretrained tag the licence is about")
+    licence: str = Field(description="SPDX identifier or licence name")
+    url: str = Field(description="Where the licence is stated")
+    commercial: CommercialUse = Field(description="Whether the licence allows commercial use")
+    training_data: str
+    note: str = ""
+
+
 class ModelInfo(BaseModel):
     """One entry of the curated model zoo."""
 
@@ -475,6 +528,7 @@ class ModelInfo(BaseModel):
     patch_size: int | None
     feature_api: str
     roles: list[Literal["teacher", "student"]]
+    weights: WeightsLicenceInfo | None = None
 
 
 class KeyCreated(BaseModel):

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from service import jobs as job_service
-from service.errors import BadRequest, Conflict
+from service.errors import BadRequest, Conflict, JobNotFound
 from service.idempotency import MAX_KEY_LENGTH, request_hash
 from service.models import Job, JobStatus
 from service.pagination import decode_token, encode_token
@@ -31,22 +32,42 @@ from service.schemas import (
 )
 from service.spec_checks import check_job_spec
 from service.storage import StorageError, StorageUnavailable
+from service.zoo import Lineage, SpecLookup, job_lineage
 
 _logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def _job_response(job: Job, status_code: int, *, replayed: bool = False) -> JSONResponse:
+def _team_specs(session: Session, team_id: str) -> SpecLookup:
+    """Look up the team's own jobs' specs, so weights taken from another job are traced to their licences."""
+
+    def spec_of(job_id: str) -> dict[str, Any] | None:
+        try:
+            return job_service.get_job(session=session, job_id=job_id, team_id=team_id).spec
+        except JobNotFound:
+            return None
+
+    return spec_of
+
+
+def _lineage(session: Session, job: Job) -> Lineage:
+    return job_lineage(job.spec, lookup=_team_specs(session, job.team_id))
+
+
+def _job_response(
+    job: Job, status_code: int, *, replayed: bool = False, lineage: Lineage | None = None
+) -> JSONResponse:
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(JobRead.from_job(job).model_dump(mode="json"), status_code=status_code, headers=headers)
+    read = JobRead.from_job(job, lineage=None if lineage is None else lineage.to_dict())
+    return JSONResponse(read.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
-def _replay_or_conflict(existing: Job, digest: str, key: str) -> JSONResponse:
+def _replay_or_conflict(session: Session, existing: Job, digest: str, key: str) -> JSONResponse:
     if existing.request_hash != digest:
         raise Conflict(f"Idempotency-Key {key!r} was already used with a different body; use a new key")
-    return _job_response(existing, 201, replayed=True)
+    return _job_response(existing, 201, replayed=True, lineage=_lineage(session, existing))
 
 
 @router.post(
@@ -75,8 +96,11 @@ def submit_job(
     if idempotency_key:
         existing = job_service.find_by_idempotency_key(session=session, team_id=team.id, key=idempotency_key)
         if existing is not None:
-            return _replay_or_conflict(existing, digest, idempotency_key)
+            return _replay_or_conflict(session, existing, digest, idempotency_key)
     check_job_spec(session=session, team_id=team.id, spec=spec, settings=settings)
+    # The licence lineage goes into the first event; a teacher licence that forbids or restricts commercial
+    # use, or is unknown, adds a warning event.
+    lineage = job_lineage(spec.model_dump(mode="json"), lookup=_team_specs(session, team.id))
     try:
         job = job_service.create_job(
             session=session,
@@ -85,7 +109,10 @@ def submit_job(
             max_attempts=settings.max_attempts,
             idempotency_key=idempotency_key,
             request_hash=digest if idempotency_key else None,
+            message=f"job queued; lineage: {lineage.text()}",
         )
+        for warning in lineage.warnings:
+            job_service.record_event(session=session, job_id=job.id, message=warning, type="warning")
         session.commit()
     except Conflict:
         session.rollback()
@@ -93,12 +120,12 @@ def submit_job(
         winner = job_service.find_by_idempotency_key(session=session, team_id=team.id, key=idempotency_key)
         if winner is None:
             raise
-        return _replay_or_conflict(winner, digest, idempotency_key)
+        return _replay_or_conflict(session, winner, digest, idempotency_key)
     try:
         enqueuer.enqueue_job(job.id, job.queue)
     except Exception:  # broker down: the job is committed and the sweeper re-sends queued jobs
         _logger.exception("could not enqueue job %s; the sweeper will retry", job.id)
-    return _job_response(job, 201)
+    return _job_response(job, 201, lineage=lineage)
 
 
 @router.get(
@@ -149,7 +176,8 @@ def list_jobs(
     responses=responses(401, 404),
 )
 def read_job(job_id: str, team: CurrentTeam, session: SessionDep) -> JobRead:
-    return JobRead.from_job(job_service.get_job(session=session, job_id=job_id, team_id=team.id))
+    job = job_service.get_job(session=session, job_id=job_id, team_id=team.id)
+    return JobRead.from_job(job, lineage=_lineage(session, job).to_dict())
 
 
 @router.post(

@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     response_model=ModelList,
     summary="The model zoo",
     description="Curated teachers and students: family, parameters (M), embed dim, patch size, feature "
-    "API and roles. Other timm names are accepted in a JobSpec when they pass the feature-matching rule.",
+    "API, roles, and the licence of the pretrained weights timm serves for each (`weights`: tag, licence, "
+    "source URL, whether commercial use is allowed, training data, notes). Other timm names are accepted in "
+    "a JobSpec when they pass the feature-matching rule; their weights' licence is reported as unknown.",
     responses=responses(401),
 )
 def list_models(team: CurrentTeam) -> ModelList:

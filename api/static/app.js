@@ -382,7 +382,7 @@
       events.map((ev) =>
         el(
           "li",
-          {},
+          { class: "event-" + String(ev.type || ev.kind || "").replace(/[^a-z_]/g, "") },
           el("span", { class: "mono muted" }, when(ev.time || ev.created_at || ev.at)),
           " ",
           el("strong", {}, ev.type || ev.kind || ""),
