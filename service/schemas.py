@@ -342,6 +342,11 @@ class JobRead(_Read):
     spec: dict[str, Any]
     error: JobError | None = None
     summary: dict[str, Any] | None
+    plan: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="GET /v1/jobs/{id} only: each training stage with its images per epoch, global batch, "
+        "epochs and optimizer steps (epochs turned into steps over the registered sets)",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

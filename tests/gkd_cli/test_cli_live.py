@@ -53,6 +53,7 @@ def test_submit_yaml_twice_gives_one_job_then_list_and_status(gkd: Gkd, tmp_path
     assert job["id"] in [j["id"] for j in listed["items"]]
     table = gkd("status", job["id"])
     assert table.exit_code == 0 and "cli-yaml" in table.stdout and "queued" in table.stdout
+    assert "plan" in table.stdout and "stage1b" in table.stdout and "stage2" in table.stdout
 
 
 def test_bad_inputs_print_one_line(gkd: Gkd, tmp_path: Path, server: LiveServer) -> None:
