@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -28,7 +29,7 @@ def test_every_route_lists_the_errors_its_body_and_dependencies_imply(api: ApiEn
     routes = [r for r in leaf_routes(api.app.routes) if isinstance(r, APIRoute) and r.include_in_schema]
     assert len(routes) > 15
     for route in routes:
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             listed = set(schema["paths"][route.path_format][method.lower()]["responses"])
             missing = {str(code) for code in implied_statuses(route)} - listed
             assert not missing, (method, route.path, missing)
@@ -38,7 +39,7 @@ def test_every_route_lists_the_errors_its_body_and_dependencies_imply(api: ApiEn
 
 def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
     settings = Settings(
-        data_dir=tempfile.mkdtemp(), database_url="postgresql+psycopg://nobody@127.0.0.1:1/nothing"
+        data_dir=Path(tempfile.mkdtemp()), database_url="postgresql+psycopg://nobody@127.0.0.1:1/nothing"
     )
     client = TestClient(create_app(settings), raise_server_exceptions=False)
     answer = client.get("/v1/datasets", headers={"Authorization": "Bearer gkd_0123456789ab_" + "s" * 43})
