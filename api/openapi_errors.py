@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from api.deps import get_current_team, get_session, get_store
+from api.deps import get_current_key, get_current_team, get_session, get_store
 from api.errors import responses
 
 
@@ -33,7 +33,7 @@ def implied_statuses(route: APIRoute) -> set[int]:
         codes |= {400, 413, 415, 422}
     if route.dependant.path_params or route.dependant.query_params:
         codes.add(422)
-    if get_current_team in calls:
+    if get_current_team in calls or get_current_key in calls:
         codes.add(401)
     if get_session in calls or get_store in calls:
         codes.add(503)

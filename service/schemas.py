@@ -563,3 +563,25 @@ class CatalogRead(BaseModel):
     layouts: list[LayoutEntry]
     references: list[CatalogEntry]
     phases: list[str]
+
+
+class ApiKeyRead(BaseModel):
+    """An API key as listed: never the secret, only the prefix that names it."""
+
+    prefix: str
+    team: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_key(cls, key: Any) -> ApiKeyRead:
+        return cls(
+            prefix=key.prefix, team=key.team.name, admin=key.admin, created_at=key.created_at, revoked_at=key.revoked_at
+        )
+
+
+class ApiKeyList(BaseModel):
+    """Keys the caller may see: its team's, or every team's for an admin key."""
+
+    items: list[ApiKeyRead]
