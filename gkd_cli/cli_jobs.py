@@ -268,6 +268,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @_one_line_errors
+    def delete(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+    ) -> None:
+        """Delete a finished job: its artifacts and checkpoints leave storage (cancel a running job first)."""
+        with _client(url, api_key) as client:
+            client.delete_job(job_id)
+        output.console.print(f"deleted job {escape(job_id)}")
+
+    @app.command()
+    @_one_line_errors
     def watch(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between polls.")] = 2.0,

@@ -141,6 +141,10 @@ class Client:
             return Job.from_obj(body)
         return self.get_job(job_id)
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job's artifacts and checkpoints; the job then reads as missing (idempotent)."""
+        self.http.send("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+
     def events(self, job_id: str) -> list[Event]:
         """The job's lifecycle history, oldest first."""
         return [Event.from_obj(e) for e in _items(self.http.json("GET", f"/v1/jobs/{job_id}/events"))]

@@ -171,6 +171,21 @@ def cancel_job(job_id: str, team: CurrentTeam, session: SessionDep) -> JobRead:
     return JobRead.from_job(job)
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job",
+    description="Remove a finished job's artifacts and checkpoints from storage and hide the job: afterwards "
+    "every read of it is a 404. Deleting it again changes nothing (204). A queued or running job is a 409: "
+    "cancel it first.",
+    responses=responses(404, 409),
+)
+def delete_job(job_id: str, team: CurrentTeam, session: SessionDep, store: StoreDep) -> Response:
+    job_service.delete_job(session=session, job_id=job_id, team_id=team.id, store=store)
+    session.commit()
+    return Response(status_code=204)
+
+
 @router.get(
     "/{job_id}/events",
     response_model=JobEventList,
