@@ -28,13 +28,14 @@ from gkd_core.engine.optim import adamw_poly, param_groups
 from gkd_core.engine.trainer import FitResult, autocast_context, fit
 from gkd_core.errors import ConfigError
 from gkd_core.models.heads import SegHead
+from gkd_core.models.seg_head import IGNORE_INDEX
+from gkd_core.models.seg_head import segmentation_ce as segmentation_ce  # re-exported for the baselines
 
 _logger = logging.getLogger(__name__)
 
 STRIDES = (4, 8, 16, 32)
 # Blocks 4, 6, 8, 12 of a 12-block ViT (the paper) are these fractions of the depth.
 _DEPTH_FRACTIONS = (1 / 3, 1 / 2, 2 / 3, 1.0)
-IGNORE_INDEX = 255
 
 
 class LevelBackbone(Protocol):
@@ -235,7 +236,11 @@ def assert_frozen(module: nn.Module) -> None:
 
 
 class SegmentationTask(nn.Module):
-    """Trainer task: cross-entropy (ignore 255) of a :class:`SegmentationModel` on a labelled batch."""
+    """Trainer task: the head's own loss (ignore 255) of a :class:`SegmentationModel` on a labelled batch.
+
+    Per-pixel cross-entropy for the dense heads (``{"loss", "ce"}``); a head with another objective
+    returns its own named parts, and the trainer logs every one.
+    """
 
     def __init__(self, model: SegmentationModel, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
@@ -244,22 +249,16 @@ class SegmentationTask(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         images, masks = batch["image"], batch["mask"]
-        logits = self.model(images)
-        ce = segmentation_ce(logits, masks, self.ignore_index)
-        return {"loss": ce, "ce": ce.detach()}
-
-
-def segmentation_ce(logits: Tensor, masks: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Pixel cross-entropy ignoring ``ignore_index``; 0 (not NaN) for a batch with no labelled pixel."""
-    masks = masks.long()
-    if not bool((masks != ignore_index).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+        return self.model.head.loss(self.model.features(images), masks, self.ignore_index)
 
 
 def optimizer_groups(model: SegmentationModel, cfg: Stage2Config) -> list[dict[str, Any]]:
-    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``."""
-    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay)]
+    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``.
+
+    Besides biases and norms, the head's ``no_weight_decay()`` names are not decayed.
+    """
+    skip = model.head.no_weight_decay()
+    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay, no_decay=skip)]
     if not model.frozen_encoder:
         groups += [dict(g, lr=cfg.lr * cfg.backbone_lr_mult) for g in param_groups(model.backbone, cfg.weight_decay)]
     return groups
