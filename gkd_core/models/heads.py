@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gkd_core.errors import ConfigError
+from gkd_core.models.mask2former import Mask2FormerHead
 from gkd_core.models.seg_head import SegHead, check_levels, upsample_to
 
 _logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class FPNHead(SegHead):
 HeadFactory = Callable[..., SegHead]
 # The one registry of decode heads: name -> class (a ``SegHead`` subclass built as
 # ``cls(in_dims, num_classes, channels=..., **options)``).
-HEADS: dict[str, type[SegHead]] = {"linear": LinearHead, "fpn": FPNHead}
+HEADS: dict[str, type[SegHead]] = {"linear": LinearHead, "fpn": FPNHead, "mask2former": Mask2FormerHead}
 
 
 def _check_options(name: str, options: dict[str, Any]) -> None:
