@@ -43,12 +43,14 @@ class SegHead(nn.Module):
         in_dims_key: state-dict key pattern (``{}`` = level) of a per-level input layer whose
             weight has the input width at dim 1; the exporter reads the widths back from it.
         default_grad_clip: the global gradient-norm clip the head was published with (None: none).
+        output_kind: what ``forward`` returns, in words (the model card says it).
     """
 
     in_dims: tuple[int, ...]
     num_classes: int
     in_dims_key: ClassVar[str] = "proj.{}.weight"
     default_grad_clip: ClassVar[float | None] = None
+    output_kind: ClassVar[str] = "logits per class"
 
     def decode(self, features: Sequence[Tensor]) -> Tensor:
         """Logits at the finest feature stride (stride 4)."""

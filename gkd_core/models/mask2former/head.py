@@ -71,6 +71,9 @@ class Mask2FormerHead(SegHead):
     in_dims_key: ClassVar[str] = "pixel_decoder.input_proj.{}.0.weight"
     # mmseg's mask2former configs: clip_grad=dict(max_norm=0.01, norm_type=2).
     default_grad_clip: ClassVar[float | None] = 0.01
+    output_kind: ClassVar[str] = (
+        "a score per class, softmax(class) x sigmoid(mask) summed over the queries (take the argmax)"
+    )
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, channels: int = 256, **options: Any) -> None:
         super().__init__()
