@@ -111,20 +111,23 @@ class MSDeformAttn(nn.Module):
         # Offsets are in pixels of each level: divide by (w, h) to stay in normalised units.
         normaliser = torch.tensor([[w, h] for h, w in shapes], device=query.device, dtype=offsets.dtype)
         locations = reference[None, :, None, None, None, :] + offsets / normaliser[None, None, None, :, None, :]
-        grids = 2.0 * locations - 1.0  # grid_sample wants [-1, 1]
-        out = query.new_zeros(())
+        # Sampling runs in float32 even under bf16 autocast: a bf16 grid coordinate is only good to
+        # about 1/8 pixel on the stride-8 level of a 512 px crop.
+        grids = (2.0 * locations - 1.0).float()  # grid_sample wants [-1, 1]
+        weights = weights.float()
+        out = torch.zeros((), device=query.device)
         start = 0
         for level, (h, w) in enumerate(shapes):
             # [B, h*w, dim] -> [B*heads, head_dim, h, w]
-            v_l = v[:, start : start + h * w].transpose(1, 2).reshape(-1, head_dim, h, w)
+            v_l = v[:, start : start + h * w].float().transpose(1, 2).reshape(-1, head_dim, h, w)
             start += h * w
             # [B, N, heads, P, 2] -> [B*heads, N, P, 2]
             g_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-            sampled = F.grid_sample(v_l, g_l.to(v_l.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+            sampled = F.grid_sample(v_l, g_l, mode="bilinear", padding_mode="zeros", align_corners=False)
             w_l = weights[:, :, :, level].transpose(1, 2).flatten(0, 1).unsqueeze(1)  # [B*heads, 1, N, P]
-            out = out + (sampled * w_l.to(sampled.dtype)).sum(-1)  # [B*heads, head_dim, N]
+            out = out + (sampled * w_l).sum(-1)  # [B*heads, head_dim, N]
         out = out.reshape(batch, self.dim, n).transpose(1, 2)
-        return self.output_proj(out)
+        return self.output_proj(out.to(v.dtype))
 
 
 class MultiheadAttention(nn.Module):
