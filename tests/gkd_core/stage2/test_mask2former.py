@@ -158,3 +158,23 @@ def test_loss_falls_on_a_toy_set() -> None:
         pred = head(feats, (32, 32)).argmax(1)
     valid = masks != 255
     assert (pred[valid] == masks[valid]).float().mean().item() > 0.9
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)],
+)
+def test_bf16_autocast_loss_and_inference(device: str) -> None:
+    """Under bf16 autocast the set loss stays finite and float32, and gradients reach every parameter."""
+    torch.manual_seed(0)
+    head = build_head("mask2former", [8, 8, 8, 8], 3, channels=16, **TINY).to(device)
+    feats = [torch.randn(2, 8, 64 // s, 64 // s, device=device) for s in (4, 8, 16, 32)]
+    masks = torch.randint(0, 3, (2, 64, 64), device=device)
+    masks[:, :4] = 255
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        out = head.loss(feats, masks)
+        scores = head.eval()(feats, (64, 64))
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    assert scores.shape == (2, 3, 64, 64) and torch.isfinite(scores).all()
