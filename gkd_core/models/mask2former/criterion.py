@@ -31,28 +31,50 @@ from gkd_core.models.mask2former.matching import linear_sum_assignment
 
 @dataclass(frozen=True)
 class ImageTargets:
-    """The classes present in one image and their masks at full label resolution."""
+    """One image's label map and the classes present in it (each one target mask)."""
 
-    labels: Tensor  # [K] long
-    maps: Tensor  # [K + 1, H, W] float: K binary class masks, then the valid-pixel map
+    labels: Tensor  # [K] long, the classes present
+    label_map: Tensor  # [H, W] long
+    ignore_index: int
 
     @property
     def count(self) -> int:
         return int(self.labels.numel())
 
+    def targets_at(self, coords: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+        """Bilinear samples of binary class masks and of the valid-pixel map at ``coords [N|1, P, 2]``.
+
+        ``classes [N]`` picks one class per row. Returns the targets renormalised over valid pixels
+        ``[N, P]`` and the valid fractions ``[N|1, P]``. The values equal ``grid_sample`` (bilinear, zero
+        padding, ``align_corners=False``) of the binary maps, computed from the four corner labels
+        of each point, so no full-resolution mask is ever materialised.
+        """
+        h, w = self.label_map.shape
+        x = coords[..., 0] * w - 0.5
+        y = coords[..., 1] * h - 0.5
+        x0, y0 = x.floor(), y.floor()
+        fx, fy = x - x0, y - y0
+        xs = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=-1)
+        ys = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=-1)
+        weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), dim=-1)
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        corner = self.label_map[ys.clamp(0, h - 1).long(), xs.clamp(0, w - 1).long()]  # [N|1, P, 4]
+        weights = weights * inside
+        valid = (weights * (corner != self.ignore_index)).sum(-1)
+        votes = (weights * (corner == classes.view(-1, 1, 1))).sum(-1)
+        return _valid_average(votes, valid), valid
+
 
 def semantic_targets(masks: Tensor, num_classes: int, ignore_index: int) -> list[ImageTargets]:
-    """Split semantic label maps ``[B, H, W]`` into per-class binary masks (ignored pixels excluded)."""
+    """One :class:`ImageTargets` per semantic label map of ``masks [B, H, W]`` (ignored pixels excluded)."""
     out = []
     for m in masks.long():
-        valid = m != ignore_index
-        labels = torch.unique(m[valid])
+        labels = torch.unique(m[m != ignore_index])
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(
                 f"label map holds classes {labels.tolist()}; valid are 0..{num_classes - 1} and {ignore_index} (ignore)"
             )
-        binary = m.unsqueeze(0) == labels.view(-1, 1, 1)
-        out.append(ImageTargets(labels, torch.cat((binary, valid.unsqueeze(0))).float()))
+        out.append(ImageTargets(labels, m, ignore_index))
     return out
 
 
@@ -113,13 +135,12 @@ class SetCriterion:
         """Cost ``[Q, K]`` of giving each query each target of one image (lower is better)."""
         coords = torch.rand(1, self.num_points, 2, device=masks.device)
         pred = point_sample(masks[None], coords)[0]  # [Q, P]
-        sampled = point_sample(target.maps[None], coords)[0]  # [K + 1, P]
-        w = sampled[-1]
-        tgt = _valid_average(sampled[:-1], w)  # [K, P]
+        tgt, w = target.targets_at(coords, target.labels)  # [K, P] and [1, P]
         cls_cost = -logits.softmax(-1)[:, target.labels]
-        # Pairwise BCE: sum_p w * (t * softplus(-x) + (1 - t) * softplus(x)) / sum_p w.
-        pos, neg = F.softplus(-pred) * w, F.softplus(pred) * w
-        bce_cost = (pos @ tgt.T + neg @ (1.0 - tgt).T) / w.sum().clamp_min(1e-6)
+        # Pairwise BCE, sum_p w * (t * softplus(-x) + (1 - t) * softplus(x)) / sum_p w, with
+        # softplus(-x) = softplus(x) - x: one softplus and one product.
+        neg = F.softplus(pred) * w
+        bce_cost = ((-pred * w) @ tgt.T + neg.sum(-1, keepdim=True)) / w.sum().clamp_min(1e-6)
         # Dice with plain sums and eps 1 (mmdet's naive Dice).
         prob = pred.sigmoid() * w
         dice_cost = 1.0 - (2.0 * prob @ tgt.T + 1.0) / (prob.sum(-1, keepdim=True) + (tgt * w).sum(-1)[None] + 1.0)
@@ -167,21 +188,13 @@ class SetCriterion:
     def _sample_targets(
         matches: Sequence[tuple[Tensor, Tensor]], targets: Sequence[ImageTargets], coords: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Target values and valid weights ``[M, P]`` at each matched mask's own points.
-
-        Sampling every class map of an image at all of that image's points, then keeping the
-        matched class, avoids copying a full-resolution mask per match.
-        """
+        """Target values and valid weights ``[M, P]`` at each matched mask's own points."""
         tgts, weights, start = [], [], 0
         for (_, k), t in zip(matches, targets, strict=True):
             n = int(k.numel())
-            pts = coords[start : start + n]  # [n, P, 2]
+            tgt, w = t.targets_at(coords[start : start + n], t.labels[k])
             start += n
-            if n == 0:
-                continue
-            vals = point_sample(t.maps[None], pts.reshape(1, -1, 2))[0].view(-1, n, pts.shape[1])  # [K + 1, n, P]
-            w = vals[-1]
-            tgts.append(_valid_average(vals[k, torch.arange(n, device=k.device)], w))
+            tgts.append(tgt)
             weights.append(w)
         return torch.cat(tgts), torch.cat(weights)
 

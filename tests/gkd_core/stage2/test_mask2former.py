@@ -10,7 +10,7 @@ import torch
 
 from gkd_core.models.heads import build_head
 from gkd_core.models.mask2former import Mask2FormerHead, linear_sum_assignment
-from gkd_core.models.mask2former.criterion import SetCriterion, semantic_targets
+from gkd_core.models.mask2former.criterion import SetCriterion, point_sample, semantic_targets
 
 TINY = {"num_queries": 4, "num_layers": 2, "encoder_layers": 1, "num_points": 256}
 
@@ -57,12 +57,34 @@ def test_matching_edge_cases() -> None:
 def test_semantic_targets_exclude_ignored_pixels() -> None:
     masks = torch.tensor([[[0, 0, 2], [255, 2, 2]], [[255, 255, 255], [255, 255, 255]]])
     first, empty = semantic_targets(masks, num_classes=3, ignore_index=255)
-    assert first.labels.tolist() == [0, 2]
-    assert first.maps[0].tolist() == [[1, 1, 0], [0, 0, 0]]
-    assert first.maps[-1].tolist() == [[1, 1, 1], [0, 1, 1]]  # the valid map
-    assert empty.count == 0 and empty.maps.shape == (1, 2, 3)
+    assert first.labels.tolist() == [0, 2] and empty.count == 0
+    # At pixel centres the samples are the binary masks and the valid map themselves.
+    ys, xs = torch.meshgrid((torch.arange(2) + 0.5) / 2, (torch.arange(3) + 0.5) / 3, indexing="ij")
+    centres = torch.stack((xs.flatten(), ys.flatten()), -1)[None]
+    tgt, valid = first.targets_at(centres, first.labels)
+    assert tgt.view(2, 2, 3)[0].tolist() == [[1, 1, 0], [0, 0, 0]]
+    assert tgt.view(2, 2, 3)[1].tolist() == [[0, 0, 1], [0, 1, 1]]
+    assert valid.view(2, 3).tolist() == [[1, 1, 1], [0, 1, 1]]
     with pytest.raises(ValueError, match=r"valid are 0\.\.2"):
         semantic_targets(torch.full((1, 2, 2), 7), num_classes=3, ignore_index=255)
+
+
+def test_label_sampling_equals_grid_sample_of_the_binary_masks() -> None:
+    """Corner-label sampling must give exactly the bilinear samples the published loss takes."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (1, 9, 13), generator=g)
+    labels[0, 2:5, 3:8] = 255
+    (target,) = semantic_targets(labels, num_classes=4, ignore_index=255)
+    coords = torch.rand(3, 500, 2, generator=g) * 1.2 - 0.1  # some points beyond the border
+    classes = target.labels[torch.tensor([0, 1, 2])]
+    tgt, valid = target.targets_at(coords, classes)
+    binary = (labels[0][None] == classes.view(-1, 1, 1)).float()[:, None]  # [3, 1, H, W]
+    ok = (labels[0] != 255).float().expand(3, 1, -1, -1)
+    votes = point_sample(binary, coords)[:, 0]
+    ref_valid = point_sample(ok, coords)[:, 0]
+    torch.testing.assert_close(valid, ref_valid, rtol=0, atol=1e-6)
+    expected = torch.where(ref_valid > 0, votes / ref_valid.clamp_min(1e-6), torch.zeros_like(votes)).clamp(0, 1)
+    torch.testing.assert_close(tgt, expected, rtol=0, atol=1e-5)
 
 
 def test_matching_assigns_each_class_to_the_query_that_predicts_it() -> None:
