@@ -16,6 +16,7 @@ from gkd_catalog.components import (
     REFERENCES,
     STAGE1_HEADS,
     Entry,
+    HeadInfo,
     LayoutInfo,
     job_phases,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "STAGE1_HEADS",
     "EncoderMode",
     "Entry",
+    "HeadInfo",
     "LayoutInfo",
     "MethodInfo",
     "ProxyUse",

@@ -232,8 +232,12 @@ def write_model_card(
     references: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     source: str | None = None,
+    averages: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Path]:
     """Write ``model_card.json`` and a ``README.md`` whose YAML front matter holds a model-index.
+
+    ``averages`` maps each model ("student", references) to its mean mIoU over all targets and each
+    benchmark group (the paper's "GTAV avg").
 
     ``results`` maps each evaluated domain to its metrics; mIoU is reported in percent in the
     model-index (the paper's unit) and as a fraction in the JSON.
@@ -242,7 +246,8 @@ def write_model_card(
     out_dir.mkdir(parents=True, exist_ok=True)
     res = {d: metrics_to_dict(m) for d, m in results.items()}
     refs = {r: {d: metrics_to_dict(m) for d, m in per.items()} for r, per in (references or {}).items()}
-    card = {"model": asdict(meta), "source_domain": source, "results": res, "references": refs}
+    avgs = {m: dict(per) for m, per in (averages or {}).items()}
+    card = {"model": asdict(meta), "source_domain": source, "results": res, "references": refs, "averages": avgs}
     json_path = out_dir / "model_card.json"
     json_path.write_text(json.dumps(card, indent=2, sort_keys=True))
 
@@ -282,6 +287,11 @@ def write_model_card(
     ]
     for domain, m in res.items():
         lines.append(f"| {domain} | {_fmt(m.get('miou'))} | {_fmt(m.get('pixel_accuracy'))} |")
+    if avgs:
+        lines += ["", "## Averages (mIoU %)", "", "| model | " + " | ".join(next(iter(avgs.values()))) + " |"]
+        lines.append("|---|" + "---|" * len(next(iter(avgs.values()))))
+        for model_name, means in avgs.items():
+            lines.append(f"| {model_name} | " + " | ".join(_fmt(v) for v in means.values()) + " |")
     if refs:
         lines += ["", "## Reference rows (same head and budget)", ""]
         lines += ["| reference | domain | mIoU % |", "|---|---|---|"]
@@ -330,6 +340,7 @@ def export_all(
     *,
     source: str | None = None,
     onnx: bool = True,
+    averages: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Path]:
     """safetensors + ONNX + model card into ``out_dir``; returns artifact name -> path."""
     out_dir = Path(out_dir)
@@ -338,5 +349,5 @@ def export_all(
     paths = {"student": save_student(model, out_dir / "student.safetensors", meta)}
     if onnx:
         paths["onnx"] = export_onnx(model, out_dir / "student.onnx", meta.image_size)
-    paths.update(write_model_card(out_dir, meta, results, references, source=source))
+    paths.update(write_model_card(out_dir, meta, results, references, source=source, averages=averages))
     return paths

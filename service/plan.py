@@ -58,9 +58,9 @@ def job_plan(*, session: Session, team_id: str, spec: JobSpec) -> list[PlanStep]
     pairs = _count(session, team_id, spec.source, "pairs")
     s2 = spec.stage2
     if info.teacher == "logits" or "teacher" in spec.references:
-        plan.append(_step("ref_teacher", pairs, s2.batch_size, None, s2.steps))
-    plan.append(_step("stage2", pairs, s2.batch_size, None, s2.steps))
-    plan += [_step(f"ref_{r}", pairs, s2.batch_size, None, s2.steps) for r in spec.references if r != "teacher"]
+        plan.append(_step("ref_teacher", pairs, s2.batch_size, s2.epochs, s2.steps))
+    plan.append(_step("stage2", pairs, s2.batch_size, s2.epochs, s2.steps))
+    plan += [_step(f"ref_{r}", pairs, s2.batch_size, s2.epochs, s2.steps) for r in spec.references if r != "teacher"]
     return plan
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from gkd_catalog.schedule import steps_for_epochs
 from gkd_core.engine.batches import BatchSource, StepBatches
 from gkd_core.engine.callbacks import Callbacks
 from gkd_core.engine.inference import sliding_window_logits
@@ -65,6 +66,12 @@ class Stage2Config:
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     photometric: bool = True
+    # The paper's protocol (mmseg): short side resized to base_size x a random scale in ``scale`` (GTAV:
+    # 512, 0.5-2.0), a crop_size crop retried until no class covers more than cat_max_ratio (0.75) of it.
+    # base_size None scales relative to each image's own size; cat_max_ratio 1.0 takes the first crop.
+    base_size: int | None = None
+    cat_max_ratio: float = 1.0
+    epochs: float | None = None  # passes over the source set instead of ``steps`` (see resolved())
     eval_window: int | None = None  # None: crop_size
     eval_stride: int | None = None  # None: two thirds of the window (512 -> 341)
     checkpoint_every: int = 500
@@ -87,6 +94,18 @@ class Stage2Config:
             raise ConfigError(f"stage2.scale must be (low, high) with 0 < low <= high, got {self.scale}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"stage2.checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        if self.base_size is not None and self.base_size < 16:
+            raise ConfigError(f"stage2.base_size must be at least 16 pixels or None, got {self.base_size}")
+        if not 0 < self.cat_max_ratio <= 1:
+            raise ConfigError(f"stage2.cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"stage2.epochs must be > 0 or None, got {self.epochs}")
+
+    def resolved(self, num_pairs: int) -> Stage2Config:
+        """This config with ``epochs`` turned into optimizer steps over ``num_pairs`` labelled pairs."""
+        if self.epochs is None:
+            return self
+        return replace(self, steps=steps_for_epochs(self.epochs, num_pairs, self.batch_size), epochs=None)
         for name in ("head_queries", "head_layers"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -297,7 +316,15 @@ def train_transform(cfg: Stage2Config, ignore_index: int = IGNORE_INDEX) -> Any:
     """The paper's segmentation augmentation: random scale, crop, flip, photometric distortion."""
     from gkd_core.data.transforms import SegTrainTransform
 
-    return SegTrainTransform(cfg.crop_size, cfg.scale, cfg.flip, cfg.photometric, ignore_index=ignore_index)
+    return SegTrainTransform(
+        cfg.crop_size,
+        cfg.scale,
+        cfg.flip,
+        cfg.photometric,
+        base_size=cfg.base_size,
+        ignore_index=ignore_index,
+        cat_max_ratio=cfg.cat_max_ratio,
+    )
 
 
 def source_batches(dataset: Dataset[Any], cfg: Stage2Config, seed: int) -> StepBatches:
@@ -372,8 +399,14 @@ def evaluate_segmentation(
     device: str | torch.device = "cpu",
     ignore_index: int = IGNORE_INDEX,
     precision: str = "fp32",
+    resize: tuple[int, int] | None = None,
 ) -> SegMetrics:
-    """Sliding-window mIoU of ``model`` over every image of ``dataset`` (full resolution labels)."""
+    """Sliding-window mIoU of ``model`` over every image of ``dataset``, scored against full-resolution labels.
+
+    ``resize`` (w, h) is the paper's test-time scale (mmseg ``Resize(scale, keep_ratio=True)``, e.g.
+    Cityscapes 1024x512): each image is resized to fit it, keeping its aspect, and the logits are
+    upsampled back to the label's size before scoring.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
@@ -382,8 +415,24 @@ def evaluate_segmentation(
         item = dataset[i]
         image = item["image"].unsqueeze(0).to(device)
         mask = item["mask"].unsqueeze(0).to(device)
+        full = (int(image.shape[-2]), int(image.shape[-1]))
+        if resize is not None:
+            image = F.interpolate(image, size=fit_keep_ratio(full, resize), mode="bilinear", align_corners=False)
         with autocast_context(device, precision):
             logits = sliding_window_logits(model, image, num_classes, window, stride)
+        if tuple(logits.shape[-2:]) != full:
+            logits = F.interpolate(logits.float(), size=full, mode="bilinear", align_corners=False)
         cm.update(logits.argmax(dim=1), mask)
     model.train(was_training)
     return cm.compute()
+
+
+def fit_keep_ratio(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of an image of ``size`` (h, w) rescaled to fit ``scale`` (w, h) with its aspect kept (mmseg).
+
+    As mmseg's ``Resize(keep_ratio=True)``: the factor is min(long edge of scale / long edge of the
+    image, short edge of scale / short edge of the image), so 2048x1024 fits 1024x512 at 0.5.
+    """
+    h, w = size
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return max(1, round(h * factor)), max(1, round(w * factor))

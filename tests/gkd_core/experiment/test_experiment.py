@@ -238,3 +238,26 @@ def test_mask2former_serves_single_and_two_stage_methods(
     assert 0.0 <= result.student["fog"].miou <= 1.0
     card = json.loads(result.exports["model_card"].read_text())
     assert card["model"]["head"] == "mask2former" and card["model"]["head_options"]["num_queries"] == 3
+
+
+def test_benchmark_averages_test_time_resize_and_stage2_epochs(
+    domains: dict[str, DatasetSplit], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    night = replace(domains["night"], group="synth", resize=(24, 24))
+    fog = replace(domains["fog"], group="synth")
+    stage2 = Stage2Config(epochs=1.0, batch_size=2, crop_size=32, head="linear", head_channels=8, checkpoint_every=5,
+                          base_size=32, cat_max_ratio=0.75)
+    cb = RecordingCallbacks()
+    cfg = _config(domains, "none", targets=[night, fog], stage2=stage2, export_onnx=False, evaluate_source=False)
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+    pairs = len(domains["source"].open())
+    assert any(e == f"stage2: 1 epochs of {pairs:,} labelled pairs at batch 2 = {math.ceil(pairs / 2)} steps"
+               for e in cb.events)
+    assert max(r.step for r in cb.metrics if r.stage == "stage2") == math.ceil(pairs / 2)
+    mean = (result.student["night"].miou + result.student["fog"].miou) / 2
+    assert result.averages["student"] == pytest.approx({"targets": mean, "synth": mean})
+    card = json.loads(result.exports["model_card"].read_text())
+    assert card["averages"]["student"]["synth"] == pytest.approx(mean)
+    assert "## Averages" in result.exports["readme"].read_text()
