@@ -100,18 +100,18 @@ class Stage2Config:
             raise ConfigError(f"stage2.cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"stage2.epochs must be > 0 or None, got {self.epochs}")
-
-    def resolved(self, num_pairs: int) -> Stage2Config:
-        """This config with ``epochs`` turned into optimizer steps over ``num_pairs`` labelled pairs."""
-        if self.epochs is None:
-            return self
-        return replace(self, steps=steps_for_epochs(self.epochs, num_pairs, self.batch_size), epochs=None)
         for name in ("head_queries", "head_layers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"stage2.{name} must be at least 1 (or None for the head's default), got {value}")
         if self.grad_clip is not None and not self.grad_clip >= 0:
             raise ConfigError(f"stage2.grad_clip must be >= 0 (0 turns clipping off) or None, got {self.grad_clip}")
+
+    def resolved(self, num_pairs: int) -> Stage2Config:
+        """This config with ``epochs`` turned into optimizer steps over ``num_pairs`` labelled pairs."""
+        if self.epochs is None:
+            return self
+        return replace(self, steps=steps_for_epochs(self.epochs, num_pairs, self.batch_size), epochs=None)
 
     def head_options(self) -> dict[str, Any]:
         """Head constructor options that are set (None fields are left to the head's defaults)."""
