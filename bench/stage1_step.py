@@ -20,6 +20,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,10 @@ import gkd_core  # noqa: F401  (torchvision shim before timm)
 
 # isort: split
 from gkd_core.config import BackboneConfig, Stage1Config
-from gkd_core.engine import adamw_cosine
-from gkd_core.models import build_backbone, build_teacher
+from gkd_core.engine import adamw_cosine, param_groups
+from gkd_core.engine.optim import CosineFactor
+from gkd_core.engine.trainer import autocast_context
+from gkd_core.models import Backbone, Teacher, build_backbone, build_teacher
 from gkd_core.stages import Stage1Task
 
 
@@ -67,6 +70,73 @@ def count_flops(step: Callable[[], None]) -> int:
     return int(counter.get_total_flops())
 
 
+def stage1_optimizer(
+    params: torch.nn.Module | list[torch.nn.Parameter], cfg: Stage1Config, fused: bool | None = None
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """Stage 1's AdamW + cosine (``adamw_cosine``); ``fused`` given: the same groups and schedule with
+    ``torch.optim.AdamW(fused=...)`` (None keeps gkd_core's default implementation)."""
+    if fused is None:
+        return adamw_cosine(params, cfg.effective_lr, cfg.weight_decay, steps=cfg.steps, min_lr=cfg.min_lr)
+    lr = cfg.effective_lr
+    opt = torch.optim.AdamW(param_groups(params, cfg.weight_decay), lr=lr, fused=fused)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, CosineFactor(cfg.steps, 0, min(cfg.min_lr, lr) / lr))
+
+
+def make_steps(
+    student: Backbone,
+    teacher: Teacher,
+    cfg: Stage1Config,
+    images: torch.Tensor,
+    *,
+    precision: str = "fp32",
+    fused: bool | None = None,
+    compile_options: dict[str, Any] | None = None,
+) -> dict[str, Callable[[], None]]:
+    """The full stage-1 step and the bare minimum over the same images, as zero-argument callables.
+
+    * ``full``: ``Stage1Task`` (teacher forward, student clean + masked views, three token heads,
+      the three losses), backward, AdamW step, scheduler step.
+    * ``bare``: the least any distillation step of these shapes must do: teacher forward + ONE
+      student forward/backward with one linear projection to the teacher width (MSE on the patch
+      tokens) + AdamW step; no masked view, no QSD heads.
+
+    Both share ``student`` (already on ``images.device``); ``precision`` is the student's autocast
+    (the teacher follows ``teacher.precision``), ``fused`` picks the AdamW implementation
+    (see :func:`stage1_optimizer`); ``compile_options`` given, the full step runs the task through
+    ``torch.compile(task, **compile_options)``. The task and projection are moved to ``images.device``.
+    """
+    device = images.device
+    task = Stage1Task(student, teacher, cfg).to(device).train()
+    opt, sched = stage1_optimizer(task, cfg, fused)
+    batch = {"image": images}
+    forward: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = (
+        task if compile_options is None else torch.compile(task, **compile_options)
+    )
+
+    def full_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(device, precision):
+            loss = forward(batch)["loss"]
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    proj = torch.nn.Linear(student.embed_dim, teacher.embed_dim).to(device)
+    bare_params = [*student.parameters(), *proj.parameters()]
+    bare_opt = torch.optim.AdamW(bare_params, lr=1e-4, weight_decay=0.05, fused=fused)
+
+    def bare_step() -> None:
+        bare_opt.zero_grad(set_to_none=True)
+        target = teacher(images).patches
+        with autocast_context(device, precision):
+            pred = proj(student.forward_tokens(images).patches)
+        loss = F.mse_loss(pred.float(), target)
+        loss.backward()
+        bare_opt.step()
+
+    return {"full": full_step, "bare": bare_step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -86,28 +156,11 @@ def main() -> None:
     teacher.precision = args.teacher_precision
     cfg = Stage1Config(steps=1000, batch_size=batch, image_size=size, teacher_precision=args.teacher_precision)
     images = torch.rand(batch, 3, size, size)
-
-    task = Stage1Task(student, teacher, cfg).train()
-    opt, sched = adamw_cosine(task, cfg.effective_lr, cfg.weight_decay, steps=cfg.steps, min_lr=cfg.min_lr)
-
-    def full_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        task({"image": images})["loss"].backward()
-        opt.step()
-        sched.step()
-
-    proj = torch.nn.Linear(student.embed_dim, teacher.embed_dim)
-    bare_opt = torch.optim.AdamW([*student.parameters(), *proj.parameters()], lr=1e-4, weight_decay=0.05)
-
-    def bare_step() -> None:
-        bare_opt.zero_grad(set_to_none=True)
-        target = teacher(images).patches
-        loss = F.mse_loss(proj(student.forward_tokens(images).patches), target)
-        loss.backward()
-        bare_opt.step()
+    steps = make_steps(student, teacher, cfg, images)
+    full_step = steps["full"]
 
     peak = matmul_peak()
-    times = time_interleaved({"full": full_step, "bare": bare_step}, args.steps, args.warmup)
+    times = time_interleaved(steps, args.steps, args.warmup)
     peak = max(peak, matmul_peak())
     # The minimum is the least disturbed by other processes on a shared machine; medians are shown too.
     t_full, t_bare = min(times["full"]), min(times["bare"])

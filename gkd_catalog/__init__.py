@@ -16,10 +16,12 @@ from gkd_catalog.components import (
     REFERENCES,
     STAGE1_HEADS,
     Entry,
+    HeadInfo,
     LayoutInfo,
     job_phases,
 )
 from gkd_catalog.methods import METHODS, EncoderMode, MethodInfo, ProxyUse, TeacherUse, method
+from gkd_catalog.schedule import steps_for_epochs
 
 __all__ = [
     "HEADS",
@@ -30,6 +32,7 @@ __all__ = [
     "STAGE1_HEADS",
     "EncoderMode",
     "Entry",
+    "HeadInfo",
     "LayoutInfo",
     "MethodInfo",
     "ProxyUse",
@@ -37,6 +40,7 @@ __all__ = [
     "as_json",
     "job_phases",
     "method",
+    "steps_for_epochs",
 ]
 
 

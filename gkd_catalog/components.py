@@ -33,14 +33,33 @@ class LayoutInfo(Entry):
         return data
 
 
+@dataclass(frozen=True)
+class HeadInfo(Entry):
+    """A stage-2 head and the spec options it takes beyond the shared ones (``head_<option>`` in stage2)."""
+
+    options: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["options"] = list(self.options)
+        return data
+
+
 def _table(*entries: Entry) -> dict[str, Entry]:
     return {e.name: e for e in entries}
 
 
-HEADS: dict[str, Entry] = _table(
-    Entry("linear", "Multi-scale linear probe: per-level 1x1 projections, concatenated, BatchNorm, 1x1 classifier."),
-    Entry("fpn", "FPN-style head: lateral 1x1, top-down sum, 3x3 smoothing, fused at stride 4."),
-)
+HEADS: dict[str, HeadInfo] = {
+    head.name: head
+    for head in (
+        HeadInfo("linear", "Multi-scale linear probe: per-level 1x1 projections, concatenated, BatchNorm, 1x1 "
+                 "classifier."),
+        HeadInfo("fpn", "FPN-style head: lateral 1x1, top-down sum, 3x3 smoothing, fused at stride 4."),
+        HeadInfo("mask2former", "Mask2Former (the paper's head): deformable-attention pixel decoder, 9-layer "
+                 "masked-attention decoder with 100 queries, Hungarian-matched set loss; semantic map "
+                 "softmax(class) x sigmoid(mask).", options=("queries", "layers")),
+    )
+}
 """Stage-2 decode heads (gkd_core.models.heads.HEADS)."""
 
 STAGE1_HEADS: dict[str, Entry] = _table(

@@ -6,12 +6,13 @@ tests/test_catalog_docs.py fails when the page and the catalogue differ, so the 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from gkd_catalog.components import HEADS, LAYOUTS, PHASES, REFERENCES, STAGE1_HEADS, Entry
 from gkd_catalog.methods import METHODS
 
 
-def _entries(title: str, table: dict[str, Entry], field: str) -> list[str]:
+def _entries(title: str, table: Mapping[str, Entry], field: str) -> list[str]:
     lines = [f"## {title}", "", f"| {field} | what it is |", "|---|---|"]
     lines += [f"| `{e.name}` | {e.summary} |" for e in table.values()]
     return [*lines, ""]

@@ -314,3 +314,22 @@ def dataset_views(ds: Dataset) -> list[RenderableType]:
             per_kind = ", ".join(f"{n} {k}" for k, n in report.problem_counts.items())
             views.append(f"[dim]{hidden} more not shown (all problems: {escape(per_kind)})[/]")
     return views
+
+
+def plan_table(plan: Any) -> Table | None:
+    """The job's training plan (GET /v1/jobs/{id} ``plan``): steps per stage, from epochs where given."""
+    if not isinstance(plan, list) or not plan:
+        return None
+    table = Table(title="plan", title_justify="left")
+    for column in ("stage", "images", "batch", "epochs", "steps"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for row in plan:
+        cells = [_plan_cell(row.get(key)) for key in ("images", "batch_size", "epochs", "steps")]
+        table.add_row(escape(str(row.get("stage"))), *cells)
+    return table
+
+
+def _plan_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"

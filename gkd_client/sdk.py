@@ -141,6 +141,10 @@ class Client:
             return Job.from_obj(body)
         return self.get_job(job_id)
 
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job's artifacts and checkpoints; the job then reads as missing (idempotent)."""
+        self.http.send("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+
     def events(self, job_id: str) -> list[Event]:
         """The job's lifecycle history, oldest first."""
         return [Event.from_obj(e) for e in _items(self.http.json("GET", f"/v1/jobs/{job_id}/events"))]
@@ -329,6 +333,17 @@ class Client:
         if options:
             body["options"] = dict(options)
         return dict(self.http.json("POST", "/v1/datasets", json=body))
+
+
+    # ----- keys -----------------------------------------------------------------------------
+
+    def keys(self, *, team: str | None = None) -> list[dict[str, Any]]:
+        """API keys this key may see (prefix, team, admin, created_at, revoked_at; never secrets)."""
+        return list(_items(self.http.json("GET", "/v1/keys", params={"team": team})))
+
+    def revoke_key(self, prefix: str) -> None:
+        """Revoke a key by its prefix (idempotent: a revoked key stays revoked)."""
+        self.http.send("DELETE", f"/v1/keys/{quote(prefix, safe='')}")
 
 
 def _items(body: Any) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -12,7 +13,7 @@ from service.models import Evaluation, EvaluationStatus, Job, JobStatus, utcnow
 from service.schemas import DataRef
 
 
-def create_evaluation(*, session: Session, job: Job, targets: list[DataRef]) -> Evaluation:
+def create_evaluation(*, session: Session, job: Job, targets: Sequence[DataRef]) -> Evaluation:
     """Queue an evaluation of ``job``'s student; the job must have succeeded (else 409)."""
     if job.status != JobStatus.SUCCEEDED.value:
         raise InvalidTransition(
@@ -24,7 +25,7 @@ def create_evaluation(*, session: Session, job: Job, targets: list[DataRef]) -> 
         job_id=job.id,
         team_id=job.team_id,
         status=EvaluationStatus.QUEUED.value,
-        targets=[t.model_dump() for t in targets],
+        targets=[t.model_dump(exclude_none=True) for t in targets],
         created_at=utcnow(),
     )
     session.add(evaluation)

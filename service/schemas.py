@@ -97,6 +97,25 @@ class DataRef(_Strict):
     split: str = Field(default="train", min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_\-]+$")
 
 
+class TargetRef(DataRef):
+    """A target domain: a registered dataset split, evaluated as the paper's protocol says.
+
+    ``resize`` is the test-time scale [w, h] images are fitted to with their aspect kept (Cityscapes
+    [1024, 512], BDD100K [1280, 720], ACDC [960, 540], Mapillary [1024, 512]); the logits are upsampled
+    to the full-size label. ``group`` names the benchmark average the domain enters (e.g. "GTAV").
+    """
+
+    resize: tuple[int, int] | None = Field(default=None, description="Test-time scale [w, h], aspect kept")
+    group: str | None = Field(default=None, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
+
+    @field_validator("resize")
+    @classmethod
+    def _resize_bounds(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not all(16 <= side <= 8192 for side in value):
+            raise ValueError(f"resize sides must be 16-8192 pixels; got {list(value)}")
+        return value
+
+
 def _default_loss_weights() -> dict[Literal["cls", "feature", "mask"], float]:
     return {"cls": 1.0, "feature": 1.0, "mask": 1.0}
 
@@ -188,19 +207,51 @@ class Stage1Spec(_Strict):
 
 
 class Stage2Spec(_Strict):
-    """Stage 2: a segmentation head trained on the frozen student with source labels."""
+    """Stage 2: a segmentation head trained on the frozen student with source labels (the paper's protocol:
+    short side 512 x a random scale 0.5-2.0, 512 crops with cat_max_ratio 0.75, flip, photometric distortion)."""
 
-    steps: int = Field(default=40_000, ge=1, le=10_000_000)
+    steps: int | None = Field(default=None, ge=1, le=10_000_000, description="Default 40000 when epochs is not given")
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="Passes over the source's labelled pairs")
     batch_size: int = Field(default=4, ge=1, le=256)
     lr: float = Field(default=1e-4, gt=0, le=1.0)
     crop_size: int = Field(default=512, ge=16, le=2048)
+    base_size: int | None = Field(
+        default=None, ge=16, le=8192, description="Short side before the random scale (GTAV: 512); null: native size"
+    )
+    scale: tuple[float, float] = Field(default=(0.5, 2.0), description="Random scale range [low, high]")
+    cat_max_ratio: float = Field(
+        default=1.0, gt=0, le=1, description="Retry crops until no class covers more than this share (paper: 0.75)"
+    )
+    flip: bool = True
+    photometric: bool = Field(default=True, description="mmseg's photometric distortion")
     head: Stage2Head = "fpn"
+    head_channels: int = Field(default=128, ge=8, le=1024, description="Decoder width (the paper's Mask2Former: 256)")
+    head_queries: int | None = Field(default=None, ge=1, le=1000, description="Heads with a 'queries' option only")
+    head_layers: int | None = Field(default=None, ge=1, le=32, description="Heads with a 'layers' option only")
+    grad_clip: float | None = Field(
+        default=None, ge=0, le=1000, description="Global gradient-norm clip; null: the head's published default"
+    )
     checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
     finetune: bool = Field(
         default=False,
         description='Method "none" only: train the student encoder together with the head instead of '
         "freezing it (how a robust teacher is pretrained on a style pool before it is distilled).",
     )
+
+
+    @model_validator(mode="after")
+    def _schedule_and_head_options(self) -> Stage2Spec:
+        self.steps = _steps_or_epochs(self.steps, self.epochs, 40_000)
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale must be [low, high] with 0 < low <= high; got {list(self.scale)}")
+        takes = gkd_catalog.HEADS[self.head].options
+        for option in ("queries", "layers"):
+            if getattr(self, f"head_{option}") is not None and option not in takes:
+                owners = [h.name for h in gkd_catalog.HEADS.values() if option in h.options]
+                raise ValueError(
+                    f"head_{option} applies to the {', '.join(owners)} head, not {self.head!r}; remove it"
+                )
+        return self
 
 
 class Resources(_Strict):
@@ -238,7 +289,7 @@ class JobSpec(_Strict):
     teacher: ModelRef
     student: ModelRef
     source: DataRef
-    targets: list[DataRef] = Field(min_length=1, max_length=16)
+    targets: list[TargetRef] = Field(min_length=1, max_length=16)
     method: Method = "gkd"
     proxy: DataRef | None = Field(default=None, description="Unlabelled images for stage 1; default: the source")
     stage1: Stage1Spec = Field(default_factory=Stage1Spec)
@@ -249,7 +300,7 @@ class JobSpec(_Strict):
 
     @field_validator("targets")
     @classmethod
-    def _targets_differ_from_source(cls, targets: list[DataRef], info: ValidationInfo) -> list[DataRef]:
+    def _targets_differ_from_source(cls, targets: list[TargetRef], info: ValidationInfo) -> list[TargetRef]:
         source = info.data.get("source")
         seen: set[tuple[str, str]] = set()
         for index, target in enumerate(targets):
@@ -377,6 +428,11 @@ class JobRead(_Read):
     spec: dict[str, Any]
     error: JobError | None = None
     summary: dict[str, Any] | None
+    plan: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="GET /v1/jobs/{id} only: each training stage with its images per epoch, global batch, "
+        "epochs and optimizer steps (epochs turned into steps over the registered sets)",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -443,7 +499,7 @@ class EvaluationCreate(_Strict):
         extra="forbid", json_schema_extra={"examples": [{"targets": [{"dataset": "synth-night", "split": "val"}]}]}
     )
 
-    targets: list[DataRef] = Field(min_length=1, max_length=16)
+    targets: list[TargetRef] = Field(min_length=1, max_length=16)
 
 
 class EvaluationRead(_Read):
@@ -612,3 +668,25 @@ class CatalogRead(BaseModel):
     layouts: list[LayoutEntry]
     references: list[CatalogEntry]
     phases: list[str]
+
+
+class ApiKeyRead(BaseModel):
+    """An API key as listed: never the secret, only the prefix that names it."""
+
+    prefix: str
+    team: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_key(cls, key: Any) -> ApiKeyRead:
+        return cls(
+            prefix=key.prefix, team=key.team.name, admin=key.admin, created_at=key.created_at, revoked_at=key.revoked_at
+        )
+
+
+class ApiKeyList(BaseModel):
+    """Keys the caller may see: its team's, or every team's for an admin key."""
+
+    items: list[ApiKeyRead]

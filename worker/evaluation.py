@@ -7,7 +7,7 @@ import logging
 from gkd_core.experiment import evaluate_student
 from service import evaluations, jobs
 from service.models import EvaluationStatus
-from service.schemas import DataRef
+from service.schemas import TargetRef
 from worker.context import WorkerContext, get_context
 from worker.pipeline import USER_ERRORS, device, resolve_split
 
@@ -28,7 +28,7 @@ def run_evaluation(evaluation_id: str, *, context: WorkerContext | None = None) 
     try:
         resolver = context.resolver(team_id=team_id)
         refs = [
-            resolve_split(context, resolver, team_id, DataRef.model_validate(raw)) for raw in targets
+            resolve_split(context, resolver, team_id, TargetRef.model_validate(raw)) for raw in targets
         ]
         local = context.scratch / f"eval-{evaluation_id}" / STUDENT_ARTIFACT
         context.store.get_file(key, local)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gkd_core.config import BackboneConfig, Stage1Config
 from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config
-from service.schemas import DataRef, JobSpec, ModelRef
+from service.schemas import DataRef, JobSpec, ModelRef, TargetRef
 
 # The API names the patch-feature term "feature"; gkd_core calls it "feat".
 _LOSS_KEYS = {"cls": "cls", "feature": "feat", "mask": "mask"}
@@ -44,11 +44,21 @@ def to_experiment_config(
         proxy_stage1=_proxy_stage1_config(spec, stage1) if spec.proxy is not None else None,
         extra_images=[dataset_ref(ref) for ref in spec.stage1.extra_images],
         stage2=Stage2Config(
-            steps=s2.steps,
+            steps=s2.steps or 1,  # ignored when epochs is set: gkd_core turns epochs into steps
+            epochs=s2.epochs,
             batch_size=s2.batch_size,
             lr=s2.lr,
             crop_size=s2.crop_size,
+            base_size=s2.base_size,
+            scale=s2.scale,
+            cat_max_ratio=s2.cat_max_ratio,
+            flip=s2.flip,
+            photometric=s2.photometric,
             head=s2.head,
+            head_channels=s2.head_channels,
+            head_queries=s2.head_queries,
+            head_layers=s2.head_layers,
+            grad_clip=s2.grad_clip,
             checkpoint_every=s2.checkpoint_every,
         ),
         references=list(spec.references),
@@ -60,8 +70,15 @@ def to_experiment_config(
 
 
 def local_split(root: Path, layout: str, ref: DataRef) -> DatasetSplit:
-    """A gkd_core DatasetSplit for a registered dataset already resolved to a local folder."""
-    return DatasetSplit(root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}")
+    """A gkd_core DatasetSplit for a registered dataset already resolved to a local folder.
+
+    A target's test-time resize and benchmark group travel with it (TargetRef).
+    """
+    resize = ref.resize if isinstance(ref, TargetRef) else None
+    group = ref.group if isinstance(ref, TargetRef) else None
+    return DatasetSplit(
+        root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}", resize=resize, group=group
+    )
 
 
 def _stage1_config(spec: JobSpec) -> Stage1Config:

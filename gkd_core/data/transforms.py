@@ -85,6 +85,8 @@ class SegTrainTransform:
         photometric: apply ``photometric_distortion`` to the image.
         base_size: if set, the short side is first resized to ``base_size * factor``.
         ignore_index: padding value for masks.
+        cat_max_ratio: mmseg's RandomCrop rule: up to 10 crop positions are tried until no single class
+            covers more than this share of the crop's labelled pixels (1.0: the first position).
     """
 
     def __init__(
@@ -95,9 +97,13 @@ class SegTrainTransform:
         photometric: bool = True,
         base_size: int | None = None,
         ignore_index: int = 255,
+        cat_max_ratio: float = 1.0,
     ) -> None:
         if scale[0] <= 0 or scale[1] < scale[0]:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+        if not 0 < cat_max_ratio <= 1:
+            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio}")
+        self.cat_max_ratio = cat_max_ratio
         self.crop = _pair(crop)
         self.scale = scale
         self.flip = flip
@@ -114,14 +120,18 @@ class SegTrainTransform:
             factor *= self.base_size / min(h, w)
         sh, sw = max(1, round(h * factor)), max(1, round(w * factor))
         ch, cw = self.crop
-        top = randint(generator, 0, max(0, sh - ch))
-        left = randint(generator, 0, max(0, sw - cw))
-        # Resize only the source window under the crop (not the whole image): at scale 2 a 512 crop
-        # of a 2048x1024 frame touches a quarter of it, which is most of the transform's cost.
-        y0, y1, out_h, off_y = _source_window(top, min(ch, sh), sh / h, h)
-        x0, x1, out_w, off_x = _source_window(left, min(cw, sw), sw / w, w)
+        for _ in range(10 if self.cat_max_ratio < 1 else 1):
+            top = randint(generator, 0, max(0, sh - ch))
+            left = randint(generator, 0, max(0, sw - cw))
+            # Resize only the source window under the crop (not the whole image): at scale 2 a 512 crop
+            # of a 2048x1024 frame touches a quarter of it, which is most of the transform's cost.
+            y0, y1, out_h, off_y = _source_window(top, min(ch, sh), sh / h, h)
+            x0, x1, out_w, off_x = _source_window(left, min(cw, sw), sw / w, w)
+            cropped = resize_mask(mask[y0:y1, x0:x1], (out_h, out_w))[off_y:off_y + ch, off_x:off_x + cw]
+            if self.cat_max_ratio >= 1 or _balanced(cropped, self.cat_max_ratio, self.ignore_index):
+                break
         image = resize_image(image[:, y0:y1, x0:x1], (out_h, out_w))[:, off_y:off_y + ch, off_x:off_x + cw]
-        mask = resize_mask(mask[y0:y1, x0:x1], (out_h, out_w))[off_y:off_y + ch, off_x:off_x + cw]
+        mask = cropped
         pad_h, pad_w = ch - image.shape[-2], cw - image.shape[-1]
         if pad_h or pad_w:
             image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
@@ -131,6 +141,13 @@ class SegTrainTransform:
         if self.photometric:
             image = photometric_distortion(image, generator)
         return image.contiguous(), mask.contiguous()
+
+
+def _balanced(mask: torch.Tensor, cat_max_ratio: float, ignore_index: int) -> bool:
+    """mmseg's acceptance test: more than one class, none above ``cat_max_ratio`` of the labelled pixels."""
+    counts = torch.bincount(mask[mask != ignore_index].flatten().long())
+    counts = counts[counts > 0]
+    return len(counts) > 1 and float(counts.max()) / float(counts.sum()) < cat_max_ratio
 
 
 class SegEvalTransform:

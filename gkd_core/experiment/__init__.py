@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,8 @@ class ExperimentResult:
     student: dict[str, SegMetrics]
     references: dict[str, dict[str, SegMetrics]]
     exports: dict[str, Path]
+    # Mean mIoU per model ("student" and each reference) over all targets and each benchmark group.
+    averages: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callbacks | None = None) -> ExperimentResult:
@@ -89,6 +91,7 @@ def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callback
         student=results["student"],
         references={k: v for k, v in results.items() if k != "student"},
         exports=exports,
+        averages={name: run.averages(per) for name, per in results.items()},
     )
 
 

@@ -23,6 +23,10 @@ class DatasetSplit:
     split: str = "train"
     name: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # Evaluation only: the test-time scale (w, h) images are fitted to (None: native size), and the
+    # benchmark group whose average this domain enters (e.g. "GTAV" over Cityscapes, BDD, Mapillary).
+    resize: tuple[int, int] | None = None
+    group: str | None = None
 
     @property
     def label(self) -> str:

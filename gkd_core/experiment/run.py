@@ -87,6 +87,13 @@ class ExperimentRun:
         self.num_classes = int(train_ds.num_classes)
         self.ignore_index = int(train_ds.ignore_index)
         self._reported: set[str] = set()
+        # Stage 2 and every reference train by the same schedule; epochs count the source's labelled pairs.
+        self.stage2 = cfg.stage2.resolved(len(train_ds))
+        if cfg.stage2.epochs is not None:
+            self.cb.on_event(
+                f"stage2: {cfg.stage2.epochs:g} epochs of {len(train_ds):,} labelled pairs at batch "
+                f"{cfg.stage2.batch_size} = {self.stage2.steps:,} steps"
+            )
 
     # -- phases --------------------------------------------------------------------------------
     def begin(self, phase: Phase) -> None:
@@ -110,17 +117,22 @@ class ExperimentRun:
         return build_backbone(cfg if fresh_weights else replace(cfg, weights="none"))
 
     def seg_model(self, backbone: nn.Module, *, frozen: bool) -> SegmentationModel:
-        s2 = self.cfg.stage2
+        s2 = self.stage2
         torch.manual_seed(self.cfg.seed)
         model = build_segmentation_model(
-            backbone, s2.head, self.num_classes, channels=s2.head_channels, frozen_encoder=frozen
+            backbone,
+            s2.head,
+            self.num_classes,
+            channels=s2.head_channels,
+            frozen_encoder=frozen,
+            head_options=s2.head_options(),
         )
         return model.to(self.device)
 
     def source_batches(self, seed_offset: int) -> StepBatches:
-        ds = self.cfg.source.open(transform=train_transform(self.cfg.stage2, self.ignore_index))
+        ds = self.cfg.source.open(transform=train_transform(self.stage2, self.ignore_index))
         self.report_pair_issues(self.cfg.source, ds)
-        return source_batches(ds, self.cfg.stage2, self.cfg.seed + seed_offset)
+        return source_batches(ds, self.stage2, self.cfg.seed + seed_offset)
 
     def report_pair_issues(self, split: DatasetSplit, ds: Any) -> None:
         """One event per labelled split that left pairs out (image/label sizes differ, unreadable headers)."""
@@ -163,16 +175,16 @@ class ExperimentRun:
             self.cb.on_event(f"{key}: already finished, loading its weights")
             self.load_into(model, key)
             return model
-        groups = optimizer_groups(model, self.cfg.stage2)
+        groups = optimizer_groups(model, self.stage2)
         if model.frozen_encoder:
             assert_frozen(model.backbone)
         for mod_name, module in task.named_children():
             if mod_name == "projector":
-                groups += [dict(g, lr=self.cfg.stage2.lr) for g in _param_groups(module, self.cfg.stage2)]
+                groups += [dict(g, lr=self.stage2.lr) for g in _param_groups(module, self.stage2)]
         train_segmentation(
             task,
             groups,
-            self.cfg.stage2,
+            self.stage2,
             self.source_batches(seed_offset),
             stage=key,
             checkpoint_dir=self.ckpt / key,
@@ -270,7 +282,7 @@ class ExperimentRun:
             ds,
             min(resolved.batch_size, len(ds)),
             seed=seed,
-            num_workers=self.cfg.stage2.num_workers,
+            num_workers=self.stage2.num_workers,
             collate_fn=_collate_images,
         )
         return resolved, batches
@@ -288,7 +300,7 @@ class ExperimentRun:
         """Frozen teacher + the same head trained on the source (the teacher reference and KD's teacher)."""
 
         def build() -> tuple[nn.Module, SegmentationModel]:
-            teacher_cfg = replace(self.cfg.teacher, img_size=self.cfg.stage2.crop_size)
+            teacher_cfg = replace(self.cfg.teacher, img_size=self.stage2.crop_size)
             backbone = self.build_backbone(teacher_cfg, fresh_weights=self.fresh("ref_teacher"))
             model = self.seg_model(backbone, frozen=True)
             return SegmentationTask(model, self.ignore_index), model
@@ -335,7 +347,7 @@ class ExperimentRun:
             results[model_name] = {}
             for ref in domains:
                 results[model_name][ref.label] = evaluate_split(
-                    model, ref, self.num_classes, self.cfg.stage2, self.device
+                    model, ref, self.num_classes, self.stage2, self.device
                 )
                 count += 1
                 self.cb.on_progress(Phase.EVALUATING.value, count / total, None)
@@ -346,6 +358,18 @@ class ExperimentRun:
             "evaluating", results={m: {d: v.to_dict() for d, v in per.items()} for m, per in results.items()}
         )
         return results
+
+    def averages(self, per_domain: dict[str, SegMetrics]) -> dict[str, float]:
+        """Mean mIoU over every target ("targets") and over each benchmark group of targets (e.g. "GTAV")."""
+        groups: dict[str, list[str]] = {"targets": [t.label for t in self.cfg.targets]}
+        for target in self.cfg.targets:
+            if target.group:
+                groups.setdefault(target.group, []).append(target.label)
+        return {
+            name: sum(per_domain[label].miou for label in labels) / len(labels)
+            for name, labels in groups.items()
+            if labels and all(label in per_domain for label in labels)
+        }
 
     def export(self, model: SegmentationModel, results: dict[str, dict[str, SegMetrics]]) -> dict[str, Path]:
         done = self.state.done("exporting")
@@ -377,6 +401,7 @@ class ExperimentRun:
             refs,
             source=cfg.source.label,
             onnx=cfg.export_onnx,
+            averages={name: self.averages(per) for name, per in results.items()},
         )
         model.to(self.device)
         self.state.mark("exporting", files={k: str(p.relative_to(self.work_dir)) for k, p in paths.items()})
@@ -401,5 +426,12 @@ def evaluate_split(
     if int(ds.num_classes) != num_classes:
         raise ConfigError(f"domain {ref.label} has {ds.num_classes} classes but the source has {num_classes}")
     return evaluate_segmentation(
-        model, ds, num_classes, window=s2.window, stride=s2.stride, device=device, ignore_index=int(ds.ignore_index)
+        model,
+        ds,
+        num_classes,
+        window=s2.window,
+        stride=s2.stride,
+        device=device,
+        ignore_index=int(ds.ignore_index),
+        resize=ref.resize,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from gkd_catalog.schedule import steps_for_epochs
 from gkd_core.engine.batches import BatchSource, StepBatches
 from gkd_core.engine.callbacks import Callbacks
 from gkd_core.engine.inference import sliding_window_logits
@@ -27,14 +28,15 @@ from gkd_core.engine.metrics import ConfusionMatrix, SegMetrics
 from gkd_core.engine.optim import adamw_poly, param_groups
 from gkd_core.engine.trainer import FitResult, autocast_context, fit
 from gkd_core.errors import ConfigError
-from gkd_core.models.heads import SegHead
+from gkd_core.models.heads import HEADS, SegHead
+from gkd_core.models.seg_head import IGNORE_INDEX
+from gkd_core.models.seg_head import segmentation_ce as segmentation_ce  # re-exported for the baselines
 
 _logger = logging.getLogger(__name__)
 
 STRIDES = (4, 8, 16, 32)
 # Blocks 4, 6, 8, 12 of a 12-block ViT (the paper) are these fractions of the depth.
 _DEPTH_FRACTIONS = (1 / 3, 1 / 2, 2 / 3, 1.0)
-IGNORE_INDEX = 255
 
 
 class LevelBackbone(Protocol):
@@ -58,9 +60,18 @@ class Stage2Config:
     crop_size: int = 512
     head: str = "fpn"
     head_channels: int = 128
+    head_queries: int | None = None  # mask2former only; None: the head's default (100)
+    head_layers: int | None = None  # mask2former decoder layers; None: the head's default (9)
+    grad_clip: float | None = None  # global grad-norm clip; None: the head's published default (none), 0: off
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     photometric: bool = True
+    # The paper's protocol (mmseg): short side resized to base_size x a random scale in ``scale`` (GTAV:
+    # 512, 0.5-2.0), a crop_size crop retried until no class covers more than cat_max_ratio (0.75) of it.
+    # base_size None scales relative to each image's own size; cat_max_ratio 1.0 takes the first crop.
+    base_size: int | None = None
+    cat_max_ratio: float = 1.0
+    epochs: float | None = None  # passes over the source set instead of ``steps`` (see resolved())
     eval_window: int | None = None  # None: crop_size
     eval_stride: int | None = None  # None: two thirds of the window (512 -> 341)
     checkpoint_every: int = 500
@@ -83,6 +94,36 @@ class Stage2Config:
             raise ConfigError(f"stage2.scale must be (low, high) with 0 < low <= high, got {self.scale}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"stage2.checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        if self.base_size is not None and self.base_size < 16:
+            raise ConfigError(f"stage2.base_size must be at least 16 pixels or None, got {self.base_size}")
+        if not 0 < self.cat_max_ratio <= 1:
+            raise ConfigError(f"stage2.cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"stage2.epochs must be > 0 or None, got {self.epochs}")
+        for name in ("head_queries", "head_layers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"stage2.{name} must be at least 1 (or None for the head's default), got {value}")
+        if self.grad_clip is not None and not self.grad_clip >= 0:
+            raise ConfigError(f"stage2.grad_clip must be >= 0 (0 turns clipping off) or None, got {self.grad_clip}")
+
+    def resolved(self, num_pairs: int) -> Stage2Config:
+        """This config with ``epochs`` turned into optimizer steps over ``num_pairs`` labelled pairs."""
+        if self.epochs is None:
+            return self
+        return replace(self, steps=steps_for_epochs(self.epochs, num_pairs, self.batch_size), epochs=None)
+
+    def head_options(self) -> dict[str, Any]:
+        """Head constructor options that are set (None fields are left to the head's defaults)."""
+        options = {"num_queries": self.head_queries, "num_layers": self.head_layers}
+        return {k: v for k, v in options.items() if v is not None}
+
+    def clip_norm(self) -> float | None:
+        """The gradient-norm clip to train with: ``grad_clip``, else the head's published default."""
+        if self.grad_clip is not None:
+            return self.grad_clip or None
+        head = HEADS.get(self.head)
+        return head.default_grad_clip if head is not None else None
 
     @property
     def window(self) -> int:
@@ -205,8 +246,12 @@ def build_segmentation_model(
     *,
     channels: int = 128,
     frozen_encoder: bool = True,
+    head_options: dict[str, Any] | None = None,
 ) -> SegmentationModel:
-    """Backbone + a named head over four levels spread over the depth (the backbone's own choice if it has one)."""
+    """Backbone + a named head over four levels spread over the depth (the backbone's own choice if it has one).
+
+    ``head_options`` go to the head's constructor (e.g. ``Stage2Config.head_options()``).
+    """
     from gkd_core.models.heads import build_head
 
     default = getattr(backbone, "default_level_indices", None)
@@ -214,7 +259,10 @@ def build_segmentation_model(
     probe = int(getattr(backbone, "img_size", 64) or 64)
     dims = level_dims(backbone, indices, probe_size=probe)
     return SegmentationModel(
-        backbone, build_head(head, dims, num_classes, channels=channels), indices, frozen_encoder=frozen_encoder
+        backbone,
+        build_head(head, dims, num_classes, channels=channels, **(head_options or {})),
+        indices,
+        frozen_encoder=frozen_encoder,
     )
 
 
@@ -235,7 +283,11 @@ def assert_frozen(module: nn.Module) -> None:
 
 
 class SegmentationTask(nn.Module):
-    """Trainer task: cross-entropy (ignore 255) of a :class:`SegmentationModel` on a labelled batch."""
+    """Trainer task: the head's own loss (ignore 255) of a :class:`SegmentationModel` on a labelled batch.
+
+    Per-pixel cross-entropy for the dense heads (``{"loss", "ce"}``), the set-prediction loss for
+    Mask2Former (``{"loss", "cls", "mask", "dice", "aux"}``); the trainer logs every part.
+    """
 
     def __init__(self, model: SegmentationModel, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
@@ -244,22 +296,17 @@ class SegmentationTask(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         images, masks = batch["image"], batch["mask"]
-        logits = self.model(images)
-        ce = segmentation_ce(logits, masks, self.ignore_index)
-        return {"loss": ce, "ce": ce.detach()}
-
-
-def segmentation_ce(logits: Tensor, masks: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Pixel cross-entropy ignoring ``ignore_index``; 0 (not NaN) for a batch with no labelled pixel."""
-    masks = masks.long()
-    if not bool((masks != ignore_index).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+        return self.model.head.loss(self.model.features(images), masks, self.ignore_index)
 
 
 def optimizer_groups(model: SegmentationModel, cfg: Stage2Config) -> list[dict[str, Any]]:
-    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``."""
-    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay)]
+    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``.
+
+    Besides biases and norms, the head's ``no_weight_decay()`` names (Mask2Former's queries and
+    level embeddings, as mmseg) are not decayed.
+    """
+    skip = model.head.no_weight_decay()
+    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay, no_decay=skip)]
     if not model.frozen_encoder:
         groups += [dict(g, lr=cfg.lr * cfg.backbone_lr_mult) for g in param_groups(model.backbone, cfg.weight_decay)]
     return groups
@@ -269,7 +316,15 @@ def train_transform(cfg: Stage2Config, ignore_index: int = IGNORE_INDEX) -> Any:
     """The paper's segmentation augmentation: random scale, crop, flip, photometric distortion."""
     from gkd_core.data.transforms import SegTrainTransform
 
-    return SegTrainTransform(cfg.crop_size, cfg.scale, cfg.flip, cfg.photometric, ignore_index=ignore_index)
+    return SegTrainTransform(
+        cfg.crop_size,
+        cfg.scale,
+        cfg.flip,
+        cfg.photometric,
+        base_size=cfg.base_size,
+        ignore_index=ignore_index,
+        cat_max_ratio=cfg.cat_max_ratio,
+    )
 
 
 def source_batches(dataset: Dataset[Any], cfg: Stage2Config, seed: int) -> StepBatches:
@@ -309,7 +364,10 @@ def train_segmentation(
     exclude_prefixes: tuple[str, ...] = (),
     config: Any = None,
 ) -> FitResult:
-    """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay."""
+    """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay.
+
+    Gradients are clipped as ``cfg.clip_norm()`` says (Mask2Former: global norm 0.01 as published).
+    """
     optimizer, scheduler = adamw_poly(groups, cfg.lr, cfg.weight_decay, steps=cfg.steps, power=cfg.power)
     return fit(
         task,
@@ -321,6 +379,7 @@ def train_segmentation(
         checkpoint_dir=checkpoint_dir,
         callbacks=callbacks,
         checkpoint_every=cfg.checkpoint_every,
+        grad_clip=cfg.clip_norm(),
         device=device,
         precision=precision,
         seed=seed,
@@ -340,8 +399,14 @@ def evaluate_segmentation(
     device: str | torch.device = "cpu",
     ignore_index: int = IGNORE_INDEX,
     precision: str = "fp32",
+    resize: tuple[int, int] | None = None,
 ) -> SegMetrics:
-    """Sliding-window mIoU of ``model`` over every image of ``dataset`` (full resolution labels)."""
+    """Sliding-window mIoU of ``model`` over every image of ``dataset``, scored against full-resolution labels.
+
+    ``resize`` (w, h) is the paper's test-time scale (mmseg ``Resize(scale, keep_ratio=True)``, e.g.
+    Cityscapes 1024x512): each image is resized to fit it, keeping its aspect, and the logits are
+    upsampled back to the label's size before scoring.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
@@ -350,8 +415,24 @@ def evaluate_segmentation(
         item = dataset[i]
         image = item["image"].unsqueeze(0).to(device)
         mask = item["mask"].unsqueeze(0).to(device)
+        full = (int(image.shape[-2]), int(image.shape[-1]))
+        if resize is not None:
+            image = F.interpolate(image, size=fit_keep_ratio(full, resize), mode="bilinear", align_corners=False)
         with autocast_context(device, precision):
             logits = sliding_window_logits(model, image, num_classes, window, stride)
+        if tuple(logits.shape[-2:]) != full:
+            logits = F.interpolate(logits.float(), size=full, mode="bilinear", align_corners=False)
         cm.update(logits.argmax(dim=1), mask)
     model.train(was_training)
     return cm.compute()
+
+
+def fit_keep_ratio(size: tuple[int, int], scale: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of an image of ``size`` (h, w) rescaled to fit ``scale`` (w, h) with its aspect kept (mmseg).
+
+    As mmseg's ``Resize(keep_ratio=True)``: the factor is min(long edge of scale / long edge of the
+    image, short edge of scale / short edge of the image), so 2048x1024 fits 1024x512 at 0.5.
+    """
+    h, w = size
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return max(1, round(h * factor)), max(1, round(w * factor))

@@ -119,6 +119,7 @@ def test_bad_input_prints_one_line(gkd: Gkd, bench: Path) -> None:
     assert "does not take layout options" in line  # this server's DatasetCreate has no options field yet
     assert "KEY=VALUE" in _one_clean_line(gkd("data", "register", "x", "--layout", "folder", "--uri", "file:///x",
                                               "--option", "justakey"))
+    assert "allowed root" in _one_clean_line(gkd("data", "register", "x", "--layout", "folder", "--uri", "file:///etc"))
     assert "cannot reach" in _one_clean_line(gkd("data", "list", "--url", "http://127.0.0.1:9"))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gkd_client import Client, Dataset, NotFoundError
+from gkd_client import Client, Dataset, NotFoundError, ValidationError
 from gkd_core.data.synthetic import TINY_SIZES, generate_benchmark
 from tests.support.live_api import LiveServer
 
@@ -29,9 +29,13 @@ def test_register_get_and_list_typed_datasets(server: LiveServer, client: Client
     assert ds.report.classes and ds.report.classes[0] == "sky" and ds.report.total_problems == 0
     assert "sdk-fog" in [d.name for d in client.list_datasets()]
 
-    missing = client.register_dataset("sdk-missing", layout="folder", uri=(bench / "nothing").as_uri())
-    typed = Dataset.from_obj(missing)
-    assert not typed.valid and typed.report.total_problems >= 1 and typed.report.problems[0].kind == "uri"
+    empty = bench / "empty"
+    empty.mkdir()
+    invalid = Dataset.from_obj(client.register_dataset("sdk-empty", layout="folder", uri=empty.as_uri()))
+    assert not invalid.valid and invalid.report.total_problems >= 1 and invalid.report.problems[0].kind == "layout"
+    with pytest.raises(ValidationError) as refused:  # a URI the service cannot read is refused, not stored
+        client.register_dataset("sdk-missing", layout="folder", uri=(bench / "nothing").as_uri())
+    assert refused.value.errors[0].field == "uri"
     with pytest.raises(NotFoundError):
         client.get_dataset("no-such-set")
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from gkd_core.experiment import DatasetSplit
 from service.schemas import JobSpec
 from tests.service.factories import spec_dict
-from worker.spec_convert import to_experiment_config
+from worker.spec_convert import local_split, to_experiment_config
 
 
 def _spec(**changes: object) -> JobSpec:
@@ -73,3 +73,28 @@ def test_the_worker_config_carries_both_steps(tmp_path: Path) -> None:
         5, None, 8, 56, 14
     )
     assert cfg.student.img_size == 32  # the student is built for stage 2; stage 1 rebuilds it per step
+
+
+def test_stage2_protocol_fields_and_head_options() -> None:
+    spec = _spec(stage2={"epochs": 2, "crop_size": 32, "base_size": 512, "scale": [0.5, 2.0], "cat_max_ratio": 0.75,
+                         "head": "mask2former", "head_channels": 256, "head_queries": 100, "head_layers": 9})
+    assert spec.stage2.epochs == 2 and spec.stage2.steps is None and spec.stage2.head_queries == 100
+    with pytest.raises(ValidationError, match="head_queries applies to the mask2former head, not 'fpn'"):
+        _spec(stage2={"crop_size": 32, "head": "fpn", "head_queries": 10})
+    with pytest.raises(ValidationError, match="scale"):
+        _spec(stage2={"crop_size": 32, "scale": [2.0, 1.0]})
+    with pytest.raises(ValidationError, match="give steps or epochs, not both"):
+        _spec(stage2={"crop_size": 32, "steps": 3, "epochs": 1})
+
+
+def test_targets_carry_their_test_time_scale_and_benchmark_group(tmp_path: Path) -> None:
+    spec = _spec(targets=[{"dataset": "tgt", "split": "val", "resize": [1024, 512], "group": "GTAV"}])
+    cfg = to_experiment_config(
+        spec,
+        dataset_ref=lambda ref: local_split(tmp_path, "folder", ref),
+        resolve_weights=str,
+        device="cpu",
+    )
+    assert cfg.targets[0].resize == (1024, 512) and cfg.targets[0].group == "GTAV"
+    with pytest.raises(ValidationError, match="16-8192"):
+        _spec(targets=[{"dataset": "tgt", "split": "val", "resize": [4, 512]}])
