@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import auth
-from service.models import Team
+from service.models import ApiKey, Team
 from service.queue import Enqueuer
 from service.settings import Settings
 from service.storage import ArtifactStore, StorageUnavailable
@@ -39,11 +39,16 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_team(
+def get_current_key(
     session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Team:
+) -> ApiKey:
+    """The Bearer key's row, with its team loaded; 401 problem otherwise."""
+    return auth.authenticate_key(session=session, key=credentials.credentials if credentials else None)
+
+
+def get_current_team(key: Annotated[ApiKey, Depends(get_current_key)], session: SessionDep) -> Team:
     """The team owning the Bearer key; 401 problem otherwise."""
-    team = auth.authenticate(session=session, key=credentials.credentials if credentials else None)
+    team = key.team
     session.expunge(team)
     return team
 
@@ -67,5 +72,6 @@ def get_store(request: Request) -> ArtifactStore:
 
 
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]

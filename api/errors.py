@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.errors import (
     BadRequest,
@@ -81,7 +82,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Body is not JSON",
         422: "Invalid content; `errors` names each field and fix",
-        503: "A dependency is unavailable",
+        503: "A dependency (database or artifact storage) is unavailable; retry",
     }
     return {s: {"description": descriptions.get(s, "Error"), **PROBLEM_SCHEMA} for s in statuses}
 
@@ -138,11 +139,40 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Validation failed", detail, request=request, errors=items)
 
 
-def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    from api.openapi_errors import leaf_routes
+
+    methods: set[str] = set()
+    for route in leaf_routes(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow})
+        headers = {**(headers or {}), "Allow": allow}
     return problem_response(exc.status_code, detail, detail, request=request, headers=headers)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A dropped connection or an unreachable (or locked) database is a dependency that is down, not a bug.
+    _logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "Database unavailable",
+        "the database did not answer; retry shortly",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
 
 
 def _data_error(request: Request, exc: Exception) -> JSONResponse:
@@ -165,4 +195,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -20,6 +20,7 @@ from gkd_catalog.components import (
     job_phases,
 )
 from gkd_catalog.methods import METHODS, EncoderMode, MethodInfo, ProxyUse, TeacherUse, method
+from gkd_catalog.schedule import steps_for_epochs
 
 __all__ = [
     "HEADS",
@@ -37,6 +38,7 @@ __all__ = [
     "as_json",
     "job_phases",
     "method",
+    "steps_for_epochs",
 ]
 
 

@@ -40,6 +40,8 @@ def _table(*entries: Entry) -> dict[str, Entry]:
 HEADS: dict[str, Entry] = _table(
     Entry("linear", "Multi-scale linear probe: per-level 1x1 projections, concatenated, BatchNorm, 1x1 classifier."),
     Entry("fpn", "FPN-style head: lateral 1x1, top-down sum, 3x3 smoothing, fused at stride 4."),
+    Entry("mask2former", "Mask2Former (the paper's head): deformable-attention pixel decoder, 9-layer masked-attention "
+          "decoder with 100 queries, Hungarian-matched set loss; semantic map softmax(class) x sigmoid(mask)."),
 )
 """Stage-2 decode heads (gkd_core.models.heads.HEADS)."""
 

@@ -252,16 +252,31 @@ def register(app: typer.Typer) -> None:
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Show a job: status, phase, progress, ETA, error and per-domain mIoU."""
+        """Show a job: status, phase, progress, ETA, error, its training plan (steps per stage) and per-domain mIoU."""
         with _client(url, api_key) as client:
             job = client.get_job(job_id)
         if as_json:
             output.emit_json(job.raw)
             return
         output.console.print(output.job_table(job))
+        plan = output.plan_table(job.raw.get("plan"))
+        if plan is not None:
+            output.console.print(plan)
         scores = output.scores_table(job.summary)
         if scores is not None:
             output.console.print(scores)
+
+    @app.command()
+    @_one_line_errors
+    def delete(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+    ) -> None:
+        """Delete a finished job: its artifacts and checkpoints leave storage (cancel a running job first)."""
+        with _client(url, api_key) as client:
+            client.delete_job(job_id)
+        output.console.print(f"deleted job {escape(job_id)}")
 
     @app.command()
     @_one_line_errors

@@ -188,3 +188,22 @@ def human_bytes(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def plan_table(plan: Any) -> Table | None:
+    """The job's training plan (GET /v1/jobs/{id} ``plan``): steps per stage, from epochs where given."""
+    if not isinstance(plan, list) or not plan:
+        return None
+    table = Table(title="plan", title_justify="left")
+    for column in ("stage", "images", "batch", "epochs", "steps"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for row in plan:
+        cells = [_plan_cell(row.get(key)) for key in ("images", "batch_size", "epochs", "steps")]
+        table.add_row(escape(str(row.get("stage"))), *cells)
+    return table
+
+
+def _plan_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"

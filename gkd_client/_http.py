@@ -52,8 +52,8 @@ class HTTP:
 
     @staticmethod
     def is_idempotent(method: str, headers: Mapping[str, str] | None) -> bool:
-        """GET/HEAD always; POST only with an Idempotency-Key."""
-        if method.upper() in ("GET", "HEAD"):
+        """GET/HEAD/DELETE always (deleting twice leaves the same state); POST only with an Idempotency-Key."""
+        if method.upper() in ("GET", "HEAD", "DELETE"):
             return True
         return method.upper() == "POST" and any(k.lower() == "idempotency-key" for k in (headers or {}))
 

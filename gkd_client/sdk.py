@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
@@ -140,6 +140,10 @@ class Client:
         if isinstance(body, dict) and "id" in body and "status" in body:
             return Job.from_obj(body)
         return self.get_job(job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job's artifacts and checkpoints; the job then reads as missing (idempotent)."""
+        self.http.send("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
 
     def events(self, job_id: str) -> list[Event]:
         """The job's lifecycle history, oldest first."""
@@ -309,6 +313,17 @@ class Client:
         if classes is not None:
             body["classes"] = list(classes)
         return dict(self.http.json("POST", "/v1/datasets", json=body))
+
+
+    # ----- keys -----------------------------------------------------------------------------
+
+    def keys(self, *, team: str | None = None) -> list[dict[str, Any]]:
+        """API keys this key may see (prefix, team, admin, created_at, revoked_at; never secrets)."""
+        return list(_items(self.http.json("GET", "/v1/keys", params={"team": team})))
+
+    def revoke_key(self, prefix: str) -> None:
+        """Revoke a key by its prefix (idempotent: a revoked key stays revoked)."""
+        self.http.send("DELETE", f"/v1/keys/{quote(prefix, safe='')}")
 
 
 def _items(body: Any) -> list[Any]:

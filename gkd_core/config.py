@@ -7,10 +7,10 @@ library keep their own configs in their own modules.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gkd_catalog.schedule import steps_for_epochs
 from gkd_core.errors import ConfigError
 
 WEIGHT_SOURCES = ("none", "timm")
@@ -151,10 +151,3 @@ class Stage1Config:
         """Weight of one loss term (missing terms weigh 1, as in the paper)."""
         return float(self.loss_weights.get(term, 1.0))
 
-
-def steps_for_epochs(epochs: float, num_images: int, batch_size: int) -> int:
-    """Optimizer steps that show a set of ``num_images`` images ``epochs`` times at ``batch_size`` (at least 1).
-
-    A partial last batch counts as a step (``ceil``), as a DataLoader without ``drop_last`` would give.
-    """
-    return max(1, math.ceil(epochs * num_images / batch_size))

@@ -13,7 +13,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from gkd_core.errors import CheckpointError
-from gkd_core.models.heads import build_head
+from gkd_core.models.heads import HEADS, build_head
 from gkd_core.stages.stage2 import SegmentationModel
 
 _logger = logging.getLogger(__name__)
@@ -38,7 +38,11 @@ BackboneBuilder = Callable[[Any], nn.Module]
 
 @dataclass(frozen=True)
 class ExportMeta:
-    """What the loader needs to rebuild the module, plus facts for the model card."""
+    """What the loader needs to rebuild the module, plus facts for the model card.
+
+    ``head_options`` are the head's constructor options beyond widths and channels (Mask2Former's
+    queries, layers, ...); :func:`save_student` fills them from the head itself.
+    """
 
     model: str
     num_classes: int
@@ -52,6 +56,7 @@ class ExportMeta:
     method: str = "gkd"
     teacher: str | None = None
     name: str = "gkd-student"
+    head_options: dict[str, Any] = field(default_factory=dict)
     # Unlabelled sets added to step 1b (``ExperimentConfig.extra_images``): named because images of the
     # target domains change the domain-generalization protocol behind the reported numbers.
     extra_stage1_images: list[str] = field(default_factory=list)
@@ -76,14 +81,32 @@ def _default_builder(meta: ExportMeta) -> nn.Module:
 
 
 def save_student(model: SegmentationModel, path: Path, meta: ExportMeta) -> Path:
-    """Write the module's weights and the JSON rebuild header into one safetensors file."""
+    """Write the module's weights and the JSON rebuild header into one safetensors file.
+
+    The header's ``head_options`` are taken from the head module (what was trained is what the file
+    rebuilds); options given in ``meta`` must agree with them.
+
+    Raises:
+        CheckpointError: ``meta.head`` names another head class, or ``meta.head_options`` disagree.
+    """
     path = Path(path)
+    meta = _with_head_options(model, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp), metadata={METADATA_KEY: meta.to_json()})
     tmp.replace(path)
     _logger.info("exported student (%s + %s head) to %s", meta.model, meta.head, path)
     return path
+
+
+def _with_head_options(model: SegmentationModel, meta: ExportMeta) -> ExportMeta:
+    head_cls = HEADS.get(meta.head)
+    if head_cls is None or not isinstance(model.head, head_cls):
+        raise CheckpointError(f"ExportMeta says head {meta.head!r} but the model's head is {type(model.head).__name__}")
+    options = model.head.options()
+    if meta.head_options and meta.head_options != options:
+        raise CheckpointError(f"ExportMeta.head_options {meta.head_options} differ from the head's own {options}")
+    return replace(meta, head_options=options)
 
 
 def read_export_meta(path: Path) -> ExportMeta:
@@ -115,9 +138,11 @@ def load_student(
     if meta.format_version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has export format {meta.format_version}; this gkd_core reads {FORMAT_VERSION}")
     backbone = (backbone_builder or _default_builder)(meta)
+    if meta.head not in HEADS:
+        raise CheckpointError(f"{path} has a {meta.head!r} head; this gkd_core knows {sorted(HEADS)}")
     with safe_open(str(path), framework="pt") as f:
         dims = _head_in_dims(f, len(meta.indices), meta.head)
-    head = build_head(meta.head, dims, meta.num_classes, channels=meta.head_channels)
+    head = build_head(meta.head, dims, meta.num_classes, channels=meta.head_channels, **meta.head_options)
     model = SegmentationModel(backbone, head, meta.indices, frozen_encoder=True)
     missing, unexpected = load_model(model, str(path), strict=False)
     if missing or unexpected:
@@ -129,11 +154,10 @@ def load_student(
 
 
 def _head_in_dims(f: Any, levels: int, head: str) -> list[int]:
-    """Input widths of the head, read from its first layer's weights (CNN levels differ in width)."""
-    prefix = "head.proj" if head == "linear" else "head.lateral"
+    """Input widths of the head, read from its per-level input layer's weights (CNN levels differ in width)."""
     dims = []
     for i in range(levels):
-        key = f"{prefix}.{i}.weight"
+        key = "head." + HEADS[head].in_dims_key.format(i)
         if key not in f.keys():  # noqa: SIM118 - safe_open handles have keys(), not __contains__
             raise CheckpointError(f"exported file lacks {key!r}; cannot infer the {head} head's input widths")
         dims.append(int(f.get_slice(key).get_shape()[1]))
@@ -248,10 +272,10 @@ def write_model_card(
         "",
         f"A `{meta.model}` student distilled with **{meta.method}**"
         + (f" from `{meta.teacher}`" if meta.teacher else "")
-        + f", with a `{meta.head}` head for {meta.num_classes} classes"
+        + f", with a `{meta.head}` head{_head_details(meta)} for {meta.num_classes} classes"
         + (f", trained on the `{source}` domain." if source else "."),
         "",
-        f"Input: float RGB in [0, 1], {meta.image_size} px windows; output: logits per class.",
+        f"Input: float RGB in [0, 1], {meta.image_size} px windows; output: {_output_kind(meta.head)}.",
         "",
         "| domain | mIoU % | pixel acc % |",
         "|---|---|---|",
@@ -277,6 +301,18 @@ def write_model_card(
     return {"model_card": json_path, "readme": readme}
 
 
+def _output_kind(head: str) -> str:
+    head_cls = HEADS.get(head)
+    return head_cls.output_kind if head_cls is not None else "logits per class"
+
+
+def _head_details(meta: ExportMeta) -> str:
+    """A parenthesis with the head's shape options (queries, layers), or nothing."""
+    shown = {"num_queries": "queries", "num_layers": "decoder layers", "encoder_layers": "pixel-decoder layers"}
+    parts = [f"{meta.head_options[k]} {label}" for k, label in shown.items() if k in meta.head_options]
+    return f" ({meta.head_channels} channels, {', '.join(parts)})" if parts else ""
+
+
 def _percent(v: Any) -> float | None:
     return None if v is None else round(float(v) * 100.0, 2)
 
@@ -298,6 +334,7 @@ def export_all(
     """safetensors + ONNX + model card into ``out_dir``; returns artifact name -> path."""
     out_dir = Path(out_dir)
     model = model.eval()
+    meta = _with_head_options(model, meta)  # the card shows the head's options too
     paths = {"student": save_student(model, out_dir / "student.safetensors", meta)}
     if onnx:
         paths["onnx"] = export_onnx(model, out_dir / "student.onnx", meta.image_size)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound
+from service.errors import NotFound, ValidationFailed, field_error
 from service.models import Dataset, DatasetStatus, utcnow
 from service.schemas import DatasetCreate
 from service.settings import Settings
@@ -55,12 +55,18 @@ def register_dataset(
     """Validate and store a dataset; a name already registered is re-validated and replaced.
 
     Returns the row and whether it was created (False: updated).
+
+    Raises:
+        ValidationFailed: the URI cannot be read by this service (outside the allowed roots, a scheme or
+            path it refuses, an s3:// prefix it cannot fetch); nothing is stored.
     """
     try:
         path = resolve_dataset_uri(body.uri, settings)
-        report = _validate(path, body.layout)
     except UriRejected as exc:
-        report = {"ok": False, "problems": [{"kind": "uri", "split": None, "name": None, "detail": str(exc)}]}
+        raise ValidationFailed(
+            [field_error("uri", str(exc), "use file:// under an allowed root (GKD_ALLOWED_ROOTS) or an s3:// prefix")]
+        ) from exc
+    report = _validate(path, body.layout)
     if body.classes is not None and report.get("ok") and report.get("classes"):
         found = report["classes"].get("names")
         if found and list(found) != list(body.classes):

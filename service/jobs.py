@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from service.models import (
 )
 from service.pagination import Cursor
 from service.schemas import JobSpec
+from service.storage import ArtifactStore
 
 _logger = logging.getLogger(__name__)
 _ID = re.compile(r"^[0-9a-fA-F-]{1,36}$")
@@ -109,12 +111,12 @@ def find_by_idempotency_key(*, session: Session, team_id: str, key: str) -> Job 
 
 
 def get_job(*, session: Session, job_id: str, team_id: str | None = None) -> Job:
-    """The job, scoped to ``team_id`` when given (other teams' jobs are simply not found)."""
+    """The job, scoped to ``team_id`` when given (other teams' jobs, and deleted ones, are simply not found)."""
     if not is_id(job_id):
         raise JobNotFound(f"no job {job_id[:64]!r}")
     query = select(Job).where(Job.id == job_id)
     if team_id is not None:
-        query = query.where(Job.team_id == team_id)
+        query = query.where(Job.team_id == team_id, Job.deleted_at.is_(None))
     job = session.scalar(query)
     if job is None:
         raise JobNotFound(f"no job {job_id!r}")
@@ -135,7 +137,7 @@ def list_jobs(
 
     Returns the page and the cursor of its last row when another page follows.
     """
-    query = select(Job).where(Job.team_id == team_id)
+    query = select(Job).where(Job.team_id == team_id, Job.deleted_at.is_(None))
     statuses = list(status or [])
     if statuses:
         query = query.where(Job.status.in_(statuses))
@@ -151,6 +153,35 @@ def list_jobs(
     page = rows[:page_size]
     more = len(rows) > page_size
     return page, (Cursor(created_at=page[-1].created_at, id=page[-1].id) if more and page else None)
+
+
+def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactStore) -> None:
+    """Remove a terminal job's stored objects (artifacts, checkpoints) and hide the job from its team.
+
+    Deleting a deleted job changes nothing. A job that is not terminal is a Conflict: cancel it first.
+    Storage is emptied before the row is marked, so a storage outage (StorageUnavailable) leaves the job
+    visible and a retry finishes the work.
+    """
+    if not is_id(job_id):
+        raise JobNotFound(f"no job {job_id[:64]!r}")
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.team_id == team_id))
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    if job.deleted_at is not None:
+        return
+    if JobStatus(job.status) not in TERMINAL_STATUSES:
+        raise InvalidTransition(
+            f"job {job_id} is {job.status}; cancel it first (POST /v1/jobs/{job_id}/cancel), then delete it",
+            current=job.status,
+            requested="delete",
+        )
+    keys = store.list(f"jobs/{job_id}/")
+    for key in keys:
+        store.delete(key)
+    session.execute(sa_delete(Artifact).where(Artifact.job_id == job_id))
+    job.deleted_at = utcnow()
+    add_event(session=session, job=job, type="deleted", message=f"deleted: {len(keys)} stored objects removed")
+    session.flush()
 
 
 def count_by_status(*, session: Session) -> dict[str, int]:

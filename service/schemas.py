@@ -342,6 +342,11 @@ class JobRead(_Read):
     spec: dict[str, Any]
     error: JobError | None = None
     summary: dict[str, Any] | None
+    plan: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="GET /v1/jobs/{id} only: each training stage with its images per epoch, global batch, "
+        "epochs and optimizer steps (epochs turned into steps over the registered sets)",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -558,3 +563,25 @@ class CatalogRead(BaseModel):
     layouts: list[LayoutEntry]
     references: list[CatalogEntry]
     phases: list[str]
+
+
+class ApiKeyRead(BaseModel):
+    """An API key as listed: never the secret, only the prefix that names it."""
+
+    prefix: str
+    team: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_key(cls, key: Any) -> ApiKeyRead:
+        return cls(
+            prefix=key.prefix, team=key.team.name, admin=key.admin, created_at=key.created_at, revoked_at=key.revoked_at
+        )
+
+
+class ApiKeyList(BaseModel):
+    """Keys the caller may see: its team's, or every team's for an admin key."""
+
+    items: list[ApiKeyRead]

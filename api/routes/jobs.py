@@ -16,6 +16,7 @@ from service.errors import BadRequest, Conflict
 from service.idempotency import MAX_KEY_LENGTH, request_hash
 from service.models import Job, JobStatus
 from service.pagination import decode_token, encode_token
+from service.plan import plan_json
 from service.schemas import (
     JOB_SPEC_EXAMPLE,
     ArtifactList,
@@ -149,7 +150,10 @@ def list_jobs(
     responses=responses(401, 404),
 )
 def read_job(job_id: str, team: CurrentTeam, session: SessionDep) -> JobRead:
-    return JobRead.from_job(job_service.get_job(session=session, job_id=job_id, team_id=team.id))
+    job = job_service.get_job(session=session, job_id=job_id, team_id=team.id)
+    read = JobRead.from_job(job)
+    read.plan = plan_json(session=session, team_id=team.id, spec=job.spec)
+    return read
 
 
 @router.post(
@@ -165,6 +169,21 @@ def cancel_job(job_id: str, team: CurrentTeam, session: SessionDep) -> JobRead:
     job = job_service.request_cancel(session=session, job_id=job_id, team_id=team.id)
     session.commit()
     return JobRead.from_job(job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job",
+    description="Remove a finished job's artifacts and checkpoints from storage and hide the job: afterwards "
+    "every read of it is a 404. Deleting it again changes nothing (204). A queued or running job is a 409: "
+    "cancel it first.",
+    responses=responses(404, 409),
+)
+def delete_job(job_id: str, team: CurrentTeam, session: SessionDep, store: StoreDep) -> Response:
+    job_service.delete_job(session=session, job_id=job_id, team_id=team.id, store=store)
+    session.commit()
+    return Response(status_code=204)
 
 
 @router.get(

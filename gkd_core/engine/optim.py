@@ -14,7 +14,7 @@ dict survives ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import torch
@@ -33,11 +33,13 @@ def scaled_lr(base: float, batch: int, ref: int = 512) -> float:
     return base * batch / ref
 
 
-def param_groups(params: ParamsLike, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(params: ParamsLike, weight_decay: float, *, no_decay: Collection[str] = ()) -> list[dict[str, Any]]:
     """Split trainable parameters into a decayed and a non-decayed group (see module docstring).
 
     Frozen parameters (``requires_grad=False``) are left out. Explicit param-group dicts are passed
-    through unchanged, with ``weight_decay`` filled in where missing.
+    through unchanged, with ``weight_decay`` filled in where missing. ``no_decay`` names further
+    parameters of a module (as ``named_parameters`` spells them) to keep undecayed, timm's
+    ``no_weight_decay()`` convention.
     """
     if isinstance(params, nn.Module):
         named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
@@ -49,20 +51,20 @@ def param_groups(params: ParamsLike, weight_decay: float) -> list[dict[str, Any]
                 group.setdefault("weight_decay", weight_decay)
             return groups
         named = [("", p) for p in items if isinstance(p, torch.Tensor) and p.requires_grad]  # type: ignore[misc]
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    decayed: list[nn.Parameter] = []
+    undecayed: list[nn.Parameter] = []
     for name, param in named:
-        if param.ndim <= 1 or any(part in name for part in _NO_DECAY_NAME_PARTS):
-            no_decay.append(param)
+        if param.ndim <= 1 or name in no_decay or any(part in name for part in _NO_DECAY_NAME_PARTS):
+            undecayed.append(param)
         else:
-            decay.append(param)
-    if not decay and not no_decay:
+            decayed.append(param)
+    if not decayed and not undecayed:
         raise ValueError("no trainable parameters were given to the optimizer")
     groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if decayed:
+        groups.append({"params": decayed, "weight_decay": weight_decay})
+    if undecayed:
+        groups.append({"params": undecayed, "weight_decay": 0.0})
     return groups
 
 

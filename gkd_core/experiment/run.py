@@ -119,7 +119,12 @@ class ExperimentRun:
         s2 = self.cfg.stage2
         torch.manual_seed(self.cfg.seed)
         model = build_segmentation_model(
-            backbone, s2.head, self.num_classes, channels=s2.head_channels, frozen_encoder=frozen
+            backbone,
+            s2.head,
+            self.num_classes,
+            channels=s2.head_channels,
+            frozen_encoder=frozen,
+            head_options=s2.head_options(),
         )
         return model.to(self.device)
 

@@ -7,14 +7,17 @@ name through :func:`build_head` and the name travels into checkpoints and export
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkd_core.errors import ConfigError
+from gkd_core.models.mask2former import Mask2FormerHead
+from gkd_core.models.seg_head import SegHead, check_levels, upsample_to
 
 _logger = logging.getLogger(__name__)
 
@@ -28,34 +31,6 @@ def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
         nn.BatchNorm2d(out_ch),
         nn.ReLU(inplace=True),
     )
-
-
-def _check_levels(features: Sequence[Tensor], expected: int) -> None:
-    if len(features) != expected:
-        raise ValueError(f"head expects {expected} feature maps (strides 4, 8, 16, 32), got {len(features)}")
-
-
-def _upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-class SegHead(nn.Module):
-    """Common interface: ``forward(features, out_size) -> logits [B, num_classes, *out_size]``."""
-
-    in_dims: tuple[int, ...]
-    num_classes: int
-
-    def decode(self, features: Sequence[Tensor]) -> Tensor:
-        """Logits at the finest feature stride (stride 4)."""
-        raise NotImplementedError
-
-    def forward(self, features: Sequence[Tensor], out_size: tuple[int, int] | None = None) -> Tensor:
-        logits = self.decode(features)
-        if out_size is not None:
-            logits = _upsample_to(logits, (int(out_size[0]), int(out_size[1])))
-        return logits
 
 
 class LinearHead(SegHead):
@@ -74,9 +49,9 @@ class LinearHead(SegHead):
         self.classifier = nn.Conv2d(channels * len(self.in_dims), self.num_classes, 1)
 
     def decode(self, features: Sequence[Tensor]) -> Tensor:
-        _check_levels(features, len(self.in_dims))
+        check_levels(features, len(self.in_dims))
         size = (int(features[0].shape[-2]), int(features[0].shape[-1]))
-        fused = torch.cat([_upsample_to(p(f), size) for p, f in zip(self.proj, features, strict=True)], dim=1)
+        fused = torch.cat([upsample_to(p(f), size) for p, f in zip(self.proj, features, strict=True)], dim=1)
         return self.classifier(self.norm(fused))
 
 
@@ -85,6 +60,8 @@ class FPNHead(SegHead):
 
     A light stand-in for the paper's Mask2Former head (METHOD.md allows it when every arm uses it).
     """
+
+    in_dims_key: ClassVar[str] = "lateral.{}.weight"
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, channels: int = DEFAULT_CHANNELS) -> None:
         super().__init__()
@@ -96,24 +73,43 @@ class FPNHead(SegHead):
         self.classifier = nn.Conv2d(channels, self.num_classes, 1)
 
     def decode(self, features: Sequence[Tensor]) -> Tensor:
-        _check_levels(features, len(self.in_dims))
+        check_levels(features, len(self.in_dims))
         laterals = [lat(f) for lat, f in zip(self.lateral, features, strict=True)]
         # Top-down: coarse semantics flow into the finer levels.
         for i in range(len(laterals) - 1, 0, -1):
             size = (int(laterals[i - 1].shape[-2]), int(laterals[i - 1].shape[-1]))
-            laterals[i - 1] = laterals[i - 1] + _upsample_to(laterals[i], size)
+            laterals[i - 1] = laterals[i - 1] + upsample_to(laterals[i], size)
         outs = [sm(x) for sm, x in zip(self.smooth, laterals, strict=True)]
         size = (int(outs[0].shape[-2]), int(outs[0].shape[-1]))
-        fused = self.fuse(torch.cat([_upsample_to(o, size) for o in outs], dim=1))
+        fused = self.fuse(torch.cat([upsample_to(o, size) for o in outs], dim=1))
         return self.classifier(fused)
 
 
 HeadFactory = Callable[..., SegHead]
-HEADS: dict[str, HeadFactory] = {"linear": LinearHead, "fpn": FPNHead}
+# The one registry of decode heads: name -> class (a ``SegHead`` subclass built as
+# ``cls(in_dims, num_classes, channels=..., **options)``).
+HEADS: dict[str, type[SegHead]] = {"linear": LinearHead, "fpn": FPNHead, "mask2former": Mask2FormerHead}
 
 
-def build_head(name: str, in_dims: Sequence[int], num_classes: int, channels: int = DEFAULT_CHANNELS) -> SegHead:
-    """Build a registered decode head by name ("linear" or "fpn")."""
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse options a head's constructor does not name (heads taking ``**options`` check their own)."""
+    params = inspect.signature(HEADS[name].__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = set(params) - {"self", "in_dims", "num_classes", "channels"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(f"the {name} head takes no option {unknown}; it takes {sorted(accepted) or 'none'}")
+
+
+def build_head(
+    name: str, in_dims: Sequence[int], num_classes: int, channels: int = DEFAULT_CHANNELS, **options: Any
+) -> SegHead:
+    """Build a registered decode head by name (see ``HEADS``); ``options`` go to heads that take them.
+
+    Raises:
+        ConfigError: unknown name, bad widths or class count, or an option the head does not take.
+    """
     if name not in HEADS:
         raise ConfigError(f"unknown head {name!r}; choose one of {sorted(HEADS)}")
     if num_classes < 1:
@@ -123,5 +119,8 @@ def build_head(name: str, in_dims: Sequence[int], num_classes: int, channels: in
         raise ConfigError(f"a head needs {NUM_LEVELS} positive input widths (strides 4-32), got {dims}")
     if channels < 1:
         raise ConfigError(f"head channels must be at least 1, got {channels}")
-    _logger.debug("building %s head: in_dims=%s classes=%d channels=%d", name, dims, num_classes, channels)
-    return HEADS[name](dims, num_classes, channels=channels)
+    _check_options(name, options)
+    _logger.debug(
+        "building %s head: in_dims=%s classes=%d channels=%d options=%s", name, dims, num_classes, channels, options
+    )
+    return HEADS[name](dims, num_classes, channels=channels, **options)

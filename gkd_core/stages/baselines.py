@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gkd_core.losses.distill_baselines import FeatureProjector, feature_mse_loss
-from gkd_core.stages.stage2 import IGNORE_INDEX, SegmentationModel, freeze_module, segmentation_ce
+from gkd_core.stages.stage2 import IGNORE_INDEX, SegmentationModel, freeze_module, resize_levels
 
 _logger = logging.getLogger(__name__)
 
@@ -70,12 +70,12 @@ class LogitDistillTask(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         images, masks = batch["image"], batch["mask"]
-        logits = self.student(images)
+        # The head's own training loss (CE for dense heads, the set loss for Mask2Former) plus the term on
+        # the semantic logits its inference produces (for Mask2Former: softmax(class) x sigmoid(mask)).
+        task, logits = self.student.head.loss_and_logits(self.student.features(images), masks, self.ignore_index)
         target_logits = self.teacher(images)
-        ce = segmentation_ce(logits, masks, self.ignore_index)
         distill = self.distill(logits, target_logits, masks)
-        loss = ce + self.weight * distill
-        return {"loss": loss, "ce": ce.detach(), self.name: distill.detach()}
+        return {**task, "loss": task["loss"] + self.weight * distill, self.name: distill.detach()}
 
 
 class FeatureMSETask(nn.Module):
@@ -104,11 +104,12 @@ class FeatureMSETask(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         images, masks = batch["image"], batch["mask"]
-        logits, raw = self.student.forward_with_levels(images)
+        raw = self.student.raw_levels(images)
+        task = self.student.head.loss(resize_levels(raw, (int(images.shape[-2]), int(images.shape[-1]))), masks,
+                                      self.ignore_index)
         last = raw[-1]
         grid = (int(last.shape[-2]), int(last.shape[-1]))
         tokens = last.flatten(2).transpose(1, 2)
         target = self.teacher(images, grid=grid).patches.float()
         feat = feature_mse_loss(self.projector(tokens), target)
-        ce = segmentation_ce(logits, masks, self.ignore_index)
-        return {"loss": ce + self.weight * feat, "ce": ce.detach(), "feature_mse": feat.detach()}
+        return {**task, "loss": task["loss"] + self.weight * feat, "feature_mse": feat.detach()}

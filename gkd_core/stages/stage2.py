@@ -27,14 +27,15 @@ from gkd_core.engine.metrics import ConfusionMatrix, SegMetrics
 from gkd_core.engine.optim import adamw_poly, param_groups
 from gkd_core.engine.trainer import FitResult, autocast_context, fit
 from gkd_core.errors import ConfigError
-from gkd_core.models.heads import SegHead
+from gkd_core.models.heads import HEADS, SegHead
+from gkd_core.models.seg_head import IGNORE_INDEX
+from gkd_core.models.seg_head import segmentation_ce as segmentation_ce  # re-exported for the baselines
 
 _logger = logging.getLogger(__name__)
 
 STRIDES = (4, 8, 16, 32)
 # Blocks 4, 6, 8, 12 of a 12-block ViT (the paper) are these fractions of the depth.
 _DEPTH_FRACTIONS = (1 / 3, 1 / 2, 2 / 3, 1.0)
-IGNORE_INDEX = 255
 
 
 class LevelBackbone(Protocol):
@@ -58,6 +59,9 @@ class Stage2Config:
     crop_size: int = 512
     head: str = "fpn"
     head_channels: int = 128
+    head_queries: int | None = None  # mask2former only; None: the head's default (100)
+    head_layers: int | None = None  # mask2former decoder layers; None: the head's default (9)
+    grad_clip: float | None = None  # global grad-norm clip; None: the head's published default (none), 0: off
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     photometric: bool = True
@@ -83,6 +87,24 @@ class Stage2Config:
             raise ConfigError(f"stage2.scale must be (low, high) with 0 < low <= high, got {self.scale}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"stage2.checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        for name in ("head_queries", "head_layers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"stage2.{name} must be at least 1 (or None for the head's default), got {value}")
+        if self.grad_clip is not None and not self.grad_clip >= 0:
+            raise ConfigError(f"stage2.grad_clip must be >= 0 (0 turns clipping off) or None, got {self.grad_clip}")
+
+    def head_options(self) -> dict[str, Any]:
+        """Head constructor options that are set (None fields are left to the head's defaults)."""
+        options = {"num_queries": self.head_queries, "num_layers": self.head_layers}
+        return {k: v for k, v in options.items() if v is not None}
+
+    def clip_norm(self) -> float | None:
+        """The gradient-norm clip to train with: ``grad_clip``, else the head's published default."""
+        if self.grad_clip is not None:
+            return self.grad_clip or None
+        head = HEADS.get(self.head)
+        return head.default_grad_clip if head is not None else None
 
     @property
     def window(self) -> int:
@@ -205,8 +227,12 @@ def build_segmentation_model(
     *,
     channels: int = 128,
     frozen_encoder: bool = True,
+    head_options: dict[str, Any] | None = None,
 ) -> SegmentationModel:
-    """Backbone + a named head over four levels spread over the depth (the backbone's own choice if it has one)."""
+    """Backbone + a named head over four levels spread over the depth (the backbone's own choice if it has one).
+
+    ``head_options`` go to the head's constructor (e.g. ``Stage2Config.head_options()``).
+    """
     from gkd_core.models.heads import build_head
 
     default = getattr(backbone, "default_level_indices", None)
@@ -214,7 +240,10 @@ def build_segmentation_model(
     probe = int(getattr(backbone, "img_size", 64) or 64)
     dims = level_dims(backbone, indices, probe_size=probe)
     return SegmentationModel(
-        backbone, build_head(head, dims, num_classes, channels=channels), indices, frozen_encoder=frozen_encoder
+        backbone,
+        build_head(head, dims, num_classes, channels=channels, **(head_options or {})),
+        indices,
+        frozen_encoder=frozen_encoder,
     )
 
 
@@ -235,7 +264,11 @@ def assert_frozen(module: nn.Module) -> None:
 
 
 class SegmentationTask(nn.Module):
-    """Trainer task: cross-entropy (ignore 255) of a :class:`SegmentationModel` on a labelled batch."""
+    """Trainer task: the head's own loss (ignore 255) of a :class:`SegmentationModel` on a labelled batch.
+
+    Per-pixel cross-entropy for the dense heads (``{"loss", "ce"}``), the set-prediction loss for
+    Mask2Former (``{"loss", "cls", "mask", "dice", "aux"}``); the trainer logs every part.
+    """
 
     def __init__(self, model: SegmentationModel, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
@@ -244,22 +277,17 @@ class SegmentationTask(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         images, masks = batch["image"], batch["mask"]
-        logits = self.model(images)
-        ce = segmentation_ce(logits, masks, self.ignore_index)
-        return {"loss": ce, "ce": ce.detach()}
-
-
-def segmentation_ce(logits: Tensor, masks: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Pixel cross-entropy ignoring ``ignore_index``; 0 (not NaN) for a batch with no labelled pixel."""
-    masks = masks.long()
-    if not bool((masks != ignore_index).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), masks, ignore_index=ignore_index)
+        return self.model.head.loss(self.model.features(images), masks, self.ignore_index)
 
 
 def optimizer_groups(model: SegmentationModel, cfg: Stage2Config) -> list[dict[str, Any]]:
-    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``."""
-    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay)]
+    """AdamW parameter groups: the head at ``cfg.lr``; a trainable encoder at ``lr * backbone_lr_mult``.
+
+    Besides biases and norms, the head's ``no_weight_decay()`` names (Mask2Former's queries and
+    level embeddings, as mmseg) are not decayed.
+    """
+    skip = model.head.no_weight_decay()
+    groups = [dict(g, lr=cfg.lr) for g in param_groups(model.head, cfg.weight_decay, no_decay=skip)]
     if not model.frozen_encoder:
         groups += [dict(g, lr=cfg.lr * cfg.backbone_lr_mult) for g in param_groups(model.backbone, cfg.weight_decay)]
     return groups
@@ -309,7 +337,10 @@ def train_segmentation(
     exclude_prefixes: tuple[str, ...] = (),
     config: Any = None,
 ) -> FitResult:
-    """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay."""
+    """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay.
+
+    Gradients are clipped as ``cfg.clip_norm()`` says (Mask2Former: global norm 0.01 as published).
+    """
     optimizer, scheduler = adamw_poly(groups, cfg.lr, cfg.weight_decay, steps=cfg.steps, power=cfg.power)
     return fit(
         task,
@@ -321,6 +352,7 @@ def train_segmentation(
         checkpoint_dir=checkpoint_dir,
         callbacks=callbacks,
         checkpoint_every=cfg.checkpoint_every,
+        grad_clip=cfg.clip_norm(),
         device=device,
         precision=precision,
         seed=seed,

@@ -88,6 +88,9 @@ class TeamClient:
     def post(self, path: str, **kw: Any) -> Any:
         return self.env.client.post(path, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
+    def client_delete(self, path: str, **kw: Any) -> Any:
+        return self.env.client.delete(path, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
     def register(self, name: str, *, bad: bool = False) -> Any:
         root = write_folder_dataset(self.env.settings.data_dir / "ds" / f"{self.name}-{name}", bad_label=bad)
         response = self.post("/v1/datasets", json={"name": name, "layout": "folder", "uri": root.as_uri()})

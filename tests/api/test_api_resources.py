@@ -100,8 +100,9 @@ def test_datasets(ready_team: TeamClient, api: ApiEnv) -> None:
     report = ready_team.get("/v1/datasets/broken").json()["report"]
     assert report["problems"][0]["kind"] == "bad_label" and report["splits"]["train"]["images"] == 2
     outside = ready_team.post("/v1/datasets", json={"name": "etc", "layout": "folder", "uri": "file:///etc"})
-    assert outside.status_code == 201 and outside.json()["status"] == "invalid"
-    assert outside.json()["report"]["problems"][0]["kind"] == "uri"
+    assert outside.status_code == 422 and outside.json()["errors"][0]["field"] == "uri"
+    assert "allowed" in outside.json()["errors"][0]["message"] and outside.json()["errors"][0]["fix"]
+    assert ready_team.get("/v1/datasets/etc").status_code == 404  # nothing was stored
     for body in (
         {"name": "x", "layout": "weird", "uri": "file:///x"},
         {"name": "x", "layout": "folder", "uri": "http://x"},

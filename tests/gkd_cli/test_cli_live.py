@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from gkd_cli.cli import app
-from gkd_client import Client
+from gkd_client import APIError, Client
 from tests.support.live_api import LiveServer, spec
 
 Gkd = Callable[..., Result]
@@ -53,6 +53,7 @@ def test_submit_yaml_twice_gives_one_job_then_list_and_status(gkd: Gkd, tmp_path
     assert job["id"] in [j["id"] for j in listed["items"]]
     table = gkd("status", job["id"])
     assert table.exit_code == 0 and "cli-yaml" in table.stdout and "queued" in table.stdout
+    assert "plan" in table.stdout and "stage1b" in table.stdout and "stage2" in table.stdout
 
 
 def test_bad_inputs_print_one_line(gkd: Gkd, tmp_path: Path, server: LiveServer) -> None:
@@ -136,3 +137,26 @@ def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path:
     result = gkd("eval", job.id, "--target", "synth-fog:val", "--poll", "0.05", "--timeout", "10")
     assert result.exit_code == 0, result.output
     assert "synth-snow" in result.stdout and "31.2" in result.stdout
+
+
+def test_keys_list_and_revoke_over_http(gkd: Gkd, server: LiveServer) -> None:
+    from service.auth import create_api_key
+    from service.db import session_scope
+    from service.models import Team
+
+    with session_scope(server.factory) as session:
+        team = session.get(Team, server.team_id)
+        assert team is not None
+        key, row = create_api_key(session=session, team_name=team.name)
+        prefix = row.prefix
+    listed = json.loads(gkd("keys", "list", "--json").stdout)["items"]
+    assert prefix in {k["prefix"] for k in listed}
+    table = gkd("keys", "list")
+    assert table.exit_code == 0 and prefix in table.stdout
+    assert gkd("keys", "revoke", prefix).exit_code == 0
+    with pytest.raises(APIError) as refused:
+        Client(server.url, api_key=key).models()
+    assert refused.value.status == 401
+    revoked = json.loads(gkd("keys", "list", "--json").stdout)["items"]
+    assert next(k for k in revoked if k["prefix"] == prefix)["revoked_at"] is not None
+    assert "404" in _one_clean_line(gkd("keys", "revoke", "ffffffffffff"))

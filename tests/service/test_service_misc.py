@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from service import auth, evaluations, jobs
-from service.datasets import register_dataset
+from service.datasets import find_dataset, register_dataset
 from service.errors import InvalidPageToken, InvalidTransition, Unauthorized, ValidationFailed
 from service.models import ApiKey
 from service.pagination import Cursor, decode_token, encode_token
@@ -87,13 +87,14 @@ def test_register_valid_and_invalid_datasets(session: Session, tmp_path: Path) -
         body=DatasetCreate(name="bad", layout="folder", uri=bad.as_uri()),
     )
     assert ds.status == "invalid" and ds.report["problems"][0]["kind"] == "bad_label"
-    outside = register_dataset(
-        session=session,
-        team_id=team.id,
-        settings=_settings(tmp_path / "good"),
-        body=DatasetCreate(name="far", layout="folder", uri=bad.as_uri()),
-    )[0]
-    assert outside.status == "invalid" and outside.report["problems"][0]["kind"] == "uri"
+    with pytest.raises(ValidationFailed, match="outside the allowed roots"):
+        register_dataset(
+            session=session,
+            team_id=team.id,
+            settings=_settings(tmp_path / "good"),
+            body=DatasetCreate(name="far", layout="folder", uri=bad.as_uri()),
+        )
+    assert find_dataset(session=session, team_id=team.id, name="far") is None
     again, created = register_dataset(
         session=session,
         team_id=team.id,

@@ -219,3 +219,22 @@ def test_a_size_mismatched_source_pair_is_skipped_with_an_event(tmp_path: Path) 
     run_experiment(cfg, work_dir=tmp_path / "work", callbacks=cb)
     skipped = [e for e in cb.events if "pair(s) skipped" in e]
     assert len(skipped) == 1 and skipped[0].startswith("source: 1 image/label pair(s) skipped: img3")
+
+
+@pytest.mark.parametrize("method", ["kd", "gkd"])
+def test_mask2former_serves_single_and_two_stage_methods(
+    domains: dict[str, DatasetSplit], tmp_path: Path, method: str
+) -> None:
+    """KD distils on the semantic map Mask2Former's inference produces while training on its set loss."""
+    stage2 = Stage2Config(
+        steps=2, batch_size=2, crop_size=32, head="mask2former", head_channels=16, head_queries=3, head_layers=2,
+        checkpoint_every=5,
+    )
+    cb = RecordingCallbacks()
+    cfg = _config(domains, method, stage2=stage2, export_onnx=False, evaluate_source=False, targets=[domains["fog"]])
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
+    names = {r.name for r in cb.metrics if r.stage == "stage2"}
+    assert {"cls", "mask", "dice"} <= names and ("kd" in names) == (method == "kd")
+    assert 0.0 <= result.student["fog"].miou <= 1.0
+    card = json.loads(result.exports["model_card"].read_text())
+    assert card["model"]["head"] == "mask2former" and card["model"]["head_options"]["num_queries"] == 3

@@ -1,0 +1,38 @@
+"""DELETE /v1/jobs/{id}: a finished job's stored objects go, the job reads as missing, twice is harmless."""
+
+from __future__ import annotations
+
+from service import jobs as job_service
+from service.db import session_scope
+from service.storage import get_store
+from tests.api.conftest import ApiEnv, TeamClient
+from tests.service.factories import spec_dict
+
+
+def test_delete_removes_artifacts_and_checkpoints_and_hides_the_job(
+    api: ApiEnv, ready_team: TeamClient, other_team: TeamClient
+) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    store = get_store(api.settings)
+    keys = [f"jobs/{job_id}/artifacts/student.safetensors", f"jobs/{job_id}/checkpoints/stage1/last.pt"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        for key in keys:
+            stored = store.put_bytes(key, b"weights")
+        job_service.add_artifact(
+            session=session, job_id=job_id, name="student.safetensors", kind="student",
+            size=stored.size, sha256=stored.sha256, storage_key=keys[0],
+        )
+    refused = ready_team.client_delete(f"/v1/jobs/{job_id}")
+    assert refused.status_code == 409 and "cancel it first" in refused.json()["detail"]
+    assert all(store.exists(key) for key in keys)
+
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    assert other_team.client_delete(f"/v1/jobs/{job_id}").status_code == 404
+    assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert not any(store.exists(key) for key in keys) and store.list(f"jobs/{job_id}/") == []
+    for path in ("", "/events", "/artifacts", "/artifacts/student.safetensors"):
+        assert ready_team.get(f"/v1/jobs/{job_id}{path}").status_code == 404, path
+    assert job_id not in [j["id"] for j in ready_team.get("/v1/jobs").json()["items"]]
+    assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204  # idempotent
