@@ -24,6 +24,7 @@ from typing import Any
 
 import gkd_catalog
 from gkd_core.experiment import DatasetSplit
+from service import capacity as worker_slots
 from service import jobs
 from service.datasets import get_dataset
 from service.models import Job, JobEvent, JobStatus, utcnow
@@ -44,6 +45,7 @@ _logger = logging.getLogger(__name__)
 __all__ = ["USER_ERRORS", "device", "resolve_split", "run_job"]
 EVAL_SPLIT = "val"
 RUNTIME_LIMIT = "runtime limit"
+HAND_BACK_DELAY_S = 10.0  # a job too big for this worker goes back to its queue after this long
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
 
 
@@ -223,14 +225,29 @@ class JobRun:
                 jobs.finish(session=session, job_id=self.job_id, status=JobStatus.CANCELLED, detail="cancelled")
 
     def _too_big(self, ranks: int, slots: capacity.Slots) -> None:
-        """This worker cannot give the job its ranks: fail it, naming what this queue's workers hold."""
-        detail = (
-            f"resources.gpus={ranks}, but the worker that took the job from queue {self.queue!r} "
-            f"({self.context.hostname}) runs at most {slots.describe()} per job; resubmit with "
-            f"gpus <= {slots.count} or to a queue whose workers hold {ranks}"
-        )
+        """This worker cannot give the job its ranks: hand it back when a live worker of the queue can,
+        else fail it, naming what the queues' workers hold."""
+        here = f"the worker that took it from queue {self.queue!r} ({self.context.hostname}) runs at most "
+        here += f"{slots.describe()} per job"
         with self.context.session() as session:
-            jobs.finish(session=session, job_id=self.job_id, status=JobStatus.FAILED, reason="user", detail=detail)
+            live = worker_slots.live_slots(session=session, stale_s=self.context.settings.capacity_stale_s)
+            bigger = [row.worker for row in live.get(self.queue, []) if row.slots >= ranks]
+            if bigger:
+                jobs.transition(
+                    session=session, job_id=self.job_id, to=JobStatus.QUEUED, expected_from=JobStatus.RUNNING,
+                    message=f"resources.gpus={ranks}: {here}; handed back for {', '.join(bigger)}",
+                    values={"attempt": Job.attempt - 1, "heartbeat_at": None, "phase": None, "eta_s": None},
+                )  # fmt: skip
+            else:
+                live_text = worker_slots.describe(live) or "none"
+                detail = (
+                    f"resources.gpus={ranks}, but {here}, and no live worker of the queue holds more "
+                    f"(live workers per queue: {live_text}); resubmit with gpus <= {slots.count} or to a "
+                    f"queue whose workers hold {ranks}"
+                )
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.FAILED, reason="user", detail=detail)
+        if bigger:
+            enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings, countdown=HAND_BACK_DELAY_S)
 
     def _beat(self, callbacks: JobCallbacks) -> None:
         with self.context.session() as session:
