@@ -277,7 +277,7 @@ class JobRun:
             else:
                 _logger.warning("job %s: attempt %d no longer owns the job; stopping", self.job_id, self.attempt)
         if requeued:
-            enqueue_job(self.job_id, settings=self.context.settings)
+            enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings)
 
     def _publish(self, exports: dict[str, Path], summary: dict[str, Any]) -> None:
         stored = []
@@ -327,6 +327,7 @@ def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: Base
     try:
         with context.session() as session:
             job = jobs.get_job(session=session, job_id=job_id)
+            queue = job.queue
             if job.status not in (JobStatus.RUNNING.value, JobStatus.CANCELLING.value) or job.attempt != attempt:
                 return
             if is_transient(exc):
@@ -357,5 +358,5 @@ def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: Base
         _logger.exception("job %s: could not record the failure %s", job_id, detail)
         return
     _logger.warning("job %s: transient error (%s); retrying in %.1f s", job_id, detail, delay)
-    enqueue_job(job_id, settings=context.settings, countdown=delay)
+    enqueue_job(job_id, queue=queue, settings=context.settings, countdown=delay)
 
