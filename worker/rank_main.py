@@ -52,6 +52,7 @@ def build_config(launch: dict[str, Any], device: str) -> Any:
 
 
 def _run(control: Any, launch: dict[str, Any]) -> dict[str, Any]:
+    """Join the group, run the experiment, return this rank's outcome (errors propagate, group still up)."""
     import torch
 
     from gkd_core.engine import distributed
@@ -88,7 +89,6 @@ def _run(control: Any, launch: dict[str, Any]) -> dict[str, Any]:
     finally:
         if isinstance(callbacks, ReportingCallbacks):
             callbacks.close()
-        distributed.teardown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rank %(process)d %(name)s: %(message)s")
 
     import gkd_core  # noqa: F401  (the torchvision shim, before anything imports timm)
+    from gkd_core.engine import distributed
     from gkd_core.engine.trainer import StopRequested
     from worker.reports import ControlDir
     from worker.retry import USER_ERRORS
@@ -117,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested as exc:
         outcome = {"status": "stopped", "message": str(exc)}
     except BaseException as exc:
+        # Say why first, then exit without leaving the group: peers may be stuck in a collective, and
+        # torchrun's agent ends them once this process is gone.
         _logger.exception("rank %d failed", rank)
         control.write_outcome(rank, {"status": "error", "type": type(exc).__name__, "message": str(exc),
                                      "user": isinstance(exc, USER_ERRORS)})  # fmt: skip
         return 1
     control.write_outcome(rank, outcome)
+    distributed.teardown()
     return 0
 
 
