@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -131,3 +132,18 @@ def test_a_worker_with_fewer_ranks_fails_the_job_with_a_clear_message(tmp_path: 
     assert job.error_detail is not None
     assert "resources.gpus=2" in job.error_detail and "at most 1 CPU rank(s)" in job.error_detail
     assert "queue 'gpu'" in job.error_detail
+
+
+def test_bad_input_found_by_one_rank_fails_the_job_with_that_ranks_message(tmp_path: Path, tiny_bench: Path) -> None:
+    source = tmp_path / "toon"
+    shutil.copytree(tiny_bench / "toon", source)
+    env = make_env(tmp_path, tiny_bench, source_root=source)
+    broken = sorted((source / "images" / "train").glob("*.png"))[3]
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image" * 4)  # after registration: found by whichever rank reads it
+
+    job_id = env.submit(tiny_spec("ddp-corrupt", resources=RANKS, stage2=STAGE2))
+    run_job(job_id, context=env.context)
+    job = env.job(job_id)
+    assert (job.status, job.error_reason, job.attempt) == ("failed", "user", 1), (job.status, job.error_detail)
+    assert job.error_detail is not None and broken.name in job.error_detail
+    assert not _rank_pids()
