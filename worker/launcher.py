@@ -187,7 +187,7 @@ def _outcome(
         if found.get("user") or len(outcomes) == nproc:
             # Bad input, or a failure every rank lived to report: not worth another attempt as such.
             raise RankFailed(rank, found.get("type", "Error"), found.get("message", ""), user=bool(found.get("user")))
-    if len(outcomes) < nproc or code != 0:
+    if len(outcomes) < nproc:  # (every rank reporting is what counts, not a crash at interpreter exit)
         if forced:
             return LaunchResult(stopped=True, stop_reason=reason, forced=True)
         reported = "; ".join(f"rank {r} reported {o.get('type')}: {o.get('message')}" for r, o in errors)
@@ -196,6 +196,8 @@ def _outcome(
             f"rank(s) silent (killed, out of memory, or a lost peer){'; ' + reported if reported else ''}; "
             f"last lines of {log_path.name}:\n{_tail(log_path)}"
         )
+    if code != 0:
+        _logger.warning("every rank of %s reported, but the group exited with %d", control.path.name, code)
     main = outcomes[0]
     if main.get("status") == "stopped":
         return LaunchResult(stopped=True, stop_reason=reason)

@@ -97,7 +97,10 @@ def test_a_killed_rank_ends_the_attempt_and_the_next_resumes_on_two_ranks(env: E
 def test_max_runtime_stops_every_rank_at_a_checkpoint_and_fails_naming_the_limit(env: Env) -> None:
     limit = 60
     resources = {**RANKS, "max_runtime_s": limit}
-    spec = tiny_spec("ddp-time", stage1_steps=5000, checkpoint_every=10, resources=resources, stage2=STAGE2)
+    # Method none: one long segmentation stage (no timm RandAugment, whose posterize can fail on a rare
+    # sample: how far training gets before the limit depends on this machine's speed).
+    long_stage2 = {**STAGE2, "steps": 5000, "checkpoint_every": 10}
+    spec = tiny_spec("ddp-time", method="none", stage2=long_stage2, resources=resources, references=[])
     job_id = env.submit(spec)
     # An earlier attempt already ran for limit - 25 s (then went back to the queue, as after a handoff).
     with env.context.session() as session:
@@ -118,8 +121,8 @@ def test_max_runtime_stops_every_rank_at_a_checkpoint_and_fails_naming_the_limit
     assert job.error_detail is not None and f"resources.max_runtime_s={limit} reached" in job.error_detail
     assert took < 60, f"the limit was enforced {took:.0f} s after the start"
     messages = [e.message for e in env.events(job_id)]
-    assert any("stage1b: stopped on request at step" in m for m in messages), messages
-    assert _stored_stage1_steps(env, job_id), env.manifest(job_id)
+    assert any("stage2: stopped on request at step" in m for m in messages), messages
+    assert any(re.search(r"checkpoints/stage2/stage2-step\d+\.pt$", rel) for rel in env.manifest(job_id))
     assert not _rank_pids()
 
 
