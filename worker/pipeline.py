@@ -42,7 +42,6 @@ from worker.work_dir_sync import WorkDirSync
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["USER_ERRORS", "device", "resolve_split", "run_job"]
 EVAL_SPLIT = "val"
 RUNTIME_LIMIT = "runtime limit"
 HAND_BACK_DELAY_S = 10.0  # a job too big for this worker goes back to its queue after this long
