@@ -267,3 +267,19 @@ class Dataset(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkerSlots(Base):
+    """What a live worker offers one job on one queue: ranks (GPUs, or gloo CPU processes), last seen when.
+
+    Written by the worker every ``capacity_interval_s``, read by the API to refuse jobs no live worker
+    of their queue can hold (service/capacity.py).
+    """
+
+    __tablename__ = "worker_slots"
+
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(8))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

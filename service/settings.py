@@ -51,6 +51,17 @@ class Settings(BaseSettings):
         description="Signs page tokens. The dev default is refused in production mode.",
     )
     max_page_size: int = Field(default=100, ge=1, le=1000)
+    worker_gpus: int | None = Field(
+        default=None, ge=0, description="GPUs a worker gives its jobs; default: every CUDA device it sees."
+    )
+    worker_cpu_ranks: int | None = Field(
+        default=None, ge=1, description="A worker without GPUs runs up to this many gloo ranks; default: its cores."
+    )
+    capacity_interval_s: float = Field(default=10.0, gt=0, description="How often a worker advertises its slots.")
+    capacity_stale_s: float = Field(default=60.0, gt=0, description="An advertisement older than this is gone.")
+    stop_grace_s: float = Field(
+        default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

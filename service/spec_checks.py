@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import gkd_catalog
-from service import zoo
+from service import capacity, zoo
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
 from service.models import DatasetStatus, Job, JobStatus
@@ -33,6 +33,7 @@ def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: S
     for field, ref, needs_labels in spec.datasets():
         check_dataset_ref(session=session, team_id=team_id, field=field, ref=ref, needs_labels=needs_labels,
                           errors=errors)
+    check_resources(session=session, spec=spec, settings=settings, errors=errors)
     if spec.resources.queue not in settings.queues:
         errors.append(
             field_error(
@@ -171,3 +172,30 @@ def _check_weights(
                     field, f"job {job_id} is {job.status}, not succeeded", "wait for it to succeed or pick another job"
                 )
             )
+
+
+def check_resources(*, session: Session, spec: JobSpec, settings: Settings, errors: list[dict[str, Any]]) -> None:
+    """``resources.gpus`` ranks: every global batch the job trains with splits evenly over them, and a live
+    worker of the queue can hold them (a queue with no live worker takes the job; it waits for one)."""
+    ranks = spec.resources.gpus
+    batches = [("stage2.batch_size", spec.stage2.batch_size)]
+    if gkd_catalog.method(spec.method).two_stage:
+        batches.append(("stage1.batch_size", spec.stage1.batch_size))
+        if spec.proxy is not None:
+            batches.append(("stage1.proxy_step.batch_size", spec.stage1.step_1a().batch_size or 0))
+    for field, batch in batches:
+        if batch % ranks:
+            lower = max(ranks, batch - batch % ranks)
+            errors.append(
+                field_error(
+                    field,
+                    f"the global batch of {batch} does not split evenly over resources.gpus={ranks} ranks "
+                    f"(each rank takes batch_size / {ranks})",
+                    f"use {lower} or {lower + ranks}, or change resources.gpus",
+                )
+            )
+    queue, stale_s = spec.resources.queue, settings.capacity_stale_s
+    problem = capacity.too_big(session=session, queue=queue, ranks=ranks, stale_s=stale_s)
+    if problem is not None:
+        fix = "ask for fewer GPUs, or submit to a queue whose workers hold more"
+        errors.append(field_error("resources.gpus", problem, fix))

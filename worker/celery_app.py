@@ -1,7 +1,8 @@
 """The Celery app, configured once from Settings with the policy every GKD task shares.
 
 ``celery -A worker.celery_app:app worker`` runs a worker; each worker process also runs the
-sweeper thread that recovers jobs of lost workers.
+sweeper thread that recovers jobs of lost workers, and advertises how many ranks one job may run
+on it for every queue it consumes (worker/capacity.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 app = create_celery()
 _sweeper: Any = None
+_advertiser: Any = None
 
 
 @worker_init.connect
@@ -68,14 +70,19 @@ def _fresh_context(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
-    global _sweeper
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    global _sweeper, _advertiser
+    from worker.capacity import Advertiser
     from worker.context import get_context
     from worker.sweeper import Sweeper
 
     settings = get_settings()
     _sweeper = Sweeper(get_context(), interval_s=max(1.0, settings.heartbeat_stale_s / 4)).start()
     _logger.info("sweeper started")
+    consumer = sender  # worker_ready is sent by the consumer: its node name and the queues it reads
+    queues = sorted(consumer.app.amqp.queues.consume_from) if consumer is not None else list(settings.queues)
+    _advertiser = Advertiser(get_context(), getattr(consumer, "hostname", None) or get_context().hostname, queues)
+    _advertiser.start()
 
 
 @worker_shutting_down.connect
@@ -92,4 +99,6 @@ def _stop_sweeper(**_: Any) -> None:
 
     if _sweeper is not None:
         _sweeper.stop()
+    if _advertiser is not None:
+        _advertiser.stop()
     shutdown.clear_marker()

@@ -1,45 +1,50 @@
 """Run one stored job through gkd_core: the one place where the service meets the ML library.
 
 The database is the source of truth. A task claims the job with a compare-and-set (a redelivered
-message for a running or finished job does nothing), pulls the resume state of earlier attempts
-from storage, runs the experiment with callbacks that write progress to the database and push
-checkpoints to storage, then uploads the exports as artifacts and ends the job. Failures are told
-apart: bad input found late fails with reason "user"; storage or database faults requeue the job
-with backoff until max_attempts, then fail with reason "infra".
+message for a running or finished job does nothing), checks that this worker can give it the ranks
+it asks for (``resources.gpus``), pulls the resume state of earlier attempts from storage, resolves
+datasets and weights, and starts the training as its own process group (``worker/launcher.py``:
+one rank, or torchrun with N). Rank 0's reports become progress rows and checkpoint pushes; the task
+keeps the heartbeat, turns cancel, warm shutdown and the runtime limit into a stop file, then
+uploads the exports as artifacts and ends the job. Failures are told apart: bad input found late
+fails with reason "user"; storage or database faults, and a rank that dies, requeue the job with
+backoff until max_attempts (the next attempt resumes from the last stored checkpoint), then fail
+with reason "infra".
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import gkd_catalog
-from gkd_core.engine.metrics import SegMetrics
-from gkd_core.engine.trainer import StopRequested
-from gkd_core.errors import GKDError
-from gkd_core.experiment import DatasetSplit, ExperimentResult, run_experiment
+from gkd_core.experiment import DatasetSplit
+from service import capacity as worker_slots
 from service import jobs
 from service.datasets import get_dataset
-from service.errors import DomainError
-from service.models import Job, JobStatus
+from service.models import Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
 from service.schemas import DataRef, JobSpec
-from service.uris import UriError, UriResolver
-from worker import shutdown
+from service.uris import UriResolver
+from worker import capacity, launcher, shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
 from worker.progress import JobCallbacks
-from worker.retry import BackoffPolicy, is_transient
+from worker.reports import ControlDir, encode_split, split_key
+from worker.retry import USER_ERRORS, BackoffPolicy, is_transient
 from worker.spec_convert import local_split, to_experiment_config
 from worker.work_dir_sync import WorkDirSync
 
 _logger = logging.getLogger(__name__)
 
-# Bad input the user can fix: these fail the job with reason "user" and the exception's message.
-USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError, ValueError, FileNotFoundError)
 EVAL_SPLIT = "val"
+RUNTIME_LIMIT = "runtime limit"
+HAND_BACK_DELAY_S = 10.0  # a job too big for this worker goes back to its queue after this long
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
 
 
@@ -47,20 +52,8 @@ def _phases(spec: JobSpec) -> list[str]:
     return gkd_catalog.job_phases(gkd_catalog.method(spec.method).stages, bool(spec.references))
 
 
-def metrics_summary(result: ExperimentResult) -> dict[str, Any]:
-    """The JSON summary shown on GET /v1/jobs/{id}: per-domain mIoU of the student and each reference."""
-
-    def table(per_domain: dict[str, SegMetrics]) -> dict[str, Any]:
-        return {domain: m.to_dict() for domain, m in per_domain.items()}
-
-    return {
-        "student": table(result.student),
-        "references": {name: table(rows) for name, rows in result.references.items()},
-    }
-
-
 def device() -> str:
-    """Where this worker trains: the GPU when there is one."""
+    """Where follow-up evaluations run in this process: the GPU when there is one."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -74,6 +67,21 @@ def resolve_split(context: WorkerContext, resolver: UriResolver, team_id: str, r
     return local_split(resolver.resolve(uri), layout, ref)
 
 
+def running_seconds(events: Sequence[JobEvent], now: datetime) -> float:
+    """Seconds the job has spent running over all its attempts (the current one up to ``now``)."""
+    total, since = 0.0, None
+    active = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
+    for event in events:
+        if event.to_status == JobStatus.RUNNING.value and since is None:
+            since = event.time
+        elif since is not None and event.from_status in active and event.to_status not in active:
+            total += (event.time - since).total_seconds()
+            since = None
+    if since is not None:
+        total += (now - since).total_seconds()
+    return total
+
+
 class JobRun:
     """One attempt at one job."""
 
@@ -81,11 +89,14 @@ class JobRun:
         self.context = context
         self.job_id = job.id
         self.team_id = job.team_id
+        self.queue = job.queue
         self.attempt = job.attempt
         self.spec = JobSpec.model_validate(job.spec)
         self.work_dir = context.scratch / job.id
+        self.control = ControlDir(context.scratch / f"{job.id}.control")
         self.sync = WorkDirSync(context.store, job.id, self.work_dir)
         self.resolver = context.resolver(team_id=job.team_id)
+        self.deadline = float("inf")
 
     def event(self, message: str, type: str = "info") -> None:
         with self.context.session() as session:
@@ -109,37 +120,133 @@ class JobRun:
         return str(self.resolver.resolve(uri))
 
     def prepare(self) -> None:
-        """Start from a clean local folder filled with the stored resume state, if any."""
+        """Start from clean local folders, the work folder filled with the stored resume state, if any."""
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        shutil.rmtree(self.control.path, ignore_errors=True)
         self.work_dir.mkdir(parents=True)
+        self.control.path.mkdir(parents=True)
         pulled = self.sync.pull()
         if pulled:
             self.event(f"attempt {self.attempt}: restored {pulled} resume files from storage")
 
+    def launch_file(self, device_kind: str) -> dict[str, Any]:
+        """What the ranks run: the spec with its datasets and weights resolved here, once, for all of them.
+
+        Building the ExperimentConfig here also checks it before any rank starts.
+        """
+        datasets: dict[str, dict[str, Any]] = {}
+        weights: dict[str, str] = {}
+
+        def dataset_ref(ref: DataRef) -> DatasetSplit:
+            split = self.dataset_ref(ref)
+            datasets[split_key(ref)] = encode_split(split)
+            return split
+
+        def resolve_weights(uri: str) -> str:
+            weights[uri] = self.resolve_weights(uri)
+            return weights[uri]
+
+        source_eval = self.source_eval_ref()
+        to_experiment_config(
+            self.spec, dataset_ref=dataset_ref, resolve_weights=resolve_weights, device=device_kind,
+            source_eval=source_eval,
+        )  # fmt: skip
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "spec": self.spec.model_dump(mode="json"),
+            "datasets": datasets,
+            "weights": weights,
+            "source_eval": encode_split(source_eval) if source_eval is not None else None,
+            "work_dir": str(self.work_dir),
+            "device": device_kind,
+        }
+
     def run(self) -> None:
+        settings = self.context.settings
+        ranks = self.spec.resources.gpus
+        slots = capacity.local_slots(settings)
+        if ranks > slots.count:
+            self._too_big(ranks, slots)
+            return
+        limit = self.spec.resources.max_runtime_s
+        used = self._running_seconds()
+        if used >= limit:
+            self._out_of_time(used)
+            return
+        self.deadline = time.monotonic() + (limit - used)
         self.prepare()
-        config = to_experiment_config(
-            self.spec,
-            dataset_ref=self.dataset_ref,
-            resolve_weights=self.resolve_weights,
-            device=device(),
-            source_eval=self.source_eval_ref(),
-        )
+        self.control.write_json(self.control.launch_file, self.launch_file(slots.kind))
         callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec))
-        beat = Heartbeat(
-            lambda: self._beat(callbacks), interval_s=self.context.settings.heartbeat_interval_s, name=self.job_id
-        )
+        self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, slots.kind)}")
+        beat = Heartbeat(lambda: self._beat(callbacks), interval_s=settings.heartbeat_interval_s, name=self.job_id)
         with beat:
-            try:
-                result = run_experiment(config, work_dir=self.work_dir, callbacks=callbacks)
-            except StopRequested:
-                callbacks.flush()
-                self.sync.push()
-                self._stopped()
-                return
+            result = launcher.run_ranks(
+                self.control, nproc=ranks, device_kind=slots.kind, callbacks=callbacks,
+                stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
+            )  # fmt: skip
             callbacks.flush()
         self.sync.push()
-        self._publish(result)
+        if result.stopped and result.stop_reason == RUNTIME_LIMIT:
+            self._out_of_time(self._running_seconds(), forced=result.forced)
+        elif result.stopped:
+            self._stopped()
+        else:
+            self._publish(result.exports, result.summary)
+
+    def _stop_reason(self, callbacks: JobCallbacks) -> str | None:
+        if callbacks.should_stop():
+            return "handoff" if shutdown.requested() else "cancel or superseded attempt"
+        if time.monotonic() >= self.deadline:
+            return RUNTIME_LIMIT
+        return None
+
+    def _running_seconds(self) -> float:
+        with self.context.session() as session:
+            return running_seconds(jobs.list_events(session=session, job_id=self.job_id), utcnow())
+
+    def _out_of_time(self, used: float, *, forced: bool = False) -> None:
+        """Past resources.max_runtime_s: the last checkpoint is stored; the job fails, naming the limit."""
+        limit = self.spec.resources.max_runtime_s
+        how = (
+            "training did not stop in time and was terminated; its last checkpoint is stored" if forced
+            else "training stopped after a checkpoint, which is stored"
+        )  # fmt: skip
+        detail = (
+            f"resources.max_runtime_s={limit} reached: the job has run {used:.0f} s over all its attempts; "
+            f"{how}. Raise max_runtime_s to give such a job more time"
+        )
+        with self.context.session() as session:
+            job = jobs.get_job(session=session, job_id=self.job_id)
+            if job.attempt == self.attempt and job.status == JobStatus.RUNNING.value:
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.FAILED, reason="user", detail=detail)
+            elif job.attempt == self.attempt and job.status == JobStatus.CANCELLING.value:
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.CANCELLED, detail="cancelled")
+
+    def _too_big(self, ranks: int, slots: capacity.Slots) -> None:
+        """This worker cannot give the job its ranks: hand it back when a live worker of the queue can,
+        else fail it, naming what the queues' workers hold."""
+        here = f"the worker that took it from queue {self.queue!r} ({self.context.hostname}) runs at most "
+        here += f"{slots.describe()} per job"
+        with self.context.session() as session:
+            live = worker_slots.live_slots(session=session, stale_s=self.context.settings.capacity_stale_s)
+            bigger = [row.worker for row in live.get(self.queue, []) if row.slots >= ranks]
+            if bigger:
+                jobs.transition(
+                    session=session, job_id=self.job_id, to=JobStatus.QUEUED, expected_from=JobStatus.RUNNING,
+                    message=f"resources.gpus={ranks}: {here}; handed back for {', '.join(bigger)}",
+                    values={"attempt": Job.attempt - 1, "heartbeat_at": None, "phase": None, "eta_s": None},
+                )  # fmt: skip
+            else:
+                live_text = worker_slots.describe(live) or "none"
+                detail = (
+                    f"resources.gpus={ranks}, but {here}, and no live worker of the queue holds more "
+                    f"(live workers per queue: {live_text}); resubmit with gpus <= {slots.count} or to a "
+                    f"queue whose workers hold {ranks}"
+                )
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.FAILED, reason="user", detail=detail)
+        if bigger:
+            enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings, countdown=HAND_BACK_DELAY_S)
 
     def _beat(self, callbacks: JobCallbacks) -> None:
         with self.context.session() as session:
@@ -169,11 +276,11 @@ class JobRun:
             else:
                 _logger.warning("job %s: attempt %d no longer owns the job; stopping", self.job_id, self.attempt)
         if requeued:
-            enqueue_job(self.job_id, settings=self.context.settings)
+            enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings)
 
-    def _publish(self, result: ExperimentResult) -> None:
+    def _publish(self, exports: dict[str, Path], summary: dict[str, Any]) -> None:
         stored = []
-        for name, path in sorted(result.exports.items()):
+        for name, path in sorted(exports.items()):
             path = Path(path)
             if not path.is_file():
                 continue
@@ -187,10 +294,9 @@ class JobRun:
                     session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
                     sha256=obj.sha256, storage_key=obj.key,
                 )
-            jobs.finish(
-                session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=metrics_summary(result)
-            )
+            jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        shutil.rmtree(self.control.path, ignore_errors=True)
 
 
 def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
@@ -212,13 +318,15 @@ def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
 
 def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: BaseException) -> None:
     """Fail with reason user, or requeue with backoff (reason infra once attempts run out)."""
-    detail = f"{type(exc).__name__}: {exc}"
+    # A rank's error reads as it was raised there.
+    detail = f"{exc.type_name if isinstance(exc, launcher.RankFailed) else type(exc).__name__}: {exc}"
     if not isinstance(exc, Exception):  # KeyboardInterrupt / SystemExit: the sweeper will requeue it
         _logger.warning("job %s: worker interrupted (%s)", job_id, detail)
         return
     try:
         with context.session() as session:
             job = jobs.get_job(session=session, job_id=job_id)
+            queue = job.queue
             if job.status not in (JobStatus.RUNNING.value, JobStatus.CANCELLING.value) or job.attempt != attempt:
                 return
             if is_transient(exc):
@@ -240,13 +348,14 @@ def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: Base
                     values={"heartbeat_at": None, "phase": None, "eta_s": None},
                 )
             else:
-                _logger.info("job %s failed on user input: %s", job_id, detail)
-                reason = "user" if isinstance(exc, USER_ERRORS) else "infra"
+                _logger.info("job %s failed: %s", job_id, detail)
+                user = isinstance(exc, USER_ERRORS) or (isinstance(exc, launcher.RankFailed) and exc.user)
+                reason = "user" if user else "infra"
                 jobs.finish(session=session, job_id=job_id, status=JobStatus.FAILED, reason=reason, detail=detail)
                 return
     except Exception:  # the database itself is down: the sweeper requeues the job once it is back
         _logger.exception("job %s: could not record the failure %s", job_id, detail)
         return
     _logger.warning("job %s: transient error (%s); retrying in %.1f s", job_id, detail, delay)
-    enqueue_job(job_id, settings=context.settings, countdown=delay)
+    enqueue_job(job_id, queue=queue, settings=context.settings, countdown=delay)
 

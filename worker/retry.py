@@ -15,10 +15,22 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 
+from gkd_core.errors import GKDError
+from service.errors import DomainError
 from service.storage import StorageUnavailable
+from service.uris import UriError
+
+# Bad input the user can fix: these fail the job with reason "user" and the exception's message.
+USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError, ValueError, FileNotFoundError)
+
+
+class RankLost(Exception):
+    """A training rank died without reporting why (killed, out of memory, a lost peer or GPU)."""
+
 
 # Listed, not inferred: a new transient class is added here on purpose, with a reason.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RankLost,  # the next attempt resumes from the last stored checkpoint
     StorageUnavailable,  # S3 unreachable or 5xx after botocore's own retries
     sqlalchemy.exc.OperationalError,  # DB restarted, connection dropped, SQLite "database is locked"
     sqlalchemy.exc.DisconnectionError,

@@ -39,7 +39,9 @@ def sweep_once(context: WorkerContext, *, requeue_after_s: float = 120.0) -> Swe
     failed: list[str] = []
     cancelled: list[str] = []
     with context.session() as session:
-        stale = [job.id for job in jobs.find_stale_jobs(session=session, older_than=settings.heartbeat_stale_s)]
+        stale_jobs = jobs.find_stale_jobs(session=session, older_than=settings.heartbeat_stale_s)
+        queues = {job.id: job.queue for job in stale_jobs}
+        stale = list(queues)
     for job_id in stale:
         try:
             with context.session() as session:
@@ -48,10 +50,12 @@ def sweep_once(context: WorkerContext, *, requeue_after_s: float = 120.0) -> Swe
             continue
         {JobStatus.QUEUED: requeued, JobStatus.FAILED: failed, JobStatus.CANCELLED: cancelled}[status].append(job_id)
     with context.session() as session:
-        waiting = [job.id for job in jobs.find_queued_jobs(session=session, older_than=requeue_after_s)]
+        waiting_jobs = jobs.find_queued_jobs(session=session, older_than=requeue_after_s)
+        queues.update({job.id: job.queue for job in waiting_jobs})
+        waiting = [job.id for job in waiting_jobs]
     resent = [job_id for job_id in waiting if job_id not in requeued]
     for job_id in requeued + resent:
-        enqueue_job(job_id, settings=settings)
+        enqueue_job(job_id, queue=queues[job_id], settings=settings)  # back to the queue it was submitted to
     if requeued or failed or cancelled or resent:
         _logger.warning(
             "sweeper: requeued %s, failed %s, cancelled %s, re-sent %s", requeued, failed, cancelled, resent

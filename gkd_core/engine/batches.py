@@ -7,6 +7,11 @@ fetched with all global RNGs seeded from ``(seed, epoch, position)``. Random aug
 depends only on where the sample sits in the schedule, not on which process fetched it, how many
 loader workers there are, or whether the run was interrupted. The global RNG stream (dropout,
 masking) is left untouched by data loading.
+
+Under data parallelism ``batch_size`` stays the global batch: rank ``r`` of ``N`` takes positions
+``[r * batch_size / N, (r + 1) * batch_size / N)`` of every global batch, so the ranks together see
+exactly the single-process batch (same samples, same seeds) and a resume at another world size
+continues from the same data position.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gkd_core.engine import distributed
 from gkd_core.engine.seeding import isolated_rng
 
 
@@ -63,8 +69,8 @@ class _StepBatchSampler(Sampler[list[tuple[int, int]]]):
         while True:
             epoch, within = divmod(step, src.steps_per_epoch)
             order = src.epoch_order(epoch)
-            lo = within * src.batch_size
-            positions = range(lo, min(lo + src.batch_size, len(order)))
+            lo = within * src.batch_size + src.rank * src.local_batch_size
+            positions = range(lo, min(lo + src.local_batch_size, len(order)))
             yield [(int(order[p]), sample_seed(src.seed, epoch, p)) for p in positions]
             step += 1
 
@@ -74,13 +80,14 @@ class StepBatches:
 
     Args:
         dataset: indexable with ``len``; items are collated by ``collate_fn``.
-        batch_size: samples per step.
+        batch_size: samples per step over all ranks (the global batch).
         seed: fixes the per-epoch order and every sample's augmentation randomness.
         shuffle: draw a fresh permutation each epoch (else dataset order).
         drop_last: skip an incomplete final batch per epoch (keeps batch shapes fixed).
         num_workers: DataLoader worker processes; results do not depend on it.
         collate_fn: defaults to torch's default collate.
         pin_memory: pin host memory for faster GPU copies.
+        rank, world_size: this process's shard (default: the live process group, else 0 of 1).
     """
 
     def __init__(
@@ -94,8 +101,21 @@ class StepBatches:
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         pin_memory: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         size = len(dataset)
+        world = distributed.world_size() if world_size is None else world_size
+        rank = distributed.rank() if rank is None else rank
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"rank {rank} of world size {world} is not a valid shard")
+        if batch_size % world:
+            raise ValueError(
+                f"the global batch of {batch_size} does not split evenly over {world} ranks; "
+                f"use a multiple of {world} (each rank takes batch_size / {world})"
+            )
+        if world > 1 and not drop_last:
+            raise ValueError("sharding over ranks needs drop_last=True (every rank batch must be full)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if size == 0:
@@ -115,6 +135,9 @@ class StepBatches:
         self.num_workers = num_workers
         self.collate_fn = collate_fn
         self.pin_memory = pin_memory
+        self.rank = rank
+        self.world_size = world
+        self.local_batch_size = batch_size // world
         self.steps_per_epoch = size // batch_size if drop_last else -(-size // batch_size)
 
     def epoch_order(self, epoch: int) -> Sequence[int]:

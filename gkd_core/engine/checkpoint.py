@@ -169,6 +169,7 @@ def save_checkpoint(
     scheduler: Any = None,
     modules: Mapping[str, nn.Module] | None = None,
     rng_state: Mapping[str, Any] | None = None,
+    rank_rng_states: list[Mapping[str, Any]] | None = None,
     config: Any = None,
     best_metric: float | None = None,
     metrics: Mapping[str, float] | None = None,
@@ -186,6 +187,8 @@ def save_checkpoint(
         optimizer, scheduler: saved through their ``state_dict()`` when given.
         modules: extra modules saved under their names (e.g. heads kept outside the task).
         rng_state: from ``seeding.capture_rng_state()``; None stores no RNG state.
+        rank_rng_states: every rank's RNG state in rank order when several ranks trained (the
+            checkpoint then records that world size); ``rng_state`` is rank 0's.
         config: a JSON-able mapping or dataclass describing the run.
         best_metric: best value of the tracked metric so far.
         metrics: the last logged scalars.
@@ -212,6 +215,8 @@ def save_checkpoint(
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": None if rng_state is None else dict(rng_state),
+        "world_size": len(rank_rng_states) if rank_rng_states else 1,
+        "rank_rng": [dict(r) for r in rank_rng_states] if rank_rng_states else [],
         "config": config_to_json(config),
         "code_version": __version__,
         "best_metric": None if best_metric is None else float(best_metric),

@@ -8,6 +8,12 @@ checkpoints, polls ``should_stop()`` once per step, and resumes transparently: w
 optimizer, scheduler and every RNG state, and continues from that step, so the following losses
 are exactly those of an uninterrupted run (on CPU, with ``StepBatches`` or another step-indexed
 source). A finished stage returns at once after loading its final weights.
+
+Under ``torch.distributed`` (see ``engine/distributed.py``) the same loop runs on every rank: the
+task is wrapped in DDP, each rank draws its shard of the global batch, the stop poll is agreed by
+all ranks each step, logged scalars are averaged over ranks, and rank 0 alone writes checkpoints
+(holding every rank's RNG state) and reports to the callbacks. A checkpoint written by N ranks
+resumes on M ranks at the same step, global batch and data position.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from gkd_core.engine import distributed
 from gkd_core.engine.batches import BatchSource
 from gkd_core.engine.callbacks import Callbacks, MetricRow
 from gkd_core.engine.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, save_checkpoint
@@ -196,6 +203,9 @@ def fit(
         keep_last: checkpoints of the stage to keep on disk.
         raise_on_stop: raise ``StopRequested`` on a stop (else return ``FitResult(stopped=True)``).
 
+    Under a process group every rank calls ``fit`` with the same arguments; ``batches`` must shard by
+    rank (``StepBatches`` does), and only rank 0's callbacks hear about metrics and checkpoints.
+
     Returns:
         FitResult with the completed step count and the last logged values.
 
@@ -214,9 +224,18 @@ def fit(
         raise ConfigError(f"grad_clip must be > 0 or None, got {grad_clip}")
     callbacks = callbacks or Callbacks()
     device = torch.device(device)
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
+    # Rank 0 reports; every rank still polls its own callbacks' should_stop (answers are combined).
+    report = callbacks if main else Callbacks()
+    if getattr(batches, "world_size", 1) != world:
+        raise ConfigError(
+            f"stage {stage!r}: training on {world} ranks needs a batch source sharded over them "
+            f"(StepBatches built inside the process group); this one is for {getattr(batches, 'world_size', 1)}"
+        )
     precision, note = resolve_precision(device, precision)
     if note:
-        callbacks.on_event(f"{stage}: {note}")
+        report.on_event(f"{stage}: {note}")
     extra = dict(extra_modules or {})
     excluded = tuple(exclude_prefixes)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -227,19 +246,24 @@ def fit(
     if latest is not None:
         state = load_checkpoint(latest, require=("format", "stage", "step", "model", "optimizer", "rng"))
         start = _restore(state, latest, task, optimizer, scheduler, extra, excluded, stage, steps)
+        ranks_note = _restore_rank_rng(state, rank, world, seed, start)
         last_metrics = dict(state.get("metrics") or {})
         best = state.get("best_metric")
         resumed_path = latest
         if start == steps:
-            callbacks.on_event(f"{stage}: already finished ({steps} steps); loaded {latest.name}")
-            callbacks.on_progress(stage, 1.0, 0.0)
+            report.on_event(f"{stage}: already finished ({steps} steps); loaded {latest.name}")
+            report.on_progress(stage, 1.0, 0.0)
             return FitResult(steps, last_metrics, False, latest, start, best)
-        callbacks.on_event(f"{stage}: resumed from step {start} of {steps} ({latest.name})")
+        report.on_event(f"{stage}: resumed from step {start} of {steps} ({latest.name}){ranks_note}")
     elif seed is not None:
-        seed_everything(seed)
+        seed_everything(distributed.rank_seed(seed, rank))
 
     def save(step: int) -> Path | None:
         if ckpt_dir is None:
+            return None
+        # Every rank's RNG state travels with the checkpoint (a collective: all ranks save together).
+        rng_states = distributed.gather(capture_rng_state())
+        if not main:
             return None
         path = save_checkpoint(
             ckpt_dir,
@@ -249,7 +273,8 @@ def fit(
             optimizer=optimizer,
             scheduler=scheduler,
             modules=extra,
-            rng_state=capture_rng_state(),
+            rng_state=rng_states[0],
+            rank_rng_states=rng_states if world > 1 else None,
             config=config,
             best_metric=best,
             metrics=last_metrics,
@@ -257,10 +282,11 @@ def fit(
             exclude_prefixes=excluded,
             keep_last=keep_last,
         )
-        callbacks.on_checkpoint(path, stage, step)
+        report.on_checkpoint(path, stage, step)
         return path
 
     steps_per_epoch = getattr(batches, "steps_per_epoch", None)
+    model = distributed.wrap(task, device)
     task.train()
     eval_frozen_submodules(task)
     iterator: Iterator[Any] = iter(batches(start))
@@ -269,9 +295,9 @@ def fit(
     params = _trainable(optimizer)
     step = start
     while step < steps:
-        if callbacks.should_stop():
+        if distributed.any_rank(callbacks.should_stop()):
             path = last_saved[1] if last_saved and last_saved[0] == step else save(step)
-            callbacks.on_event(f"{stage}: stopped on request at step {step} of {steps}")
+            report.on_event(f"{stage}: stopped on request at step {step} of {steps}")
             if raise_on_stop:
                 raise StopRequested(stage, step, path)
             return FitResult(step, last_metrics, True, path, start if resumed_path else None, best)
@@ -286,7 +312,7 @@ def fit(
         batch = to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
         with autocast_context(device, precision):
-            output = task(batch)
+            output = model(batch)
         if not isinstance(output, Mapping) or "loss" not in output:
             raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
         loss = output["loss"]
@@ -300,7 +326,7 @@ def fit(
         step += 1
 
         if step % log_every == 0 or step == steps:
-            values = _values(scalars)
+            values = distributed.mean_over_ranks(_values(scalars))
             if not math.isfinite(values["loss"]):
                 parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 raise NonFiniteLossError(f"stage {stage!r}: non-finite loss at step {step} ({parts})")
@@ -309,17 +335,17 @@ def fit(
             if track_best is not None and track_best in values:
                 best = values[track_best] if best is None else min(best, values[track_best])
             epoch = (step - 1) // steps_per_epoch if steps_per_epoch else 0
-            callbacks.on_metrics([MetricRow(stage, step, epoch, name, v) for name, v in values.items()])
+            report.on_metrics([MetricRow(stage, step, epoch, name, v) for name, v in values.items()])
         # Time a step after its metrics are read, so that on a GPU the sync is inside the window.
         took = time.perf_counter() - tick
         ema = took if ema is None else (1 - _EMA_ALPHA) * ema + _EMA_ALPHA * took
         if step % log_every == 0 or step == steps:
-            callbacks.on_progress(stage, step / steps, ema * (steps - step))
+            report.on_progress(stage, step / steps, ema * (steps - step))
 
         if step == steps or (checkpoint_every and step % checkpoint_every == 0):
             last_saved = (step, save(step))
 
-    callbacks.on_event(f"{stage}: finished {steps} steps")
+    report.on_event(f"{stage}: finished {steps} steps")
     return FitResult(
         steps,
         last_metrics,
@@ -370,3 +396,22 @@ def _restore(
     restore_rng_state(state["rng"])
     _logger.info("resumed stage %s from %s at step %d", stage, path, step)
     return step
+
+
+def _restore_rank_rng(state: Mapping[str, Any], rank: int, world: int, seed: int | None, step: int) -> str:
+    """Give each rank its random stream back after ``_restore`` put rank 0's in place.
+
+    Same world size: every rank restores its own saved state (an exact continuation). Another world
+    size: rank 0 keeps the saved rank-0 state and the other ranks re-derive theirs from
+    ``(seed, rank, step)``; model, optimizer, step and data position are exact either way. Returns a
+    note for the resume event when the world size changed.
+    """
+    saved_world = int(state.get("world_size") or 1)
+    per_rank = state.get("rank_rng") or []
+    if saved_world == world:
+        if world > 1 and len(per_rank) == world:
+            restore_rng_state(per_rank[rank])
+        return ""
+    if rank > 0:
+        seed_everything(distributed.rank_seed(seed or 0, rank, step))
+    return f"; written by {saved_world} rank(s), continued on {world} at the same global batch and data position"

@@ -4,6 +4,9 @@ Every training stage checkpoints into ``work_dir/checkpoints`` and ``work_dir/st
 each finished stage and phase with its output files, so a resumed attempt continues mid-stage from
 the trainer's checkpoint and never reruns a finished stage. Methods (gkd_core.methods) build their
 stage tasks through :meth:`ExperimentRun.distil`, :meth:`ExperimentRun.train_seg` and friends.
+
+Under data parallelism every rank runs the experiment; rank 0 alone writes files (state.json, stage
+weights, exports), every rank keeps the same in-memory state, and stops are agreed by all ranks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.engine import distributed
 from gkd_core.engine.batches import StepBatches
 from gkd_core.engine.callbacks import Callbacks, Phase
 from gkd_core.engine.metrics import SegMetrics
@@ -65,6 +69,8 @@ class RunState:
 
     def mark(self, key: str, **info: Any) -> None:
         self.data["finished"][key] = info
+        if not distributed.is_main():
+            return
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
         os.replace(tmp, self.path)
@@ -102,7 +108,7 @@ class ExperimentRun:
 
     def end(self, phase: Phase) -> None:
         self.cb.on_progress(phase.value, 1.0, 0.0)
-        if self.cb.should_stop():
+        if distributed.any_rank(self.cb.should_stop()):
             self.cb.on_event(f"stopped on request after phase {phase.value}")
             raise StopRequested(phase.value, 0, None)
 
@@ -147,6 +153,8 @@ class ExperimentRun:
 
     def save_model(self, model: nn.Module, key: str) -> Path:
         path = self.ckpt / f"{key}.safetensors"
+        if not distributed.is_main():
+            return path
         tmp = path.with_name(path.name + ".tmp")
         save_model(model, str(tmp))
         os.replace(tmp, path)
@@ -376,6 +384,8 @@ class ExperimentRun:
         if done:
             self.cb.on_event("exporting: already finished")
             return {k: self.work_dir / v for k, v in done["files"].items()}
+        if not distributed.is_main():
+            return {}
         cfg = self.cfg
         meta = ExportMeta(
             model=cfg.student.model,
