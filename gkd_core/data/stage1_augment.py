@@ -21,6 +21,7 @@ from PIL import Image
 from gkd_core.engine.seeding import isolated_rng
 
 DEFAULT_RANDAUGMENT = "rand-m9-mstd0.5-inc1"
+MAGNITUDE_CEILING = 9.99
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,6 +50,9 @@ class TimmImageAugment:
         hparams: dict[str, Any] = {
             "translate_const": int(size * 0.45),
             "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN),
+            # mstd0.5 noise can push a magnitude to timm's ceiling of 10, where PosterizeIncreasing keeps 0 bits
+            # and Pillow >= 11 raises; a ceiling just under 10 keeps 1 bit and leaves every other op as it was.
+            "magnitude_max": MAGNITUDE_CEILING,
         }
         self.randaugment = rand_augment_transform(randaugment, hparams) if randaugment else None
         self.erasing = RandomErasing(probability=erasing, mode="pixel", device="cpu") if erasing > 0 else None

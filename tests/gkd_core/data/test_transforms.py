@@ -127,3 +127,15 @@ def test_random_erasing_writes_normal_noise_in_normalised_space() -> None:
     assert changed.any() and not changed.all()
     noise = ((out - 0.5) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1))[changed]
     assert 0.8 < float(noise.std()) < 1.2  # N(0, 1) after Normalize, as timm applies it
+
+
+def test_the_strongest_posterize_keeps_one_bit() -> None:
+    """At timm's ceiling magnitude 10, PosterizeIncreasing would keep 0 bits, which Pillow refuses."""
+    from PIL import Image
+
+    ra = Stage1Transform(32).augment.randaugment
+    assert ra is not None
+    posterize = next(op for op in ra.ops if op.name == "PosterizeIncreasing")
+    posterize.magnitude, posterize.magnitude_std, posterize.prob = 10.0, 0.0, 1.0
+    out = posterize(Image.new("RGB", (8, 8), (200, 100, 50)))
+    assert out.size == (8, 8)
