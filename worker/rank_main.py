@@ -30,6 +30,8 @@ def metrics_summary(result: Any) -> dict[str, Any]:
     return {
         "student": table(result.student),
         "references": {name: table(rows) for name, rows in result.references.items()},
+        # Mean mIoU per model over all targets and each benchmark group (e.g. the paper's "GTAV avg").
+        "averages": result.averages,
     }
 
 

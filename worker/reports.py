@@ -169,15 +169,18 @@ class ReportReader:
 def encode_split(split: Any) -> dict[str, Any]:
     """A gkd_core DatasetSplit as launch-file JSON."""
     return {"root": str(split.root), "layout": split.layout, "split": split.split, "name": split.name,
-            "options": dict(split.options)}  # fmt: skip
+            "options": dict(split.options), "resize": list(split.resize) if split.resize else None,
+            "group": split.group}  # fmt: skip
 
 
 def decode_split(data: dict[str, Any]) -> Any:
     """The DatasetSplit ``encode_split`` wrote."""
     from gkd_core.experiment import DatasetSplit
 
+    resize = data.get("resize")
     return DatasetSplit(root=Path(data["root"]), layout=data["layout"], split=data["split"], name=data["name"],
-                        options=dict(data.get("options") or {}))  # fmt: skip
+                        options=dict(data.get("options") or {}), group=data.get("group"),
+                        resize=(int(resize[0]), int(resize[1])) if resize else None)  # fmt: skip
 
 
 def split_key(ref: Any) -> str:
