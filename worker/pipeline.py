@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gkd_catalog
+from gkd_core.engine.tensorboard import TensorBoardCallbacks
 from gkd_core.experiment import DatasetSplit
 from service import capacity as worker_slots
 from service import jobs
@@ -45,6 +46,7 @@ _logger = logging.getLogger(__name__)
 EVAL_SPLIT = "val"
 RUNTIME_LIMIT = "runtime limit"
 HAND_BACK_DELAY_S = 10.0  # a job too big for this worker goes back to its queue after this long
+TENSORBOARD_DIR = "tensorboard"
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
 
 
@@ -177,7 +179,8 @@ class JobRun:
         self.deadline = time.monotonic() + (limit - used)
         self.prepare()
         self.control.write_json(self.control.launch_file, self.launch_file(slots.kind))
-        callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec))
+        tensorboard = TensorBoardCallbacks(self.work_dir / TENSORBOARD_DIR)
+        callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec), metric_log=tensorboard)
         self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, slots.kind)}")
         beat = Heartbeat(lambda: self._beat(callbacks), interval_s=settings.heartbeat_interval_s, name=self.job_id)
         with beat:
@@ -186,6 +189,7 @@ class JobRun:
                 stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
             )  # fmt: skip
             callbacks.flush()
+            tensorboard.close()
         self.sync.push()
         if result.stopped and result.stop_reason == RUNTIME_LIMIT:
             self._out_of_time(self._running_seconds(), forced=result.forced)
@@ -279,6 +283,10 @@ class JobRun:
             enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings)
 
     def _publish(self, exports: dict[str, Path], summary: dict[str, Any]) -> None:
+        logs = self.work_dir / TENSORBOARD_DIR
+        if logs.is_dir():  # the loss curves as TensorBoard event files, one folder per stage, in one archive
+            archive = shutil.make_archive(str(self.work_dir / "tensorboard"), "gztar", root_dir=logs)
+            exports = {**exports, "tensorboard": Path(archive)}
         stored = []
         for name, path in sorted(exports.items()):
             path = Path(path)

@@ -36,8 +36,11 @@ class JobCallbacks(Callbacks):
         phases: list[str],
         *,
         flush_interval_s: float = 1.0,
+        metric_log: Callbacks | None = None,
     ) -> None:
         self.context = context
+        # Every metric row also goes here (the job's TensorBoard event files), as it arrives.
+        self.metric_log = metric_log
         self.job_id = job_id
         self.sync = sync
         total = sum(PHASE_WEIGHTS[p] for p in phases) or 1.0
@@ -51,6 +54,8 @@ class JobCallbacks(Callbacks):
 
     # -- gkd_core hooks --------------------------------------------------------------------------
     def on_metrics(self, rows: list[MetricRow]) -> None:
+        if self.metric_log is not None:
+            self.metric_log.on_metrics(rows)
         with self._lock:
             self._pending.extend(rows)
         if time.monotonic() - self._last_flush >= self.flush_interval_s:

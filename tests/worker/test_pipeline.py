@@ -8,9 +8,11 @@ injected only at the edges (a store that refuses uploads, garbage bytes in an im
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import sqlite3
+import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from worker.pipeline import run_job
 from worker.sweeper import sweep_once
 from worker.work_dir_sync import checkpoint_prefix
 
-EXPECTED_ARTIFACTS = {"student.safetensors", "student.onnx", "model_card.json", "README.md"}
+EXPECTED_ARTIFACTS = {"student.safetensors", "student.onnx", "model_card.json", "README.md", "tensorboard.tar.gz"}
 PHASES = ["stage1", "stage2", "references", "evaluating", "exporting"]
 
 
@@ -133,6 +135,11 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
         assert artifact.size == len(data) > 0, name
         assert artifact.sha256 == _sha256(data), name
     assert artifacts["student.safetensors"].kind == "student" and artifacts["student.onnx"].kind == "onnx"
+    # The loss curves leave as TensorBoard event files: one folder per stage, every stage that logged.
+    archive = io.BytesIO(env.context.store.get_bytes(artifacts["tensorboard.tar.gz"].storage_key))
+    with tarfile.open(fileobj=archive) as tar:
+        stages = {Path(m.name).parent.name for m in tar.getmembers() if "events.out.tfevents" in m.name}
+    assert {"stage1b", "stage2", "ref_student_frozen"} <= stages, stages
 
     summary = job.summary
     assert summary is not None
