@@ -233,8 +233,12 @@ def write_model_card(
     *,
     source: str | None = None,
     averages: Mapping[str, Mapping[str, float]] | None = None,
+    deployed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write ``model_card.json`` and a ``README.md`` whose YAML front matter holds a model-index.
+
+    ``deployed`` maps each deployable file kind ("onnx", "int8") to its per-domain metrics, shown beside
+    the PyTorch student's so a reader sees what the shipped file scores, domain by domain.
 
     ``averages`` maps each model ("student", references) to its mean mIoU over all targets and each
     benchmark group (the paper's "GTAV avg").
@@ -247,7 +251,15 @@ def write_model_card(
     res = {d: metrics_to_dict(m) for d, m in results.items()}
     refs = {r: {d: metrics_to_dict(m) for d, m in per.items()} for r, per in (references or {}).items()}
     avgs = {m: dict(per) for m, per in (averages or {}).items()}
-    card = {"model": asdict(meta), "source_domain": source, "results": res, "references": refs, "averages": avgs}
+    shipped = {k: {d: metrics_to_dict(m) for d, m in per.items()} for k, per in (deployed or {}).items()}
+    card = {
+        "model": asdict(meta),
+        "source_domain": source,
+        "results": res,
+        "references": refs,
+        "averages": avgs,
+        "deployed": shipped,
+    }
     json_path = out_dir / "model_card.json"
     json_path.write_text(json.dumps(card, indent=2, sort_keys=True))
 
@@ -298,6 +310,8 @@ def write_model_card(
         for ref, per in refs.items():
             for domain, m in per.items():
                 lines.append(f"| {ref} | {domain} | {_fmt(m.get('miou'))} |")
+    if shipped:
+        lines += _deployed_lines(res, shipped)
     if meta.extra_stage1_images:
         lines += [
             "",
@@ -309,6 +323,22 @@ def write_model_card(
     readme = out_dir / "README.md"
     readme.write_text("\n".join(lines) + "\n")
     return {"model_card": json_path, "readme": readme}
+
+
+def _deployed_lines(res: Mapping[str, Mapping[str, Any]], shipped: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A table of each deployable file's mIoU per domain beside PyTorch's, with the difference in points."""
+    kinds = list(shipped)
+    header = "| domain | PyTorch | " + " | ".join(f"{k} | {k} diff" for k in kinds) + " |"
+    lines = ["", "## Deployed files (mIoU %, run by onnxruntime)", "", header, "|---|---|" + "---|---|" * len(kinds)]
+    for domain, m in res.items():
+        cells = [_fmt(m.get("miou"))]
+        for kind in kinds:
+            value = shipped[kind].get(domain, {}).get("miou")
+            torch_value = m.get("miou")
+            diff = "n/a" if value is None or torch_value is None else f"{(value - torch_value) * 100:+.2f}"
+            cells += [_fmt(value), diff]
+        lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _output_kind(head: str) -> str:

@@ -46,6 +46,8 @@ class ExperimentResult:
     exports: dict[str, Path]
     # Mean mIoU per model ("student" and each reference) over all targets and each benchmark group.
     averages: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The deployable files scored like the student: "onnx" (and "int8" when asked) -> domain -> metrics.
+    deployed: dict[str, dict[str, SegMetrics]] = field(default_factory=dict)
 
 
 def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callbacks | None = None) -> ExperimentResult:
@@ -84,14 +86,15 @@ def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callback
     run.end(Phase.EVALUATING)
 
     run.begin(Phase.EXPORTING)
-    exports = run.export(student, results)
+    exported = run.export(student, results)
     cb.on_progress(Phase.EXPORTING.value, 1.0, 0.0)
     cb.on_event("experiment finished")
     return ExperimentResult(
         student=results["student"],
         references={k: v for k, v in results.items() if k != "student"},
-        exports=exports,
+        exports=exported.files,
         averages={name: run.averages(per) for name, per in results.items()},
+        deployed=exported.deployed,
     )
 
 

@@ -64,6 +64,9 @@ class ExperimentConfig:
     finetune: bool = False  # methods whose encoder is "either" (none): fine-tune it instead of freezing it
     name: str = "gkd-student"
     export_onnx: bool = True
+    # Also ship an INT8 ONNX model (onnxruntime static quantization calibrated on this many source windows).
+    export_int8: bool = False
+    int8_calibration_images: int = 32
     evaluate_source: bool = True
     # The in-domain row: a held-out split of the source (e.g. its val split). Without one, the source's
     # training split is scored, which overstates in-domain accuracy.
@@ -94,6 +97,10 @@ class ExperimentConfig:
             raise ConfigError(
                 f"finetune=True does not apply to method {self.method!r}: its encoder is {traits.encoder} in stage 2"
             )
+        if self.export_int8 and not self.export_onnx:
+            raise ConfigError("export_int8 quantizes the ONNX export: it needs export_onnx=True")
+        if self.int8_calibration_images < 1:
+            raise ConfigError(f"int8_calibration_images must be >= 1, got {self.int8_calibration_images}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 

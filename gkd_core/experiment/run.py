@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +30,8 @@ from gkd_core.engine.metrics import SegMetrics
 from gkd_core.engine.trainer import StopRequested
 from gkd_core.errors import CheckpointError, ConfigError
 from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
-from gkd_core.export import ExportMeta, export_all
+from gkd_core.experiment.deployed_eval import deployed_models, evaluate_deployed
+from gkd_core.export import ExportMeta, export_all, read_export_meta, write_model_card
 from gkd_core.methods import get_method
 from gkd_core.stages.stage2 import (
     SegmentationModel,
@@ -354,9 +355,7 @@ class ExperimentRun:
         for model_name, model in models.items():
             results[model_name] = {}
             for ref in domains:
-                results[model_name][ref.label] = evaluate_split(
-                    model, ref, self.num_classes, self.stage2, self.device
-                )
+                results[model_name][ref.label] = evaluate_split(model, ref, self.num_classes, self.stage2, self.device)
                 count += 1
                 self.cb.on_progress(Phase.EVALUATING.value, count / total, None)
                 self.cb.on_event(
@@ -379,13 +378,16 @@ class ExperimentRun:
             if labels and all(label in per_domain for label in labels)
         }
 
-    def export(self, model: SegmentationModel, results: dict[str, dict[str, SegMetrics]]) -> dict[str, Path]:
+    def export(self, model: SegmentationModel, results: dict[str, dict[str, SegMetrics]]) -> Exported:
+        """Write the student's files and model card, then score the deployable files on every domain."""
         done = self.state.done("exporting")
         if done:
             self.cb.on_event("exporting: already finished")
-            return {k: self.work_dir / v for k, v in done["files"].items()}
+            stored = done.get("deployed", {})
+            deployed = {k: {d: SegMetrics.from_dict(v) for d, v in per.items()} for k, per in stored.items()}
+            return Exported({k: self.work_dir / v for k, v in done["files"].items()}, deployed)
         if not distributed.is_main():
-            return {}
+            return Exported({}, {})
         cfg = self.cfg
         meta = ExportMeta(
             model=cfg.student.model,
@@ -403,19 +405,48 @@ class ExperimentRun:
             extra_stage1_images=[split.label for split in cfg.extra_images] if self.method.traits.two_stage else [],
         )
         refs = {k: v for k, v in results.items() if k != "student"}
+        averages = {name: self.averages(per) for name, per in results.items()}
+        out_dir = self.work_dir / "export"
         paths = export_all(
             model.cpu(),
             meta,
-            self.work_dir / "export",
+            out_dir,
             results["student"],
             refs,
             source=cfg.source.label,
             onnx=cfg.export_onnx,
-            averages={name: self.averages(per) for name, per in results.items()},
+            averages=averages,
         )
         model.to(self.device)
-        self.state.mark("exporting", files={k: str(p.relative_to(self.work_dir)) for k, p in paths.items()})
-        return paths
+        files = deployed_models(self, paths)
+        paths.update({k: v for k, v in files.items() if k not in paths})
+        deployed = evaluate_deployed(self, files, results["student"])
+        if deployed:  # the card shows the deployed rows too
+            paths.update(
+                write_model_card(
+                    out_dir,
+                    read_export_meta(paths["student"]),
+                    results["student"],
+                    refs,
+                    source=cfg.source.label,
+                    averages=averages,
+                    deployed=deployed,
+                )
+            )
+        self.state.mark(
+            "exporting",
+            files={k: str(p.relative_to(self.work_dir)) for k, p in paths.items()},
+            deployed={k: {d: v.to_dict() for d, v in per.items()} for k, per in deployed.items()},
+        )
+        return Exported(paths, deployed)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The exported files by kind, and each deployable file's per-domain metrics ("onnx", "int8")."""
+
+    files: dict[str, Path]
+    deployed: dict[str, dict[str, SegMetrics]]
 
 
 def _param_groups(module: nn.Module, s2: Stage2Config) -> list[dict[str, Any]]:
