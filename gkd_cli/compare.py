@@ -120,6 +120,9 @@ def parity_text(value: Any) -> str:
         return "ok" if value else "differs"
     if isinstance(value, int | float):
         return f"{value:.3g}"
+    if isinstance(value, dict) and isinstance(value.get("diff_points"), int | float):  # the server's own shape
+        text = f"mIoU {_miou(_as_float(value.get('miou')))}, {value['diff_points']:+.2f} points"
+        return text + (", beyond tolerance" if value.get("within_tolerance") is False else "")
     if isinstance(value, dict):
         parts = []
         for key, item in value.items():
@@ -133,6 +136,10 @@ def parity_text(value: Any) -> str:
                 parts.append(f"{key} {item}")
         return ", ".join(parts) or "-"
     return str(value)
+
+
+def _as_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _miou(value: float | None) -> str:

@@ -149,9 +149,21 @@ def scores_table(summary: Summary, title: str = "mIoU (%) per domain") -> Table 
         table.add_column(escape(domain), justify="right")
     if summary.student:
         table.add_row("[bold]student[/]", *(_miou(summary.student.get(d)) for d in domains))
+    for kind, scores in summary.deployed.items():  # the shipped files, run by onnxruntime
+        table.add_row(f"student ({escape(kind)})", *(_deployed_cell(summary, kind, d, scores) for d in domains))
     for name, ref in summary.references.items():
         table.add_row(escape(name), *(_miou(ref.get(d)) for d in domains))
     return table
+
+
+def _deployed_cell(summary: Summary, kind: str, domain: str, scores: dict[str, DomainScore]) -> str:
+    """A shipped file's mIoU on a domain, with its difference to PyTorch when that exceeds the tolerance."""
+    text = _miou(scores.get(domain))
+    student = summary.student.get(domain)
+    check = student.deployed.get(kind) if student is not None else None
+    if isinstance(check, dict) and check.get("within_tolerance") is False:
+        text += f" [red]({float(check.get('diff_points', 0.0)):+.2f})[/]"
+    return text
 
 
 def results_table(results: dict[str, DomainScore]) -> Table:

@@ -44,7 +44,8 @@ class DomainScore:
     """Segmentation metrics of one model on one domain.
 
     ``onnx`` is the exported ONNX model's parity with the PyTorch one on this domain, exactly as the
-    server reports it (a number or an object such as ``{"miou": ..., "max_abs_diff": ...}``), when it does.
+    server reports it (``{"miou": ..., "diff_points": ..., "within_tolerance": ...}``), when it does;
+    ``deployed`` holds every shipped file's parity by kind (``onnx``, ``int8``: any entry with ``diff_points``).
     """
 
     miou: float | None
@@ -52,6 +53,7 @@ class DomainScore:
     pixel_accuracy: float | None = None
     images: int | None = None
     onnx: Any = None
+    deployed: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_obj(cls, obj: Any) -> DomainScore:
@@ -63,6 +65,7 @@ class DomainScore:
                 pixel_accuracy=_float(obj.get("pixel_accuracy")),
                 images=obj.get("images"),
                 onnx=obj.get("onnx"),
+                deployed={k: v for k, v in obj.items() if isinstance(v, dict) and "diff_points" in v},
             )
         return cls(miou=_float(obj))
 
@@ -79,6 +82,8 @@ class Summary:
 
     student: dict[str, DomainScore] = field(default_factory=dict)
     references: dict[str, dict[str, DomainScore]] = field(default_factory=dict)
+    # The shipped files (``onnx``, ``int8``) scored per domain by onnxruntime.
+    deployed: dict[str, dict[str, DomainScore]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -88,6 +93,7 @@ class Summary:
             return cls()
         student = _scores(obj.get("student", obj.get("domains", {})))
         refs = obj.get("references") or {}
+        deployed = obj.get("deployed") or {}
         onnx = obj.get("onnx")  # parity may also come as one top-level {domain: parity} object
         if isinstance(onnx, dict):
             for domain, parity in onnx.items():
@@ -96,6 +102,7 @@ class Summary:
         return cls(
             student=student,
             references={str(k): _scores(v) for k, v in refs.items()} if isinstance(refs, dict) else {},
+            deployed={str(k): _scores(v) for k, v in deployed.items()} if isinstance(deployed, dict) else {},
             raw=obj,
         )
 

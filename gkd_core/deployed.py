@@ -27,8 +27,6 @@ from gkd_core.errors import CheckpointError, ConfigError
 _logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
-DIFF_EVENT_POINTS = 0.1
-"""A deployed model whose mIoU differs from PyTorch's by more than this many points is worth an event."""
 
 
 class OnnxSegmenter(nn.Module):
@@ -139,8 +137,3 @@ def _reader(base: type, windows: Sequence[np.ndarray]) -> Any:
             return None if window is None else {INPUT_NAME: window}
 
     return WindowReader()
-
-
-def parity(torch_miou: float, deployed_miou: float) -> dict[str, float]:
-    """The deployed model's mIoU beside the difference to PyTorch in mIoU points (deployed minus torch)."""
-    return {"miou": deployed_miou, "diff_points": round((deployed_miou - torch_miou) * 100.0, 4)}

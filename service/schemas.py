@@ -263,6 +263,24 @@ class Resources(_Strict):
     max_runtime_s: int = Field(default=86_400, ge=60, le=14 * 86_400)
 
 
+class ExportSpec(_Strict):
+    """The files a job ships, each scored per domain as shipped (onnxruntime) beside the PyTorch student."""
+
+    onnx: bool = Field(default=True, description="Export ONNX (opset 17, dynamic batch) and evaluate it per domain")
+    int8: bool = Field(
+        default=False,
+        description="Also ship an INT8 ONNX model (onnxruntime static quantization, calibrated on source images) "
+        "and evaluate it per domain",
+    )
+    calibration_images: int = Field(default=32, ge=1, le=1024, description="Source images calibrating INT8")
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> ExportSpec:
+        if self.int8 and not self.onnx:
+            raise ValueError("export.int8 quantizes the ONNX export; set export.onnx to true or remove int8")
+        return self
+
+
 JOB_SPEC_EXAMPLE: dict[str, Any] = {
     "name": "dinov2s-to-deit-tiny",
     "teacher": {"model": "vit_small_patch14_dinov2", "weights": "timm"},
@@ -297,6 +315,7 @@ class JobSpec(_Strict):
     references: list[Reference] = Field(default_factory=list, max_length=3)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     resources: Resources = Field(default_factory=Resources)
+    export: ExportSpec = Field(default_factory=ExportSpec)
 
     @field_validator("targets")
     @classmethod

@@ -35,6 +35,7 @@ from service.uris import UriResolver
 from worker import capacity, launcher, shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
+from worker.parity import parity_warnings
 from worker.progress import JobCallbacks
 from worker.reports import ControlDir, encode_split, split_key
 from worker.retry import USER_ERRORS, BackoffPolicy, is_transient
@@ -302,6 +303,8 @@ class JobRun:
                     session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
                     sha256=obj.sha256, storage_key=obj.key,
                 )
+            for message in parity_warnings(summary):  # a shipped file that scores unlike PyTorch is news
+                jobs.record_event(session=session, job_id=self.job_id, message=message, type="parity")
             jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)
         shutil.rmtree(self.work_dir, ignore_errors=True)
         shutil.rmtree(self.control.path, ignore_errors=True)

@@ -22,16 +22,25 @@ _logger = logging.getLogger(__name__)
 
 
 def metrics_summary(result: Any) -> dict[str, Any]:
-    """The JSON summary shown on GET /v1/jobs/{id}: per-domain mIoU of the student and each reference."""
+    """The JSON summary shown on GET /v1/jobs/{id}: per-domain mIoU of the student and each reference.
+
+    ``deployed`` holds each shipped file's ("onnx", "int8") per-domain metrics; each student domain row
+    also carries their parity with PyTorch (worker.parity).
+    """
+    from worker.parity import fold_parity
 
     def table(per_domain: dict[str, Any]) -> dict[str, Any]:
         return {domain: m.to_dict() for domain, m in per_domain.items()}
 
+    student = table(result.student)
+    deployed = {kind: table(rows) for kind, rows in result.deployed.items()}
+    fold_parity(student, deployed)
     return {
-        "student": table(result.student),
+        "student": student,
         "references": {name: table(rows) for name, rows in result.references.items()},
         # Mean mIoU per model over all targets and each benchmark group (e.g. the paper's "GTAV avg").
         "averages": result.averages,
+        "deployed": deployed,
     }
 
 

@@ -66,6 +66,9 @@ def to_experiment_config(
         finetune=s2.finetune,
         device=device,
         precision=spec.resources.precision if device != "cpu" else "fp32",
+        export_onnx=spec.export.onnx,
+        export_int8=spec.export.int8,
+        int8_calibration_images=spec.export.calibration_images,
     )
 
 

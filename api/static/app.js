@@ -649,6 +649,7 @@
         el("div", { id: "loss-curves" }, lossCharts(Array.from(metrics.values()))),
         el("h3", {}, "Per-domain mIoU"),
         rows.size ? miouChart(rows) : el("p", { class: "muted", id: "no-summary" }, "Results appear when the job has been evaluated."),
+        deployedSection(job.summary),
         el("h3", {}, "Artifacts"),
         artifactTable(jobId, artifacts),
         el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
@@ -661,6 +662,37 @@
     }
 
     await refresh();
+  }
+
+  /**
+   * The shipped files (ONNX, INT8) scored per domain beside PyTorch: summary.deployed holds their metrics and
+   * each student row their parity ({miou, diff_points, within_tolerance}); drift beyond tolerance is marked.
+   */
+  function deployedSection(summary) {
+    const kinds = Object.keys((summary && summary.deployed) || {});
+    const student = (summary && summary.student) || {};
+    if (!kinds.length) return null;
+    const head = el("tr", {}, el("th", {}, "domain"), el("th", {}, "PyTorch"), kinds.flatMap((k) => [el("th", {}, k), el("th", {}, k + " diff (points)")]));
+    const body = Object.entries(student).map(([domain, row]) => el(
+      "tr",
+      { "data-domain": domain },
+      el("td", {}, domain),
+      el("td", {}, row && typeof row.miou === "number" ? pct(row.miou).toFixed(1) : "-"),
+      kinds.flatMap((kind) => {
+        const check = row && row[kind];
+        if (!check || typeof check !== "object") return [el("td", {}, "-"), el("td", {}, "-")];
+        const drift = check.within_tolerance === false;
+        const diff = typeof check.diff_points === "number" ? (check.diff_points >= 0 ? "+" : "") + check.diff_points.toFixed(2) : "-";
+        return [
+          el("td", {}, typeof check.miou === "number" ? pct(check.miou).toFixed(1) : "-"),
+          el("td", { class: drift ? "drift" : "", "data-kind": kind, title: drift ? "differs from PyTorch by more than the tolerance" : "" }, diff + (drift ? " ⚠" : "")),
+        ];
+      })
+    ));
+    return [
+      el("h3", {}, "Deployed files (onnxruntime)"),
+      el("table", { id: "deployed-table", class: "scores" }, el("thead", {}, head), el("tbody", {}, body)),
+    ];
   }
 
   // ----- compare ----------------------------------------------------------------------------
@@ -690,6 +722,10 @@
     if (value === null || value === undefined) return null;
     if (typeof value === "boolean") return value ? "ok" : "differs";
     if (typeof value === "number") return figure(value);
+    if (typeof value === "object" && typeof value.diff_points === "number") {  // the server's own shape
+      const text = "mIoU " + (typeof value.miou === "number" ? pct(value.miou).toFixed(1) : "-") + ", " + (value.diff_points >= 0 ? "+" : "") + value.diff_points.toFixed(2) + " points";
+      return text + (value.within_tolerance === false ? ", beyond tolerance" : "");
+    }
     if (typeof value === "object") {
       return Object.entries(value).map(([k, v]) => {
         if (k === "miou" && typeof v === "number") return "mIoU " + pct(v).toFixed(1);

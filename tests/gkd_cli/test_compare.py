@@ -13,6 +13,7 @@ from gkd_cli.cli import app
 from gkd_cli.compare import compare, parity_text
 from gkd_client import Client, Job
 from tests.support.live_api import SUMMARY, LiveServer, spec
+from worker.parity import fold_parity, parity
 
 Gkd = Callable[..., Result]
 
@@ -25,8 +26,8 @@ KD_SUMMARY: dict[str, Any] = {
 }
 ONNX_SUMMARY: dict[str, Any] = {
     "student": {
-        "synth-fog": {"miou": 0.398, "onnx": {"miou": 0.3979, "max_abs_diff": 2.4e-6}},
-        "synth-night": {"miou": 0.31, "onnx": {"miou": 0.3101, "max_abs_diff": 3.1e-6}},
+        "synth-fog": {"miou": 0.398, "onnx": parity(0.398, 0.3979)},
+        "synth-night": {"miou": 0.31, "onnx": parity(0.31, 0.3101)},
     },
     "references": {},
 }
@@ -75,7 +76,7 @@ def test_onnx_parity_column_only_when_a_summary_has_it(gkd: Gkd, jobs: dict[str,
     result = gkd("compare", jobs["gkd"], jobs["onnx"], jobs["queued"])
     assert result.exit_code == 0, result.output
     assert "ONNX parity" in result.stdout
-    assert "mIoU 39.8, max_abs_diff 2.4e-06" in result.stdout
+    assert "mIoU 39.8, -0.01 points" in result.stdout
     assert "cmp-queued: no scores yet (queued)" in result.stdout
 
     body = json.loads(gkd("compare", jobs["gkd"], jobs["onnx"], "--json").stdout)
@@ -83,7 +84,7 @@ def test_onnx_parity_column_only_when_a_summary_has_it(gkd: Gkd, jobs: dict[str,
     assert body["domains"] == ["synth-fog", "synth-night"]
     fog = [r for r in body["rows"] if r["domain"] == "synth-fog" and r["kind"] == "student"]
     assert [(r["jobs"], r["miou"]) for r in fog] == [([jobs["gkd"]], 0.412), ([jobs["onnx"]], 0.398)]
-    assert "onnx" not in fog[0] and fog[1]["onnx"] == {"miou": 0.3979, "max_abs_diff": 2.4e-6}
+    assert "onnx" not in fog[0] and fog[1]["onnx"] == parity(0.398, 0.3979)
 
 
 def test_errors_are_one_line(gkd: Gkd, jobs: dict[str, str]) -> None:
@@ -95,10 +96,29 @@ def test_errors_are_one_line(gkd: Gkd, jobs: dict[str, str]) -> None:
 
 def test_same_names_get_short_ids_and_parity_forms() -> None:
     a = Job.from_obj({"id": "aaaaaaaa-1", "name": "run", "status": "succeeded", "summary": SUMMARY})
-    b = Job.from_obj({"id": "bbbbbbbb-2", "name": "run", "status": "succeeded",
-                      "summary": {"student": {"synth-fog": {"miou": 0.5}}, "onnx": {"synth-fog": 0.9991}}})
+    b = Job.from_obj(
+        {
+            "id": "bbbbbbbb-2",
+            "name": "run",
+            "status": "succeeded",
+            "summary": {"student": {"synth-fog": {"miou": 0.5}}, "onnx": {"synth-fog": 0.9991}},
+        }
+    )
     result = compare([a, b])
     assert result.label(a.id) == "run (aaaaaaaa)" and result.label(b.id) == "run (bbbbbbbb)"
     assert result.has_onnx and next(r for r in result.rows if r.job_ids == [b.id]).onnx == 0.9991
     assert parity_text(True) == "ok" and parity_text(False) == "differs" and parity_text(1e-6) == "1e-06"
     assert parity_text({"match": True, "miou": 41.0}) == "match yes, mIoU 41.0"
+    assert parity_text(parity(0.5, 0.49)) == "mIoU 49.0, -1.00 points, beyond tolerance"
+
+
+def test_status_shows_the_shipped_files_rows_and_flags_drift(gkd: Gkd, server: LiveServer) -> None:
+    student: dict[str, Any] = {"synth-fog": {"miou": 0.412}}
+    deployed = {"onnx": {"synth-fog": {"miou": 0.412}}, "int8": {"synth-fog": {"miou": 0.405}}}
+    fold_parity(student, deployed)
+    job = Client(server.url, server.api_key).submit_job(spec("cmp-deployed"))
+    server.start(job.id)
+    server.succeed(job.id, {}, summary={"student": student, "references": {}, "deployed": deployed})
+    lines = gkd("status", job.id).stdout.splitlines()
+    assert any("student (onnx)" in line and "41.2" in line and "(" not in line.split("41.2")[1] for line in lines)
+    assert any("student (int8)" in line and "40.5 (-0.70)" in line for line in lines)

@@ -108,9 +108,8 @@ def _sha256(data: bytes) -> str:
 
 
 def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
-    job_id = env.submit(
-        tiny_spec("e2e", targets=[{"dataset": "fog", "split": "val"}, {"dataset": "night", "split": "val"}])
-    )
+    targets = [{"dataset": "fog", "split": "val"}, {"dataset": "night", "split": "val"}]
+    job_id = env.submit(tiny_spec("e2e", targets=targets, export={"int8": True, "calibration_images": 4}))
     started = time.monotonic()
     run_job(job_id, context=env.context)
     took = time.monotonic() - started
@@ -129,7 +128,7 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
 
     with env.context.session() as session:
         artifacts = {a.name: a for a in jobs.list_artifacts(session=session, job_id=job_id)}
-    assert set(artifacts) == EXPECTED_ARTIFACTS
+    assert set(artifacts) == EXPECTED_ARTIFACTS | {"student.int8.onnx"}
     for name, artifact in artifacts.items():
         data = env.context.store.get_bytes(artifact.storage_key)
         assert artifact.size == len(data) > 0, name
@@ -149,6 +148,17 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
         assert "toon/val" in table and "toon/train" not in table
         for row in table.values():
             assert 0.0 <= row["miou"] <= 1.0 and row["images"] > 0 and len(row["per_class_iou"]) == 8
+    # What ships is scored as shipped: the ONNX file and its INT8 version, per domain, beside PyTorch.
+    assert set(summary["deployed"]) == {"onnx", "int8"}
+    for kind, rows in summary["deployed"].items():
+        assert set(rows) == set(summary["student"]), kind
+        for domain, row in summary["student"].items():
+            assert row[kind]["miou"] == rows[domain]["miou"]
+            assert row[kind]["diff_points"] == pytest.approx((rows[domain]["miou"] - row["miou"]) * 100, abs=1e-3)
+    assert all(abs(row["onnx"]["diff_points"]) < 1.0 for row in summary["student"].values())
+    drifting = [e.message for e in events if e.type == "parity"]
+    rows = summary["student"].values()
+    assert len(drifting) == sum(not row[k]["within_tolerance"] for row in rows for k in ("onnx", "int8"))
 
     # A redelivered message for a finished job changes nothing.
     run_job(job_id, context=env.context)

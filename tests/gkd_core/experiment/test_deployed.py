@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gkd_core.config import BackboneConfig, Stage1Config
-from gkd_core.deployed import OnnxSegmenter, calibration_windows, parity, quantize_int8
+from gkd_core.deployed import OnnxSegmenter, calibration_windows, quantize_int8
 from gkd_core.engine.callbacks import RecordingCallbacks
 from gkd_core.errors import CheckpointError, ConfigError
 from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config, run_experiment
@@ -49,7 +49,8 @@ def test_onnx_and_int8_files_are_scored_per_domain_beside_pytorch(
     domains: dict[str, DatasetSplit], tmp_path: Path
 ) -> None:
     cb = RecordingCallbacks()
-    result = run_experiment(_config(domains, export_int8=True, int8_calibration_images=4), work_dir=tmp_path, callbacks=cb)
+    cfg = _config(domains, export_int8=True, int8_calibration_images=4)
+    result = run_experiment(cfg, work_dir=tmp_path, callbacks=cb)
 
     assert set(result.deployed) == {"onnx", "int8"}
     for kind in ("onnx", "int8"):
@@ -138,7 +139,3 @@ def test_int8_quantization_keeps_the_predictions_of_the_fp32_file(exported: tupl
     assert not torch.equal(fp32, int8)
     with pytest.raises(ConfigError, match="calibration windows"):
         quantize_int8(onnx_path, tmp_path / "none.onnx", [])
-
-
-def test_parity_reports_the_difference_in_points() -> None:
-    assert parity(0.41, 0.4085) == {"miou": 0.4085, "diff_points": -0.15}
