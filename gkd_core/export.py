@@ -234,11 +234,13 @@ def write_model_card(
     source: str | None = None,
     averages: Mapping[str, Mapping[str, float]] | None = None,
     deployed: Mapping[str, Mapping[str, Any]] | None = None,
+    report: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``model_card.json`` and a ``README.md`` whose YAML front matter holds a model-index.
 
     ``deployed`` maps each deployable file kind ("onnx", "int8") to its per-domain metrics, shown beside
-    the PyTorch student's so a reader sees what the shipped file scores, domain by domain.
+    the PyTorch student's so a reader sees what the shipped file scores, domain by domain. ``report`` is
+    the robustness report (gkd_core.robustness) written beside the card; the card links and summarises it.
 
     ``averages`` maps each model ("student", references) to its mean mIoU over all targets and each
     benchmark group (the paper's "GTAV avg").
@@ -312,6 +314,8 @@ def write_model_card(
                 lines.append(f"| {ref} | {domain} | {_fmt(m.get('miou'))} |")
     if shipped:
         lines += _deployed_lines(res, shipped)
+    if report:
+        lines += _report_lines(report)
     if meta.extra_stage1_images:
         lines += [
             "",
@@ -338,6 +342,31 @@ def _deployed_lines(res: Mapping[str, Mapping[str, Any]], shipped: Mapping[str, 
             diff = "n/a" if value is None or torch_value is None else f"{(value - torch_value) * 100:+.2f}"
             cells += [_fmt(value), diff]
         lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _report_lines(report: Mapping[str, Any]) -> list[str]:
+    """A link to report.json / report.png and the report's headline figures."""
+    lines = [
+        "",
+        "## Robustness report",
+        "",
+        "Every row per domain: [report.json](report.json), chart: [report.png](report.png).",
+    ]
+    carried = (report.get("teacher_lead_carried") or {}).get("target_average")
+    if carried is not None:
+        lines.append(
+            f"On the target average the student carries {carried * 100:.0f}% of the teacher's lead over no-KD."
+        )
+    cka = report.get("cka_to_teacher") or {}
+    if cka:
+        domains = list(report.get("domains") or next(iter(cka.values())))
+        lines += ["", "Linear CKA to the teacher's features:", "", "| model | " + " | ".join(domains) + " |"]
+        lines.append("|---|" + "---|" * len(domains))
+        for name, per in cka.items():
+            lines.append(
+                f"| {name} | " + " | ".join("n/a" if per.get(d) is None else f"{per[d]:.3f}" for d in domains) + " |"
+            )
     return lines
 
 

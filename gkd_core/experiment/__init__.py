@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +49,8 @@ class ExperimentResult:
     averages: dict[str, dict[str, float]] = field(default_factory=dict)
     # The deployable files scored like the student: "onnx" (and "int8" when asked) -> domain -> metrics.
     deployed: dict[str, dict[str, SegMetrics]] = field(default_factory=dict)
+    # report.json's content: every row, the fraction of the teacher's lead carried, CKA to the teacher.
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callbacks | None = None) -> ExperimentResult:
@@ -83,10 +86,11 @@ def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callback
 
     run.begin(Phase.EVALUATING)
     results = run.evaluate(models)
+    similarity = run.similarity(models)
     run.end(Phase.EVALUATING)
 
     run.begin(Phase.EXPORTING)
-    exported = run.export(student, results)
+    exported = run.export(student, results, similarity)
     cb.on_progress(Phase.EXPORTING.value, 1.0, 0.0)
     cb.on_event("experiment finished")
     return ExperimentResult(
@@ -95,6 +99,7 @@ def run_experiment(cfg: ExperimentConfig, *, work_dir: Path, callbacks: Callback
         exports=exported.files,
         averages={name: run.averages(per) for name, per in results.items()},
         deployed=exported.deployed,
+        report=exported.report,
     )
 
 

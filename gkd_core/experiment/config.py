@@ -67,6 +67,8 @@ class ExperimentConfig:
     # Also ship an INT8 ONNX model (onnxruntime static quantization calibrated on this many source windows).
     export_int8: bool = False
     int8_calibration_images: int = 32
+    # Windows per domain on which the robustness report compares student and teacher features (linear CKA).
+    similarity_images: int = 16
     evaluate_source: bool = True
     # The in-domain row: a held-out split of the source (e.g. its val split). Without one, the source's
     # training split is scored, which overstates in-domain accuracy.
@@ -99,6 +101,8 @@ class ExperimentConfig:
             )
         if self.export_int8 and not self.export_onnx:
             raise ConfigError("export_int8 quantizes the ONNX export: it needs export_onnx=True")
+        if self.similarity_images < 1:
+            raise ConfigError(f"similarity_images must be >= 1, got {self.similarity_images}")
         if self.int8_calibration_images < 1:
             raise ConfigError(f"int8_calibration_images must be >= 1, got {self.int8_calibration_images}")
         if self.precision not in PRECISIONS:

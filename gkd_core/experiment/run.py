@@ -31,8 +31,10 @@ from gkd_core.engine.trainer import StopRequested
 from gkd_core.errors import CheckpointError, ConfigError
 from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
 from gkd_core.experiment.deployed_eval import deployed_models, evaluate_deployed
+from gkd_core.experiment.similarity import teacher_similarity
 from gkd_core.export import ExportMeta, export_all, read_export_meta, write_model_card
 from gkd_core.methods import get_method
+from gkd_core.robustness import build_report, write_report
 from gkd_core.stages.stage2 import (
     SegmentationModel,
     SegmentationTask,
@@ -366,6 +368,15 @@ class ExperimentRun:
         )
         return results
 
+    def similarity(self, models: dict[str, SegmentationModel]) -> dict[str, dict[str, float]]:
+        """Linear CKA to the teacher per student-encoder model and domain (stored, so a resume reuses it)."""
+        done = self.state.done("similarity")
+        if done:
+            return {name: dict(per) for name, per in done["cka"].items()}
+        cka = teacher_similarity(self, models) if distributed.is_main() else {}
+        self.state.mark("similarity", cka=cka)
+        return cka
+
     def averages(self, per_domain: dict[str, SegMetrics]) -> dict[str, float]:
         """Mean mIoU over every target ("targets") and over each benchmark group of targets (e.g. "GTAV")."""
         groups: dict[str, list[str]] = {"targets": [t.label for t in self.cfg.targets]}
@@ -378,16 +389,21 @@ class ExperimentRun:
             if labels and all(label in per_domain for label in labels)
         }
 
-    def export(self, model: SegmentationModel, results: dict[str, dict[str, SegMetrics]]) -> Exported:
-        """Write the student's files and model card, then score the deployable files on every domain."""
+    def export(
+        self,
+        model: SegmentationModel,
+        results: dict[str, dict[str, SegMetrics]],
+        similarity: dict[str, dict[str, float]] | None = None,
+    ) -> Exported:
+        """Write the student's files and model card, score the deployable files on every domain, then the report."""
         done = self.state.done("exporting")
         if done:
             self.cb.on_event("exporting: already finished")
             stored = done.get("deployed", {})
             deployed = {k: {d: SegMetrics.from_dict(v) for d, v in per.items()} for k, per in stored.items()}
-            return Exported({k: self.work_dir / v for k, v in done["files"].items()}, deployed)
+            return Exported({k: self.work_dir / v for k, v in done["files"].items()}, deployed, done.get("report", {}))
         if not distributed.is_main():
-            return Exported({}, {})
+            return Exported({}, {}, {})
         cfg = self.cfg
         meta = ExportMeta(
             model=cfg.student.model,
@@ -421,24 +437,45 @@ class ExperimentRun:
         files = deployed_models(self, paths)
         paths.update({k: v for k, v in files.items() if k not in paths})
         deployed = evaluate_deployed(self, files, results["student"])
-        if deployed:  # the card shows the deployed rows too
-            paths.update(
-                write_model_card(
-                    out_dir,
-                    read_export_meta(paths["student"]),
-                    results["student"],
-                    refs,
-                    source=cfg.source.label,
-                    averages=averages,
-                    deployed=deployed,
-                )
+        report = self.robustness_report(results, deployed, similarity or {})
+        paths.update(write_report(out_dir, report))
+        paths.update(  # the card shows the deployed rows and a summary of the report
+            write_model_card(
+                out_dir,
+                read_export_meta(paths["student"]),
+                results["student"],
+                refs,
+                source=cfg.source.label,
+                averages=averages,
+                deployed=deployed,
+                report=report,
             )
+        )
         self.state.mark(
             "exporting",
             files={k: str(p.relative_to(self.work_dir)) for k, p in paths.items()},
             deployed={k: {d: v.to_dict() for d, v in per.items()} for k, per in deployed.items()},
+            report=report,
         )
-        return Exported(paths, deployed)
+        return Exported(paths, deployed, report)
+
+    def robustness_report(
+        self,
+        results: dict[str, dict[str, SegMetrics]],
+        deployed: dict[str, dict[str, SegMetrics]],
+        similarity: dict[str, dict[str, float]],
+    ) -> dict[str, Any]:
+        """The job's report.json content: every row it ran, the teacher-lead fraction, CKA to the teacher."""
+        rows = {name: {d: m.miou for d, m in per.items()} for name, per in results.items()}
+        rows.update({f"student ({kind})": {d: m.miou for d, m in per.items()} for kind, per in deployed.items()})
+        source = self.cfg.source_eval or self.cfg.source
+        return build_report(
+            rows=rows,
+            targets=[t.label for t in self.cfg.targets],
+            source=source.label if self.cfg.evaluate_source else None,
+            similarity=similarity,
+            method=self.cfg.method,
+        )
 
 
 @dataclass(frozen=True)
@@ -447,6 +484,7 @@ class Exported:
 
     files: dict[str, Path]
     deployed: dict[str, dict[str, SegMetrics]]
+    report: dict[str, Any]
 
 
 def _param_groups(module: nn.Module, s2: Stage2Config) -> list[dict[str, Any]]:
