@@ -49,6 +49,7 @@ RUNTIME_LIMIT = "runtime limit"
 HAND_BACK_DELAY_S = 10.0  # a job too big for this worker goes back to its queue after this long
 TENSORBOARD_DIR = "tensorboard"
 ARTIFACT_KINDS = {".safetensors": "student", ".onnx": "onnx", ".json": "model_card", ".md": "model_card"}
+REPORT_FILES = frozenset({"report.json", "report.png"})  # the robustness report (gkd_core.robustness)
 
 
 def _phases(spec: JobSpec) -> list[str]:
@@ -295,7 +296,8 @@ class JobRun:
                 continue
             key = f"jobs/{self.job_id}/artifacts/{path.name}"
             obj = self.context.store.put_file(key, path)
-            stored.append((path.name, ARTIFACT_KINDS.get(path.suffix, "report"), obj))
+            kind = "report" if path.name in REPORT_FILES else ARTIFACT_KINDS.get(path.suffix, "report")
+            stored.append((path.name, kind, obj))
             _logger.info("job %s: stored %s (%s)", self.job_id, path.name, name)
         with self.context.session() as session:
             for name, kind, obj in stored:

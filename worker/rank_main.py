@@ -41,6 +41,8 @@ def metrics_summary(result: Any) -> dict[str, Any]:
         # Mean mIoU per model over all targets and each benchmark group (e.g. the paper's "GTAV avg").
         "averages": result.averages,
         "deployed": deployed,
+        # The robustness report (report.json): the teacher-lead fraction and CKA to the teacher per domain.
+        "report": result.report,
     }
 
 

@@ -650,6 +650,7 @@
         el("h3", {}, "Per-domain mIoU"),
         rows.size ? miouChart(rows) : el("p", { class: "muted", id: "no-summary" }, "Results appear when the job has been evaluated."),
         deployedSection(job.summary),
+        reportSection(jobId, job.summary, artifacts),
         el("h3", {}, "Artifacts"),
         artifactTable(jobId, artifacts),
         el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
@@ -693,6 +694,44 @@
       el("h3", {}, "Deployed files (onnxruntime)"),
       el("table", { id: "deployed-table", class: "scores" }, el("thead", {}, head), el("tbody", {}, body)),
     ];
+  }
+
+  /**
+   * The job's robustness report (summary.report, also report.json among the artifacts): the fraction of the
+   * teacher's lead the student carries, and linear CKA to the teacher per domain; report.png drawn inline.
+   */
+  function reportSection(jobId, summary, artifacts) {
+    const report = summary && summary.report;
+    if (!report || typeof report !== "object") return null;
+    const lead = report.teacher_lead_carried;
+    const carried = lead && typeof lead.target_average === "number"
+      ? "The student carries " + (lead.target_average * 100).toFixed(0) + "% of the teacher's lead over no-KD on the target average."
+      : "No teacher-lead fraction: it needs both the teacher and student_frozen reference rows (and a lead of at least " + ((lead && lead.min_lead_points) || 0.5) + " points).";
+    const cka = report.cka_to_teacher || {};
+    const domains = report.domains || [];
+    const ckaTable = Object.keys(cka).length
+      ? el(
+          "table",
+          { id: "cka-table", class: "scores" },
+          el("thead", {}, el("tr", {}, el("th", {}, "CKA to teacher"), domains.map((d) => el("th", {}, d)))),
+          el("tbody", {}, Object.entries(cka).map(([name, per]) => el("tr", { "data-model": name }, el("td", {}, name), domains.map((d) => el("td", {}, typeof per[d] === "number" ? per[d].toFixed(3) : "-")))))
+        )
+      : el("p", { class: "muted" }, "No CKA to the teacher: this job's method did not run the teacher.");
+    const chart = el("img", { id: "report-chart", alt: "robustness report chart", hidden: true });
+    if (artifacts.some((a) => a.name === "report.png")) loadReportChart(jobId, chart);
+    return [el("h3", {}, "Robustness report"), el("p", { id: "report-lead" }, carried), ckaTable, chart];
+  }
+
+  /** Fetch report.png with the API key (an <img src> cannot send it) and show it from a blob URL. */
+  async function loadReportChart(jobId, img) {
+    try {
+      const response = await fetch("/v1/jobs/" + encodeURIComponent(jobId) + "/artifacts/report.png", { headers: { Authorization: "Bearer " + apiKey() } });
+      if (!response.ok) return;
+      img.src = URL.createObjectURL(await response.blob());
+      img.hidden = false;
+    } catch (err) {
+      img.hidden = true;
+    }
   }
 
   // ----- compare ----------------------------------------------------------------------------

@@ -127,7 +127,8 @@ def test_sigkill_mid_stage1_then_resume(
     }
 
     names = {a.name: a for a in artifacts}
-    assert set(names) == {"student.safetensors", "student.onnx", "model_card.json", "README.md", "tensorboard.tar.gz"}
+    assert set(names) == {"student.safetensors", "student.onnx", "model_card.json", "README.md", "tensorboard.tar.gz",
+                          "report.json", "report.png"}
     for artifact in artifacts:
         blob = context.store.get_bytes(artifact.storage_key)
         assert hashlib.sha256(blob).hexdigest() == artifact.sha256 and len(blob) == artifact.size

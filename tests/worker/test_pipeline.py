@@ -36,7 +36,10 @@ from worker.pipeline import run_job
 from worker.sweeper import sweep_once
 from worker.work_dir_sync import checkpoint_prefix
 
-EXPECTED_ARTIFACTS = {"student.safetensors", "student.onnx", "model_card.json", "README.md", "tensorboard.tar.gz"}
+EXPECTED_ARTIFACTS = {
+    "student.safetensors", "student.onnx", "model_card.json", "README.md", "tensorboard.tar.gz", "report.json",
+    "report.png",
+}
 PHASES = ["stage1", "stage2", "references", "evaluating", "exporting"]
 
 
@@ -134,6 +137,7 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
         assert artifact.size == len(data) > 0, name
         assert artifact.sha256 == _sha256(data), name
     assert artifacts["student.safetensors"].kind == "student" and artifacts["student.onnx"].kind == "onnx"
+    assert artifacts["report.json"].kind == artifacts["report.png"].kind == "report"
     # The loss curves leave as TensorBoard event files: one folder per stage, every stage that logged.
     archive = io.BytesIO(env.context.store.get_bytes(artifacts["tensorboard.tar.gz"].storage_key))
     with tarfile.open(fileobj=archive) as tar:
@@ -156,6 +160,9 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
             assert row[kind]["miou"] == rows[domain]["miou"]
             assert row[kind]["diff_points"] == pytest.approx((rows[domain]["miou"] - row["miou"]) * 100, abs=1e-3)
     assert all(abs(row["onnx"]["diff_points"]) < 1.0 for row in summary["student"].values())
+    # The robustness report travels in the summary too: gkd uses the teacher, so CKA is there per domain.
+    assert set(summary["report"]["cka_to_teacher"]["student"]) == set(summary["student"])
+    assert summary["report"]["miou"]["student (int8)"] == {d: r["miou"] for d, r in summary["deployed"]["int8"].items()}
     drifting = [e.message for e in events if e.type == "parity"]
     rows = summary["student"].values()
     assert len(drifting) == sum(not row[k]["within_tolerance"] for row in rows for k in ("onnx", "int8"))
