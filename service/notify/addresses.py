@@ -32,27 +32,23 @@ class ResolutionFailed(OSError):
 
 @dataclass(frozen=True)
 class Target:
-    """A checked destination: the URL's parts and the address the request must connect to."""
+    """A checked destination: the URL's parts and the addresses a request may connect to (all checked)."""
 
     url: str
     scheme: str
     host: str
     port: int
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]
 
-    @property
-    def pinned_url(self) -> str:
-        """The URL with its host replaced by the checked address (the Host header and TLS SNI keep the name)."""
-        parts = urlsplit(self.url)
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        netloc = f"{host}:{self.port}"
-        return parts._replace(netloc=netloc).geturl()
+    def pinned_url(self, address: IPAddress) -> str:
+        """The URL with its host replaced by ``address`` (the Host header and TLS SNI keep the name)."""
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return urlsplit(self.url)._replace(netloc=f"{host}:{self.port}").geturl()
 
     @property
     def host_header(self) -> str:
-        default = SCHEMES[self.scheme] == self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if default else f"{host}:{self.port}"
+        return host if SCHEMES[self.scheme] == self.port else f"{host}:{self.port}"
 
 
 def url_problem(url: str) -> str | None:
@@ -76,19 +72,18 @@ def url_problem(url: str) -> str | None:
 
 
 def address_problem(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public unicast address, or None when it is."""
-    candidates: list[IPAddress] = [address]
+    """Why ``address`` may not be called (e.g. "a loopback address (IPv4 127.0.0.1)"), or None when public."""
+    embedded: list[IPAddress] = []
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        embedded = [ip for ip in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if ip is not None]
         if address in _NAT64:
             embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        candidates += [ip for ip in embedded if ip is not None]
-    for ip in candidates:
+    for ip in embedded:  # the IPv4 address inside says more than the IPv6 block that carries it
         kind = _kind(ip)
         if kind is not None:
-            shown = str(address) if ip == address else f"{address} (IPv4 {ip})"
-            return f"{shown} is a {kind} address"
-    return None
+            return f"a {kind} address (IPv4 {ip})"
+    kind = _kind(address)
+    return None if kind is None else f"a {kind} address"
 
 
 def _kind(ip: IPAddress) -> str | None:
@@ -96,14 +91,21 @@ def _kind(ip: IPAddress) -> str | None:
     for name, flag in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
-        ("private", ip.is_private),
-        ("multicast", ip.is_multicast),
         ("unspecified", ip.is_unspecified),
+        ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
     ):
         if flag:
             return name
     return None if ip.is_global else "non-public"
+
+
+def _is_literal(host: str, address: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(host) == address
+    except ValueError:
+        return False
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -139,9 +141,11 @@ def check_target(url: str, *, allow_private: bool) -> Target:
         for address in addresses:
             reason = address_problem(address)
             if reason is not None:
-                refused = reason if str(address) == host else f"{host} resolves to {reason}"
+                refused = (
+                    f"{host} is {reason}" if _is_literal(host, address) else f"{host} resolves to {address}, {reason}"
+                )
                 raise AddressRefused(
                     f"{refused}; notifications go to public addresses only "
                     "(the operator may allow private ones with GKD_NOTIFY_ALLOW_PRIVATE=1)"
                 )
-    return Target(url=url, scheme=parts.scheme, host=host, port=port, address=addresses[0])
+    return Target(url=url, scheme=parts.scheme, host=host, port=port, addresses=tuple(addresses))

@@ -39,6 +39,7 @@ SessionScope = Callable[[], AbstractContextManager[Session]]
 MAX_RESPONSE_BYTES = 64 * 1024  # the answer is read only so the connection ends cleanly; its body is unused
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 USER_AGENT = "GKD-Distill-Notify/1"
+MAX_ADDRESSES = 2  # connect attempts per send (an IPv6 and an IPv4 address, typically); keeps the lease valid
 
 
 @dataclass(frozen=True)
@@ -129,29 +130,37 @@ def send(url: str, body: bytes, *, secret: str, settings: Settings) -> Outcome:
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     timeout = httpx.Timeout(settings.notify_timeout_s)
-    try:
-        # A fresh client per send: pooled connections are keyed by the pinned address, and a TLS connection
-        # opened for one host name must never carry a request for another.
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            request = client.build_request("POST", target.pinned_url, content=body, headers=headers)
+    # A fresh client per send: pooled connections are keyed by the pinned address, and a TLS connection
+    # opened for one host name must never carry a request for another.
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        candidates = target.addresses[:MAX_ADDRESSES]
+        for index, address in enumerate(candidates):
+            request = client.build_request("POST", target.pinned_url(address), content=body, headers=headers)
             request.extensions.update(extensions)
-            response = client.send(request, stream=True)
             try:
-                _read_bounded(response)
-            finally:
-                response.close()
-    except httpx.TimeoutException as exc:
-        return Outcome(f"timed out after {settings.notify_timeout_s:g} s ({type(exc).__name__})", retry=True)
-    except httpx.HTTPError as exc:
-        return Outcome(f"{type(exc).__name__}: {exc}", retry=True)
-    return _classify(response)
+                response = client.send(request, stream=True)
+                try:
+                    _read_bounded(response, settings.notify_timeout_s)
+                finally:
+                    response.close()
+            except httpx.ConnectError as exc:
+                if index + 1 < len(candidates):
+                    continue  # like a browser: the name's next (checked) address, e.g. 127.0.0.1 after ::1
+                return Outcome(f"{type(exc).__name__}: {exc}", retry=True)
+            except httpx.TimeoutException as exc:
+                return Outcome(f"timed out after {settings.notify_timeout_s:g} s ({type(exc).__name__})", retry=True)
+            except httpx.HTTPError as exc:
+                return Outcome(f"{type(exc).__name__}: {exc}", retry=True)
+            return _classify(response)
+    raise AssertionError("check_target returns at least one address")
 
 
-def _read_bounded(response: httpx.Response) -> None:
-    read = 0
+def _read_bounded(response: httpx.Response, seconds: float) -> None:
+    """Read at most MAX_RESPONSE_BYTES for at most ``seconds``: a huge or dripping answer cannot hold the sender."""
+    read, deadline = 0, time.monotonic() + seconds
     for chunk in response.iter_raw():
         read += len(chunk)
-        if read >= MAX_RESPONSE_BYTES:
+        if read >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
             break
 
 
