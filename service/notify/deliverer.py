@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service import jobs
@@ -39,6 +39,8 @@ SessionScope = Callable[[], AbstractContextManager[Session]]
 MAX_RESPONSE_BYTES = 64 * 1024  # the answer is read only so the connection ends cleanly; its body is unused
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 USER_AGENT = "GKD-Distill-Notify/1"
+KEEP_FINISHED = timedelta(days=7)  # delivered/abandoned rows are kept this long; the job events stay for good
+PRUNE_EVERY_S = 3600.0
 MAX_ADDRESSES = 2  # connect attempts per send (an IPv6 and an IPv4 address, typically); keeps the lease valid
 
 
@@ -218,6 +220,18 @@ def _shown(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+def prune(session_scope: SessionScope, *, older_than: timedelta = KEEP_FINISHED) -> int:
+    """Delete delivered and abandoned rows finished before ``older_than`` ago; returns how many."""
+    cutoff = utcnow() - older_than
+    with session_scope() as session:
+        result = session.execute(
+            delete(NotificationDelivery).where(
+                NotificationDelivery.status.in_([DELIVERED, ABANDONED]), NotificationDelivery.finished_at < cutoff
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 class Deliverer:
     """Runs ``deliver_due`` every ``interval_s`` seconds in a daemon thread."""
 
@@ -237,9 +251,13 @@ class Deliverer:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        pruned_at = 0.0
         while not self._stop.wait(self.interval_s):
             try:
                 while deliver_due(self.session_scope, self.settings) and not self._stop.is_set():
-                    pass  # a full batch: look again at once
+                    pass  # something was due: look again at once
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    prune(self.session_scope)
+                    pruned_at = time.monotonic()
             except Exception:  # a database blip must not kill the thread; the next round retries
                 _logger.exception("notification deliverer: round failed")

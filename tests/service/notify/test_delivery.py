@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -266,3 +267,15 @@ def test_the_deliverer_thread_sends_in_the_background(scope: Scope, settings: Se
     assert sorted(json.loads(r.body)["type"] for r in got) == ["job.running", "job.succeeded"]
     for request in got:
         verify_signature(secret, request.headers["gkd-signature"], request.body)
+
+
+def test_finished_rows_are_pruned_after_a_while(scope: Scope, settings: Settings) -> None:
+    with receiver() as hook:
+        job_id, _ = _job(scope, settings, hook.url(), events=["running", "succeeded"])
+        _move(scope, job_id, JobStatus.RUNNING)
+        _drain(scope, settings, job_id)
+    _move(scope, job_id, JobStatus.SUCCEEDED)  # still pending: never pruned
+    assert deliverer.prune(scope) == 0
+    assert deliverer.prune(scope, older_than=timedelta(seconds=-60)) == 1
+    assert [r.status for r in _rows(scope, job_id)] == ["pending"]
+    assert len(_notes(scope, job_id)) == 1  # the attempt's event stays
