@@ -175,7 +175,7 @@ def _classify(response: httpx.Response) -> Outcome:
         return Outcome(f"{code} redirect to {location} not followed (redirects are never followed; use the final URL)")
     if code >= 500 or code in RETRYABLE_STATUSES:
         return Outcome(f"{code}", retry=True)
-    return Outcome(f"{code} (a client error is not retried)")
+    return Outcome(f"{code} (not retried: only 5xx, 408, 425 and 429 answers are)")
 
 
 def backoff_s(settings: Settings, attempts: int) -> float:

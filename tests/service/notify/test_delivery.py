@@ -180,7 +180,7 @@ def test_a_client_error_is_not_retried(scope: Scope, settings: Settings) -> None
         (row,) = _drain(scope, settings, job_id)
         assert len(hook.received) == 1
     assert (row.status, row.attempts) == ("abandoned", 1)
-    assert "404 (a client error is not retried)" in _notes(scope, job_id)[0]
+    assert "404 (not retried: only 5xx, 408, 425 and 429 answers are)" in _notes(scope, job_id)[0]
 
 
 def test_retries_stop_after_the_retry_window(scope: Scope, settings: Settings) -> None:
