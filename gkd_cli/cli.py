@@ -13,6 +13,7 @@ from gkd_cli import cli_datasets, cli_jobs, cli_serve
 from gkd_cli._extras import require
 from gkd_cli.cli_data import data_app
 from gkd_cli.cli_keys import keys_app
+from gkd_cli.cli_notify import notify_app
 
 app = typer.Typer(
     name="gkd",
@@ -23,6 +24,7 @@ app = typer.Typer(
 cli_datasets.register(data_app)
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
+app.add_typer(notify_app, name="notify-secret")
 cli_jobs.register(app)
 cli_serve.register(app)
 

@@ -39,11 +39,13 @@ from gkd_client.models import (
     SplitCounts,
     Summary,
 )
-from gkd_client.sdk import DEFAULT_URL, KEY_ENV, URL_ENV, Client, ProgressFn
+from gkd_client.sdk import DEFAULT_URL, KEY_ENV, URL_ENV, Client, NotifySecret, ProgressFn
+from gkd_client.webhooks import SIGNATURE_HEADER, SignatureError, verify_signature
 
 __all__ = [
     "DEFAULT_URL",
     "KEY_ENV",
+    "SIGNATURE_HEADER",
     "TERMINAL_STATUSES",
     "URL_ENV",
     "APIError",
@@ -64,11 +66,14 @@ __all__ = [
     "JobPage",
     "MetricRow",
     "NotFoundError",
+    "NotifySecret",
     "ProgressFn",
     "ServerError",
+    "SignatureError",
     "SplitCounts",
     "Summary",
     "TransportError",
     "ValidationError",
     "WaitTimeout",
+    "verify_signature",
 ]

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,13 +29,24 @@ import httpx
 
 from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
 from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
-from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobPage, MetricRow
+from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobPage, MetricRow, parse_time
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "GKD_URL"
 KEY_ENV = "GKD_API_KEY"
+
+
+@dataclass(frozen=True)
+class NotifySecret:
+    """A team's new notification signing secret (the server shows it once)."""
+
+    secret: str
+    header: str
+    created_at: datetime | None
+
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 1 << 16
 
@@ -344,6 +356,17 @@ class Client:
     def revoke_key(self, prefix: str) -> None:
         """Revoke a key by its prefix (idempotent: a revoked key stays revoked)."""
         self.http.send("DELETE", f"/v1/keys/{quote(prefix, safe='')}")
+
+    # ----- notifications --------------------------------------------------------------------
+
+    def rotate_notify_secret(self) -> NotifySecret:
+        """Create or replace the team's notification signing secret; the answer is the only time it is shown.
+
+        The old secret stops signing at once. Receivers check requests with ``verify_signature``.
+        """
+        body = self.http.json("POST", "/v1/notify-secret")
+        created_at = parse_time(body.get("created_at"))
+        return NotifySecret(secret=body["secret"], header=body["header"], created_at=created_at)
 
 
 def _items(body: Any) -> list[Any]:

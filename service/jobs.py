@@ -34,6 +34,7 @@ from service.models import (
     MetricPoint,
     utcnow,
 )
+from service.notify import outbox
 from service.pagination import Cursor
 from service.schemas import JobSpec
 from service.storage import ArtifactStore
@@ -286,6 +287,7 @@ def transition(
         from_status=current if current in {s.value for s in sources} else None,
         to_status=target.value,
     )
+    outbox.record_status_change(session=session, job=job, from_status=current, to_status=target.value)
     session.flush()
     return job
 

@@ -283,3 +283,46 @@ class WorkerSlots(Base):
     slots: Mapped[int] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(String(8))
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NotifySecret(Base):
+    """A team's webhook signing secret, stored as a random nonce rather than the secret itself.
+
+    The secret has to be recoverable (the deliverer signs every body with it), so it cannot be hashed like
+    an API key. It is derived from ``GKD_SECRET_KEY`` and ``nonce`` (service/notify/team_secret.py): a copy
+    of the database alone signs nothing. ``check`` (a short digest of the secret) tells the deliverer that
+    the server key changed since the secret was shown, instead of silently signing with another secret.
+    """
+
+    __tablename__ = "notify_secrets"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    check: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NotificationDelivery(Base):
+    """The notification outbox: one row per (job status change, listed event), written in the same
+    transaction as the change, sent later by the deliverer thread (service/notify/deliverer.py).
+
+    ``status`` is pending -> delivered | abandoned. A pending row is due at ``next_attempt_at``; a deliverer
+    claims it by moving ``next_attempt_at`` past its send timeout (compare-and-set), so concurrent workers
+    never send the same attempt twice. The body is fixed at the change; each attempt signs it afresh.
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notification_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

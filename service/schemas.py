@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 import gkd_catalog
+from service.models import JobStatus
+from service.notify.addresses import url_problem
 
 # The enums of the REST contract come from the torch-free catalogue (gkd_catalog), the one list of names
 # that gkd_core's registries are checked against; mypy sees plain strings.
@@ -28,6 +30,10 @@ else:
     Stage1Head = Literal[tuple(gkd_catalog.STAGE1_HEADS)]
     Stage2Head = Literal[tuple(gkd_catalog.HEADS)]
     Layout = Literal[tuple(gkd_catalog.LAYOUTS)]
+if TYPE_CHECKING:
+    NotifyEvent = str
+else:
+    NotifyEvent = Literal[tuple(status.value for status in JobStatus)]
 Precision = Literal["fp32", "bf16"]
 
 _WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-]{36}/[\w.\-]+)$")
@@ -281,6 +287,37 @@ class ExportSpec(_Strict):
         return self
 
 
+class NotifySpec(_Strict):
+    """Where to POST a signed JSON body when the job reaches one of ``events`` (docs/NOTIFICATIONS.md)."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="http(s) URL of the receiver; no user:password@. Private, loopback and link-local addresses "
+        "are refused unless the server sets GKD_NOTIFY_ALLOW_PRIVATE=1. Redirects are not followed.",
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["succeeded", "failed", "cancelled"],
+        min_length=1,
+        description="Statuses that trigger a notification when the job moves into them (queued: a requeue).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, url: str) -> str:
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("events")
+    @classmethod
+    def _unique_events(cls, events: list[str]) -> list[str]:
+        if len(set(events)) != len(events):
+            raise ValueError("events contain duplicates; list each status once")
+        return events
+
+
 JOB_SPEC_EXAMPLE: dict[str, Any] = {
     "name": "dinov2s-to-deit-tiny",
     "teacher": {"model": "vit_small_patch14_dinov2", "weights": "timm"},
@@ -316,6 +353,7 @@ class JobSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     resources: Resources = Field(default_factory=Resources)
     export: ExportSpec = Field(default_factory=ExportSpec)
+    notify: NotifySpec | None = Field(default=None, description="Signed webhook on status changes")
 
     @field_validator("targets")
     @classmethod

@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(
         default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
     )
+    notify_allow_private: bool = Field(
+        default=False,
+        description="Let job notifications reach private, loopback and link-local addresses (SSRF guard off).",
+    )
+    notify_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Connect/read timeout of one delivery.")
+    notify_retry_for_s: float = Field(
+        default=3600.0, gt=0, description="How long a notification is retried before it is abandoned."
+    )
+    notify_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles, with jitter.")
+    notify_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
+    notify_poll_s: float = Field(default=1.0, gt=0, description="How often the deliverer looks for due rows.")
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

@@ -15,6 +15,7 @@ from service import capacity, zoo
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
 from service.models import DatasetStatus, Job, JobStatus
+from service.notify.spec_check import notify_problems
 from service.schemas import DataRef, JobSpec, ModelRef
 from service.settings import Settings
 
@@ -34,6 +35,7 @@ def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: S
         check_dataset_ref(session=session, team_id=team_id, field=field, ref=ref, needs_labels=needs_labels,
                           errors=errors)
     check_resources(session=session, spec=spec, settings=settings, errors=errors)
+    errors += notify_problems(session=session, team_id=team_id, notify=spec.notify, settings=settings)
     if spec.resources.queue not in settings.queues:
         errors.append(
             field_error(

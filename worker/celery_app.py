@@ -1,7 +1,8 @@
 """The Celery app, configured once from Settings with the policy every GKD task shares.
 
 ``celery -A worker.celery_app:app worker`` runs a worker; each worker process also runs the
-sweeper thread that recovers jobs of lost workers, and advertises how many ranks one job may run
+sweeper thread that recovers jobs of lost workers and the thread that sends job notifications
+(service/notify/deliverer.py), and advertises how many ranks one job may run
 on it for every queue it consumes (worker/capacity.py).
 """
 
@@ -37,6 +38,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
 app = create_celery()
 _sweeper: Any = None
 _advertiser: Any = None
+_deliverer: Any = None
 
 
 @worker_init.connect
@@ -71,7 +73,8 @@ def _fresh_context(**_: Any) -> None:
 
 @worker_ready.connect
 def _start_sweeper(sender: Any = None, **_: Any) -> None:
-    global _sweeper, _advertiser
+    global _sweeper, _advertiser, _deliverer
+    from service.notify.deliverer import Deliverer
     from worker.capacity import Advertiser
     from worker.context import get_context
     from worker.sweeper import Sweeper
@@ -79,6 +82,7 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     _sweeper = Sweeper(get_context(), interval_s=max(1.0, settings.heartbeat_stale_s / 4)).start()
     _logger.info("sweeper started")
+    _deliverer = Deliverer(get_context().session, settings).start()
     consumer = sender  # worker_ready is sent by the consumer: its node name and the queues it reads
     queues = sorted(consumer.app.amqp.queues.consume_from) if consumer is not None else list(settings.queues)
     _advertiser = Advertiser(get_context(), getattr(consumer, "hostname", None) or get_context().hostname, queues)
@@ -101,4 +105,6 @@ def _stop_sweeper(**_: Any) -> None:
         _sweeper.stop()
     if _advertiser is not None:
         _advertiser.stop()
+    if _deliverer is not None:
+        _deliverer.stop()
     shutdown.clear_marker()
