@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budgets = stage1_budgets(args, preset)
     from bench.reproduce_budget import estimate_seconds
 
-    estimate = estimate_seconds(preset, arms, budgets, n_seeds)
+    estimate = estimate_seconds(preset, arms, budgets, n_seeds, device=args.device)
     if args.estimate:
         print(f"{estimate['seconds'] / 60:.1f} min: {estimate['basis']}\nsteps: {estimate['steps']}")
         return {"estimate": estimate}

@@ -17,7 +17,8 @@ matched in is *images through the optimised model*::
 
 Images are not FLOPs: a stage-1 step also runs the teacher forward and (GKD) a masked student view,
 and a frozen-encoder stage-2 step backpropagates through the head only. :func:`estimate_seconds`
-counts FLOPs for the time estimate; the reports give measured seconds per arm beside the images.
+counts FLOPs for the time estimate (per device, :data:`SPEEDS`); the reports give measured seconds per
+arm beside the images.
 """
 
 from __future__ import annotations
@@ -29,10 +30,26 @@ from typing import Any
 from bench.reproduce_config import Arm, SizePreset
 from gkd_core.methods import get_method
 
-ASSUMED_TFLOPS = 100.0
-"""Sustained bf16 throughput assumed for the estimate (H100/H200 dense peak is ~990; small ViTs reach far less)."""
-STEP_FLOOR_MS = 15.0
-"""Per-step floor (kernel launches, optimiser, Python) under which a small model's step does not go."""
+GENERATE_S_PER_MEGAPIXEL = 3.3
+"""Synthetic benchmark generation, one process: 530 images at 128 px took 28 s on the loaded build machine."""
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What the time estimate assumes of a device: sustained TFLOP/s and a per-step floor, and why."""
+
+    tflops: float
+    floor_ms: float  # kernel launches, optimiser, data loading, Python: a small model's step never goes below
+    basis: str
+
+
+SPEEDS: dict[str, Speed] = {
+    # H100/H200 dense bf16 peak is ~990 TFLOP/s; small ViTs reach a fraction, so assume 100.
+    "cuda": Speed(100.0, 15.0, "assumed for one H100/H200 under bf16 autocast; not yet timed"),
+    # Fitted to the default run of docs/RESULTS.md (one thread, load average 7-10): about 0.3 s per
+    # stage-1 step (5.5 GFLOP) and 0.2-0.45 s per stage-2 step.
+    "cpu": Speed(0.015, 200.0, "fitted to the default-size run in docs/RESULTS.md (one thread, loaded machine)"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,13 +128,14 @@ def estimate_seconds(
     budgets: list[int],
     seeds: int,
     *,
-    tflops: float = ASSUMED_TFLOPS,
-    floor_ms: float = STEP_FLOOR_MS,
+    device: str = "cuda",
 ) -> dict[str, Any]:
-    """Time estimate of a whole run: steps x max(FLOPs / ``tflops``, ``floor_ms``), plus evaluation.
+    """Time estimate of a whole run on ``device``: steps x max(FLOPs / TFLOP/s, floor), plus evaluation.
 
     Returns the seconds, the step counts by kind, and a sentence saying the basis (for the report).
     """
+    speed = SPEEDS[device]
+    tflops, floor_ms = speed.tflops, speed.floor_ms
     flops = _step_gflops(preset)
     steps: dict[str, int] = dict.fromkeys(flops, 0)
     steps["teacher_pretrain"] = preset.teacher_steps
@@ -143,10 +161,16 @@ def estimate_seconds(
     domains = 6
     eval_images = evals * domains * preset.bench.target_val
     eval_s = eval_images * vit_forward_gflops(preset.teacher_arch, preset.image_size) / (tflops * 1e3)
-    seconds = sum(n * _step_seconds(flops[k], tflops, floor_ms) for k, n in steps.items()) + eval_s
+    sizes = preset.bench
+    images = sizes.source_train + sizes.source_val + 5 * (sizes.target_train + sizes.target_val)
+    images += sizes.pool_train + sizes.pool_val
+    generate_s = images * preset.image_size**2 / 1e6 * GENERATE_S_PER_MEGAPIXEL
+    seconds = sum(n * _step_seconds(flops[k], tflops, floor_ms) for k, n in steps.items()) + eval_s + generate_s
     basis = (
-        f"steps x max(FLOPs per step / {tflops:g} TFLOP/s, {floor_ms:g} ms per step) + evaluation "
-        f"({eval_images:,} val images at teacher cost); FLOPs per image: ViT forward = depth x (24 N D^2 + "
-        f"4 N^2 D), backward = 2x forward; benchmark generation and start-up not included; not yet timed"
+        f"{device}: steps x max(FLOPs per step / {tflops:g} TFLOP/s, {floor_ms:g} ms per step) + evaluation "
+        f"({eval_images:,} val images at teacher cost) + generating {images:,} benchmark images ({generate_s:.0f} s at "
+        f"{GENERATE_S_PER_MEGAPIXEL:g} s per megapixel, measured on the build machine; skipped when reused); FLOPs "
+        f"per image: ViT forward = depth x (24 N D^2 + 4 N^2 D), backward = 2x forward; start-up not included; "
+        f"speeds {speed.basis}"
     )
-    return {"seconds": seconds, "steps": steps, "gflops_per_step": flops, "basis": basis}
+    return {"seconds": seconds, "steps": steps, "gflops_per_step": flops, "generate_s": generate_s, "basis": basis}

@@ -125,30 +125,29 @@ DEFAULT = SizePreset(
 )
 
 # One H100/H200: larger images (128 px, 256 tokens), wider and deeper ViTs, 4-8x the images per step
-# and 2x the stage-1 budget of the default size, with bf16 autocast and loader processes. Sized by
-# bench/reproduce_budget.estimate_seconds: all arms x 3 seeds at budget 200 come to ~310 s (steps x
-# max(FLOPs / 100 TFLOP/s, 15 ms)), under the 8-minute target with room for evaluation and start-up;
-# ``--estimate`` prints it with its basis. Not yet timed on a GPU. The sweep (200/1,000/3,000) is ~1 h.
+# and 1.5x the stage-1 budget of the default size, with bf16 autocast and loader processes. Sized by
+# bench/reproduce_budget.estimate_seconds: all arms x 3 seeds at budget 150 come to ~6.1 min (training
+# at max(FLOPs / 100 TFLOP/s, 15 ms) per step, evaluation, and ~2 min generating the benchmark), under
+# the 8-minute target; ``--estimate`` prints it with its basis. Not yet timed on a GPU. The sweep
+# (150/1,000/3,000) is about an hour by the same estimate.
 GPU = SizePreset(
     name="gpu",
     image_size=128,
-    bench=BenchmarkSizes(
-        source_train=600, source_val=100, target_train=0, target_val=100, pool_train=4000, pool_val=100
-    ),
+    bench=BenchmarkSizes(source_train=400, source_val=60, target_train=0, target_val=60, pool_train=1500, pool_val=60),
     teacher_arch={"patch_size": 8, "embed_dim": 256, "depth": 8, "num_heads": 4},
     student_arch={"patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 2},
-    teacher_steps=1500,
+    teacher_steps=1200,
     teacher_batch=64,
     teacher_lr=3e-4,
-    stage1_budget=200,
+    stage1_budget=150,
     stage1_batch=64,
     stage1_lr=5e-4,
-    stage2_steps=250,
+    stage2_steps=200,
     stage2_batch=64,
     stage2_lr=1e-3,
     head_channels=128,
     seeds=3,
-    sweep=(200, 1000, 3000),
+    sweep=(150, 1000, 3000),
     precision="bf16",
     num_workers=6,
     similarity_images=32,

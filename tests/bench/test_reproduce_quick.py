@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 
 from bench.reproduce import main, parse_args
-from bench.reproduce_budget import matched_images
-from bench.reproduce_config import TINY
+from bench.reproduce_budget import arm_budget, matched_images
+from bench.reproduce_config import ARMS as ARM_ROWS
+from bench.reproduce_config import PRESETS, TINY, SizePreset
+from bench.reproduce_run import Bench, arm_config
 
 DOMAINS = {"clear", "night", "fog", "sensor", "retro", "toon"}
 TARGETS = DOMAINS - {"toon"}
@@ -101,3 +103,34 @@ def test_bad_arguments_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--out", "x", "--device", "cuda"])
     assert parse_args(["--out", "x", "--device", "cuda", "--estimate"]).device == "cuda"
+
+
+@pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: f"{p.name}-size")
+def test_every_arm_config_is_valid_at_every_preset(preset: SizePreset, tmp_path: Path) -> None:
+    """The configs of every arm build (ExperimentConfig validates them) with the device and matched steps."""
+    bench = Bench(root=tmp_path, source="toon", targets=sorted(TARGETS), pool="pool")
+    for arm in ARM_ROWS:
+        budget = arm_budget(arm, preset, preset.stage1_budget)
+        cfg = arm_config(
+            arm,
+            bench=bench,
+            preset=preset,
+            budget=budget,
+            teacher_weights=tmp_path / "t.safetensors",
+            student_weights=tmp_path / "s.safetensors",
+            seed=1,
+            with_teacher_ref=arm.run_key == "none_frozen",
+            device="cuda",
+        )
+        assert (cfg.device, cfg.precision, cfg.similarity_images) == (
+            "cuda",
+            preset.precision,
+            preset.similarity_images,
+        )
+        assert cfg.stage2.steps == budget.stage2_steps and cfg.stage2.num_workers == preset.num_workers
+        if budget.proxy_steps:
+            assert cfg.proxy is not None and cfg.proxy_stage1 is not None
+            assert cfg.proxy_stage1.steps == budget.proxy_steps
+        if budget.stage1_steps:
+            assert cfg.stage1.steps == budget.stage1_steps
+        assert (cfg.proxy is not None) is arm.proxy
