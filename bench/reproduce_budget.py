@@ -1,19 +1,7 @@
 """Compute matching of the comparison's arms (issue 17) and a run-time estimate for a preset.
 
-**The budget.** A stage-1 budget ``B`` is steps per stage-1 step: full GKD runs ``B`` steps of 1a
-(proxy) and ``B`` of 1b (source), then ``stage2_steps`` with a frozen encoder. The unit every arm is
-matched in is *images through the optimised model*::
-
-    images = proxy_steps * stage1_batch + stage1_steps * stage1_batch + stage2_steps * stage2_batch
-
-- two-stage arms share the ``2 B`` stage-1 steps among the steps they have: GKD, two-stage MSE and
-  GKD without L_mask run ``B`` + ``B``; Proteus (proxy step only) and GKD without 1a run all ``2 B``
-  in their one step. Stage 2 is ``stage2_steps`` for all of them.
-- single-stage arms that train the encoder (KD, CWD, feature MSE, fine-tuned no-KD) get
-  ``ceil(images / stage2_batch)`` stage-2 steps: as many images as a two-stage arm in total.
-- the frozen no-KD row (and the teacher row riding on its run) keeps the plain ``stage2_steps``: it
-  is a two-stage arm minus its stage 1 (a random encoder, the same head training), the zero point
-  of "the fraction of the teacher's lead carried"; it does not depend on ``B`` and runs once per seed.
+The rule (:data:`MATCHING_RULE`, also printed in every report): a stage-1 budget ``B`` is steps
+per stage-1 step, and every arm is matched in images through the optimised model.
 
 Images are not FLOPs: a stage-1 step also runs the teacher forward and (GKD) a masked student view,
 and a frozen-encoder stage-2 step backpropagates through the head only. :func:`estimate_seconds`
@@ -29,6 +17,19 @@ from typing import Any
 
 from bench.reproduce_config import Arm, SizePreset
 from gkd_core.methods import get_method
+
+MATCHING_RULE = """A stage-1 budget `B` is steps per stage-1 step: full GKD runs `B` steps of 1a (proxy) and `B` of
+1b (source), then `stage2_steps` with a frozen encoder. Every arm is matched in *images through the
+optimised model*: `images = (proxy_steps + stage1_steps) x stage1_batch + stage2_steps x stage2_batch`.
+
+- Two-stage arms share the `2 B` stage-1 steps among the steps they have: GKD, two-stage MSE and GKD
+  without L_mask run `B` + `B`; Proteus (proxy step only) and GKD without 1a run all `2 B` in their
+  one step. Stage 2 is `stage2_steps` for all of them.
+- Single-stage arms that train the encoder (KD, CWD, feature MSE, fine-tuned no-KD) get
+  `ceil(images / stage2_batch)` stage-2 steps: as many images as full GKD in total.
+- The frozen no-KD row (and the teacher row riding on its run) keeps the plain `stage2_steps`: it is
+  a two-stage arm minus its stage 1 (a random encoder, the same head training), the zero point of
+  the fraction of the teacher's lead carried; it does not depend on `B` and runs once per seed."""
 
 GENERATE_S_PER_MEGAPIXEL = 3.3
 """Synthetic benchmark generation, one process: 530 images at 128 px took 28 s on the loaded build machine."""

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from bench.reproduce_budget import __doc__ as _BUDGET_DOC
+from bench.reproduce_budget import MATCHING_RULE
 from bench.reproduce_config import ARMS
 from bench.reproduce_evidence import MIN_LEAD_POINTS, VERDICT_RULE
 from bench.reproduce_report import markdown_table
@@ -27,11 +27,10 @@ def _pct(stat: dict[str, float], digits: int = 1, scale: float = 100.0) -> str:
 
 def matching_section(per_budget: dict[int, dict[str, Any]], stage1_batch: int, stage2_batch: int) -> list[str]:
     """The compute-matching rule and the steps and images of every arm at every budget."""
-    rule = (_BUDGET_DOC or "").split("**The budget.**", 1)[-1].split("Images are not FLOPs")[0].strip()
     lines = [
         "## Compute matching",
         "",
-        f"Stage-1 batch {stage1_batch}, stage-2 batch {stage2_batch}. " + rule,
+        f"Stage-1 batch {stage1_batch}, stage-2 batch {stage2_batch}. " + MATCHING_RULE,
         "",
         "| budget | arm | 1a steps | 1b steps | stage-2 steps | images seen | rule |",
         "|---|---|---|---|---|---|---|",
