@@ -1,8 +1,10 @@
 """Sizes and arms of the paper-comparison reproduction (bench/reproduce.py).
 
 One :class:`SizePreset` fixes everything that must be equal across arms: the benchmark, the
-teacher and student architectures, the stage-1 and stage-2 budgets and the head. An :class:`Arm`
-is one row of the paper's table (a method plus its variant); arms that come out of the same
+teacher and student architectures, the batches, the stage-2 budget and the head. The stage-1
+budget (steps per stage-1 step) is chosen per run (``stage1_budget``, or a sweep of several), and
+bench/reproduce_budget.py turns it into each arm's compute-matched steps. An :class:`Arm` is one
+row of the paper's table (a method plus its variant); arms that come out of the same
 ``run_experiment`` call (the teacher reference rides on the frozen no-KD run) share a ``run`` key.
 """
 
@@ -29,8 +31,7 @@ class SizePreset:
     teacher_steps: int
     teacher_batch: int
     teacher_lr: float
-    stage1_steps: int
-    proxy_steps: int
+    stage1_budget: int  # steps per stage-1 step (1a and 1b each) of a plain run; see reproduce_budget
     stage1_batch: int
     stage1_lr: float
     stage2_steps: int
@@ -39,6 +40,10 @@ class SizePreset:
     head: str = "fpn"
     head_channels: int = 128  # the service's JobSpec cannot set it; 128 is its default
     seeds: int = 3
+    sweep: tuple[int, ...] = ()  # the stage-1 budgets of ``--sweep`` (issue 17's budget sweep)
+    precision: str = "fp32"  # "bf16" autocasts the student and the stage-1 teacher (GPU presets)
+    num_workers: int = 0  # data-loader processes (stage 1 and 2); 0 keeps CPU runs single-process
+    similarity_images: int = 16  # windows per domain for the CKA to the teacher (ExperimentConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,8 +60,7 @@ TINY = SizePreset(
     teacher_steps=1,
     teacher_batch=4,
     teacher_lr=1e-3,
-    stage1_steps=1,
-    proxy_steps=1,
+    stage1_budget=1,
     stage1_batch=4,
     stage1_lr=5e-4,
     stage2_steps=1,
@@ -65,6 +69,8 @@ TINY = SizePreset(
     head="linear",
     head_channels=128,
     seeds=1,
+    sweep=(1, 2),
+    similarity_images=2,
 )
 
 # A small run of every arm that finishes in well under an hour on the shared build machine (1 seed):
@@ -78,8 +84,7 @@ QUICK = SizePreset(
     teacher_steps=250,
     teacher_batch=16,
     teacher_lr=3e-4,  # 1e-3 stalled the default-size teacher at the layout prior; quick itself not re-measured
-    stage1_steps=60,
-    proxy_steps=60,
+    stage1_budget=60,
     stage1_batch=16,
     stage1_lr=5e-4,
     stage2_steps=80,
@@ -87,6 +92,7 @@ QUICK = SizePreset(
     stage2_lr=1e-3,
     head_channels=128,
     seeds=1,
+    sweep=(20, 60, 180),
 )
 
 # The default run: 3 seeds of every arm took 31 minutes on the shared 2-core build machine with
@@ -103,8 +109,7 @@ DEFAULT = SizePreset(
     teacher_steps=1000,
     teacher_batch=16,
     teacher_lr=3e-4,
-    stage1_steps=100,
-    proxy_steps=100,
+    stage1_budget=100,
     stage1_batch=16,
     stage1_lr=5e-4,
     stage2_steps=100,
@@ -112,9 +117,43 @@ DEFAULT = SizePreset(
     stage2_lr=1e-3,
     head_channels=128,
     seeds=3,
+    # Issue 17's sweep sized for about two hours on the shared 2-core machine in two processes with
+    # --threads 1 (docs/RESULTS.md, "How to produce the evidence"): from the per-arm times of the
+    # default run above (about 0.3 s per stage-1 step, 0.2-0.45 s per fine-tuning step under load),
+    # one seed of every arm costs about 8.4 s x budget + 230 s, so 30 + 100 + 300 gives ~4,300 s per seed.
+    sweep=(30, 100, 300),
 )
 
-PRESETS = {p.name: p for p in (TINY, QUICK, DEFAULT)}
+# One H100/H200: larger images (128 px, 256 tokens), wider and deeper ViTs, 4-8x the images per step
+# and 1.5x the stage-1 budget of the default size, with bf16 autocast and loader processes. Sized by
+# bench/reproduce_budget.estimate_seconds: all arms x 3 seeds at budget 150 come to ~6.1 min (training
+# at max(FLOPs / 100 TFLOP/s, 15 ms) per step, evaluation, and ~2 min generating the benchmark), under
+# the 8-minute target; ``--estimate`` prints it with its basis. Not yet timed on a GPU. The sweep
+# (150/1,000/3,000) is about an hour by the same estimate.
+GPU = SizePreset(
+    name="gpu",
+    image_size=128,
+    bench=BenchmarkSizes(source_train=400, source_val=60, target_train=0, target_val=60, pool_train=1500, pool_val=60),
+    teacher_arch={"patch_size": 8, "embed_dim": 256, "depth": 8, "num_heads": 4},
+    student_arch={"patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 2},
+    teacher_steps=1200,
+    teacher_batch=64,
+    teacher_lr=3e-4,
+    stage1_budget=150,
+    stage1_batch=64,
+    stage1_lr=5e-4,
+    stage2_steps=200,
+    stage2_batch=64,
+    stage2_lr=1e-3,
+    head_channels=128,
+    seeds=3,
+    sweep=(150, 1000, 3000),
+    precision="bf16",
+    num_workers=6,
+    similarity_images=32,
+)
+
+PRESETS = {p.name: p for p in (TINY, QUICK, DEFAULT, GPU)}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Summaries, the paper-shaped markdown table and a PIL bar chart of the reproduction's results."""
+"""Per-budget summaries, the paper-shaped markdown table and a PIL bar chart of the reproduction's results.
+
+The whole RESULTS.md text is bench/reproduce_markdown.py; the sweep's charts are bench/reproduce_charts.py.
+"""
 
 from __future__ import annotations
 
@@ -118,98 +121,3 @@ def _wrap(text: str, width: int) -> list[str]:
     if cur:
         lines.append(cur)
     return lines[:5]
-
-
-def observations(summary: dict[str, dict[str, Any]], teacher_pre: dict[str, float], source: str) -> list[str]:
-    """Facts computed from the numbers (the hand-written reading goes in the notes)."""
-    out: list[str] = []
-
-    def pct(v: float) -> str:
-        return f"{v * 100:.1f}"
-
-    for name in ("teacher", "none_frozen", "none_finetuned"):
-        if name in summary:
-            row = summary[name]
-            out.append(
-                f"{_LABELS[name]}: source {pct(row[source]['mean'])}, target avg {pct(row['target_avg']['mean'])}, "
-                f"gap {pct(row['gap']['mean'])} mIoU points."
-            )
-    if teacher_pre:
-        out.append(
-            "pretrained teacher (fine-tuned on the pool, its own head): "
-            + ", ".join(f"{d} {pct(v)}" for d, v in teacher_pre.items())
-            + "."
-        )
-    if "gkd" in summary:
-        g = summary["gkd"]["target_avg"]
-        for other in (a.name for a in ARMS if a.name not in ("gkd", "teacher", "none_frozen")):
-            if other in summary:
-                o = summary[other]["target_avg"]
-                out.append(
-                    f"GKD minus {_LABELS[other]} on the target average: {pct(g['mean'] - o['mean'])} points "
-                    f"(std {pct(g['std'])} / {pct(o['std'])})."
-                )
-    return out
-
-
-def results_markdown(
-    *,
-    summary: dict[str, dict[str, Any]],
-    targets: list[str],
-    source: str,
-    settings: dict[str, Any],
-    command: str,
-    wall_s: float,
-    teacher_pre: dict[str, float],
-    chart: str | None,
-    notes: str = "",
-    title: str = "Results: the paper's comparison on the synthetic domain-shift benchmark",
-) -> str:
-    """The whole RESULTS.md text."""
-    s = settings
-    lines = [
-        f"# {title}",
-        "",
-        f"Size preset **{s['preset']['name']}**, {s['seeds']} seed(s), wall time {wall_s / 60:.1f} min "
-        f"({s['threads']} torch threads on this machine).",
-        "",
-        "mIoU % per domain, mean ± sample std over seeds (no spread shown for a single seed); every arm is "
-        "trained on the source "
-        f"(`{source}`) only. Best student target average in bold.",
-        "",
-        markdown_table(summary, targets, source),
-        "",
-    ]
-    if chart:
-        lines += [f"![target average and source mIoU per arm]({chart})", ""]
-    lines += ["## Observations (computed)", ""]
-    lines += [f"- {o}" for o in observations(summary, teacher_pre, source)]
-    if notes.strip():
-        lines += ["", notes.strip()]
-    lines += ["", "## Time per arm", "", "| arm | seconds per seed (mean) |", "|---|---|"]
-    for name, row in summary.items():
-        sec = row.get("seconds_per_seed")
-        lines.append(f"| {_LABELS.get(name, name)} | {'n/a' if sec is None else f'{sec:.0f}'} |")
-    lines += [
-        "",
-        "The teacher row and the frozen no-KD row come from the same run (its `teacher` reference), so they show "
-        "the same time. KD and CWD reuse that run's teacher head (teacher + head trained on the source).",
-        "",
-        "## Command and settings",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        "```json",
-        _json(settings),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _json(data: Any) -> str:
-    import json
-
-    return json.dumps(data, indent=2, sort_keys=True, default=str)

@@ -2,9 +2,13 @@
 
 Fairness: every arm gets the same pretrained teacher file, the same student initialisation per seed
 (one safetensors file written once per seed and loaded by every arm), the same stage-2 head, crop,
-batch, learning rate and step budget. KD and CWD need the teacher's own segmentation head; it is the
+batches and learning rates, and the same total images at each stage-1 budget (the compute matching
+of bench/reproduce_budget.py). KD and CWD need the teacher's own segmentation head; it is the
 ``ref_teacher`` stage of the frozen no-KD run of the same seed, copied into their work dirs so it is
 trained once per seed (run_experiment resumes finished stages from ``state.json``).
+
+Layout under ``OUT/runs``: ``seed<S>/<run>`` for the budget-independent frozen no-KD run (with the
+teacher reference), ``stage1-<B>/seed<S>/<run>`` for every other run at stage-1 budget ``B``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from safetensors.torch import save_file
 import gkd_core  # noqa: F401  (torchvision shim before timm)
 
 # isort: split
+from bench.reproduce_budget import ArmBudget, arm_budget
 from bench.reproduce_config import STUDENT_MODEL, TEACHER_MODEL, Arm, SizePreset
 from gkd_core.config import BackboneConfig, Stage1Config
 from gkd_core.data.synthetic import generate_benchmark, load_benchmark
@@ -33,6 +38,9 @@ from gkd_core.methods import get_method
 from gkd_core.models.backbone import build_backbone
 
 _logger = logging.getLogger(__name__)
+
+NO_KD_RUN = "none_frozen"
+"""The frozen no-KD run: the no-KD row, the teacher reference and the teacher head KD and CWD reuse."""
 
 
 class _EventLog(Callbacks):
@@ -118,6 +126,7 @@ def stage2_config(preset: SizePreset, *, steps: int, batch: int, lr: float) -> S
         head=preset.head,
         head_channels=preset.head_channels,
         checkpoint_every=max(steps, 1),
+        num_workers=preset.num_workers,
     )
 
 
@@ -142,7 +151,9 @@ def check_loads(cfg: BackboneConfig, reference: torch.nn.Module) -> None:
         )
 
 
-def pretrain_teacher(out: Path, bench: Bench, preset: SizePreset) -> tuple[Path, dict[str, float], float]:
+def pretrain_teacher(
+    out: Path, bench: Bench, preset: SizePreset, device: str = "cpu"
+) -> tuple[Path, dict[str, float], float]:
     """Fine-tune the teacher architecture on the pool (method none) and save its backbone.
 
     Returns the weights file, the pretrained model's mIoU per domain (pool val, targets, source)
@@ -165,6 +176,8 @@ def pretrain_teacher(out: Path, bench: Bench, preset: SizePreset) -> tuple[Path,
         finetune=True,
         stage2=stage2_config(preset, steps=preset.teacher_steps, batch=preset.teacher_batch, lr=preset.teacher_lr),
         seed=0,
+        device=device,
+        precision=preset.precision,
         name="foundation-teacher",
         export_onnx=False,
         evaluate_source=False,
@@ -192,10 +205,15 @@ def student_init(out: Path, preset: SizePreset, seed: int) -> Path:
 
 @dataclass
 class RunOutcome:
-    """Per-domain mIoU of the student and of each reference of one run_experiment call."""
+    """Per-domain mIoU of the student and of each reference of one run_experiment call.
+
+    ``cka`` is the run's report ``cka_to_teacher`` (model -> domain -> linear CKA of its final patch
+    tokens to the frozen teacher's); empty when the run never used the teacher.
+    """
 
     miou: dict[str, dict[str, float]]
     seconds: float
+    cka: dict[str, dict[str, float]] = field(default_factory=dict)
     reused: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -205,20 +223,23 @@ def arm_config(
     *,
     bench: Bench,
     preset: SizePreset,
+    budget: ArmBudget,
     teacher_weights: Path,
     student_weights: Path,
     seed: int,
     with_teacher_ref: bool,
+    device: str = "cpu",
 ) -> ExperimentConfig:
-    """The ExperimentConfig of one arm (same teacher, student init, head and budget everywhere)."""
+    """The ExperimentConfig of one arm at its compute-matched ``budget`` (same teacher, init and head)."""
     s1 = Stage1Config(
-        steps=preset.stage1_steps,
+        # Proteus has no 1b: its 1a config is derived from this one, so it carries 1a's steps.
+        steps=budget.stage1_steps or max(budget.proxy_steps, 1),
         batch_size=preset.stage1_batch,
         lr=preset.stage1_lr,
         image_size=preset.image_size,
         loss_weights={"cls": 1.0, "feat": 1.0, "mask": arm.mask_weight},
-        teacher_precision="fp32",
-        checkpoint_every=max(preset.stage1_steps, preset.proxy_steps),
+        teacher_precision="bf16" if preset.precision == "bf16" else "fp32",
+        checkpoint_every=max(budget.stage1_steps, budget.proxy_steps, 1),
     )
     return ExperimentConfig(
         teacher=teacher_config(preset, str(teacher_weights)),
@@ -228,10 +249,13 @@ def arm_config(
         method=arm.method,
         proxy=bench.ref(bench.pool, "train", name=f"{bench.pool}/train") if arm.proxy else None,
         stage1=s1,
-        proxy_stage1=replace(s1, steps=preset.proxy_steps),
-        stage2=stage2_config(preset, steps=preset.stage2_steps, batch=preset.stage2_batch, lr=preset.stage2_lr),
+        proxy_stage1=replace(s1, steps=max(budget.proxy_steps, 1)),
+        stage2=stage2_config(preset, steps=budget.stage2_steps, batch=preset.stage2_batch, lr=preset.stage2_lr),
         references=["teacher"] if with_teacher_ref else [],
         seed=seed,
+        device=device,
+        precision=preset.precision,
+        similarity_images=preset.similarity_images,
         finetune=arm.finetune,
         name=f"{arm.run_key}-seed{seed}",
         export_onnx=False,
@@ -263,7 +287,9 @@ def run_arm(work: Path, cfg: ExperimentConfig, *, teacher_donor: Path | None = N
     done_file = work / "reproduce_result.json"
     if done_file.is_file():
         data = json.loads(done_file.read_text())
-        return RunOutcome(miou=data["miou"], seconds=data["seconds"], reused=True, info=data.get("info", {}))
+        return RunOutcome(
+            miou=data["miou"], seconds=data["seconds"], cka=data.get("cka", {}), reused=True, info=data.get("info", {})
+        )
     work.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
     if teacher_donor is not None and get_method(cfg.method).traits.teacher == "logits":
@@ -273,20 +299,39 @@ def run_arm(work: Path, cfg: ExperimentConfig, *, teacher_donor: Path | None = N
     seconds = time.perf_counter() - start
     miou = {"student": {d: m.miou for d, m in result.student.items()}}
     miou.update({r: {d: m.miou for d, m in per.items()} for r, per in result.references.items()})
-    done_file.write_text(json.dumps({"miou": miou, "seconds": seconds, "info": info}, indent=2))
-    return RunOutcome(miou=miou, seconds=seconds, info=info)
+    cka = {name: dict(per) for name, per in result.report.get("cka_to_teacher", {}).items()}
+    done_file.write_text(json.dumps({"miou": miou, "seconds": seconds, "cka": cka, "info": info}, indent=2))
+    return RunOutcome(miou=miou, seconds=seconds, cka=cka, info=info)
+
+
+def run_dir(out: Path, budget: ArmBudget, stage1_budget: int, seed: int, run_key: str) -> Path:
+    """Where one run lives: budget-independent runs once per seed, the others once per budget and seed."""
+    if budget.depends_on_budget:
+        return out / "runs" / f"stage1-{stage1_budget}" / f"seed{seed}" / run_key
+    return out / "runs" / f"seed{seed}" / run_key
 
 
 def run_comparison(
-    out: Path, bench: Bench, preset: SizePreset, arms: list[Arm], seeds: list[int], *, train: bool = True
+    out: Path,
+    bench: Bench,
+    preset: SizePreset,
+    arms: list[Arm],
+    seeds: list[int],
+    budgets: list[int],
+    *,
+    train: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Pretrain the teacher, then every selected arm for every seed; return the raw results.
+    """Pretrain the teacher, then every selected arm for every seed and stage-1 budget; the raw results.
 
-    With ``train=False`` nothing is trained: only runs that already finished are collected (a report
-    of a run still in progress, or of one cut short).
+    Per seed the budget-independent runs go first (the frozen no-KD run trains the teacher head that KD
+    and CWD reuse), then each budget in the order given. With ``train=False`` nothing is trained: only
+    runs that already finished are collected (a report of a run still in progress, or cut short).
+    Returns ``teacher_pretrain`` and ``budgets``: budget -> {"arm_budgets", "arms"}, where each arm has
+    per-seed ``seeds`` (domain -> mIoU), ``cka`` (domain -> CKA to the teacher) and ``seconds``.
     """
     if train:
-        teacher_weights, teacher_pre, teacher_s = pretrain_teacher(out, bench, preset)
+        teacher_weights, teacher_pre, teacher_s = pretrain_teacher(out, bench, preset, device)
     else:
         teacher_weights = out / "teacher" / "teacher_backbone.safetensors"
         pre_file = out / "teacher_pretrain" / "pretrain_results.json"
@@ -295,32 +340,55 @@ def run_comparison(
     _logger.info("teacher pretrained on %s: %s", bench.pool, {k: round(v, 3) for k, v in teacher_pre.items()})
     runs: dict[str, Arm] = {}
     for arm in arms:
-        base = arm if arm.result == "student" else replace(arm, result="student")
-        runs.setdefault(arm.run_key, base)
+        runs.setdefault(arm.run_key, arm if arm.result == "student" else replace(arm, result="student"))
     wants_teacher = any(a.result == "teacher" for a in arms)
-    per_arm: dict[str, dict[str, Any]] = {a.name: {"seeds": {}, "seconds": {}} for a in arms}
+    plans = {b: {a.name: arm_budget(a, preset, b) for a in arms} for b in budgets}
+    per_budget: dict[str, dict[str, Any]] = {
+        str(b): {
+            "arm_budgets": {name: ab.to_dict() for name, ab in plans[b].items()},
+            "arms": {a.name: {"seeds": {}, "cka": {}, "seconds": {}} for a in arms},
+        }
+        for b in budgets
+    }
+    # Budget-independent runs first, then every budget: (stage-1 budget, run key, its arm budget).
+    order = sorted(
+        ((b, key, arm_budget(arm, preset, b)) for b in budgets for key, arm in runs.items()),
+        key=lambda item: (item[2].depends_on_budget, budgets.index(item[0])),
+    )
     for seed in seeds:
         init = student_init(out, preset, seed) if train else Path()
-        donor = out / "runs" / f"seed{seed}" / "none_frozen"
-        for key, arm in runs.items():
-            if not train and not (out / "runs" / f"seed{seed}" / key / "reproduce_result.json").is_file():
-                continue
-            cfg = arm_config(
-                arm,
-                bench=bench,
-                preset=preset,
-                teacher_weights=teacher_weights,
-                student_weights=init,
-                seed=seed,
-                with_teacher_ref=wants_teacher and key == "none_frozen",
-            )
-            outcome = run_arm(out / "runs" / f"seed{seed}" / key, cfg, teacher_donor=donor)
-            _logger.info("seed %d run %s: %.0f s%s", seed, key, outcome.seconds, " (reused)" if outcome.reused else "")
+        donor = out / "runs" / f"seed{seed}" / NO_KD_RUN  # where run_dir puts the budget-independent run
+        outcomes: dict[Path, RunOutcome] = {}
+        for stage1_budget, key, budget in order:
+            work = run_dir(out, budget, stage1_budget, seed, key)
+            if work not in outcomes:
+                if not train and not (work / "reproduce_result.json").is_file():
+                    continue
+                cfg = arm_config(
+                    runs[key],
+                    bench=bench,
+                    preset=preset,
+                    budget=budget,
+                    teacher_weights=teacher_weights,
+                    student_weights=init,
+                    seed=seed,
+                    with_teacher_ref=wants_teacher and key == NO_KD_RUN,
+                    device=device,
+                )
+                outcomes[work] = run_arm(work, cfg, teacher_donor=donor)
+                outcome = outcomes[work]
+                _logger.info(
+                    "seed %d %s: %.0f s%s", seed, work.relative_to(out), outcome.seconds, " (reused)" * outcome.reused
+                )
+            outcome = outcomes[work]
             for a in arms:
                 if a.run_key == key:
-                    per_arm[a.name]["seeds"][str(seed)] = outcome.miou[a.result]
-                    per_arm[a.name]["seconds"][str(seed)] = outcome.seconds
+                    row = per_budget[str(stage1_budget)]["arms"][a.name]
+                    row["seeds"][str(seed)] = outcome.miou[a.result]
+                    row["seconds"][str(seed)] = outcome.seconds
+                    # The teacher row has no CKA to itself; every other row is its run's student.
+                    row["cka"][str(seed)] = outcome.cka.get("student", {}) if a.result == "student" else {}
     return {
         "teacher_pretrain": {"weights": str(teacher_weights), "miou": teacher_pre, "seconds": teacher_s},
-        "arms": per_arm,
+        "budgets": per_budget,
     }

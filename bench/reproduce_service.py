@@ -15,9 +15,11 @@ What it does:
    ``OUT/RESULTS_api.md`` and ``OUT/results_api.json``, with the largest difference to the direct
    run's numbers when ``OUT/results.json`` exists.
 
-What the JobSpec cannot express, so the service run differs from the direct one: stage-1
-``proxy_steps`` (the service runs step 1a for ``stage1.steps``; the presets use equal counts) and
-the head width (the service uses its default of 128 channels; the presets use 128 too).
+One stage-1 budget per call (the first of ``--stage1-budgets``, or the preset's), with the same
+compute-matched steps per arm as the direct run (bench/reproduce_budget.py). The JobSpec has one
+``stage1.steps`` for 1a and 1b, which is enough: every arm runs the same count in each step it has.
+What it cannot express is the head width (the service uses its default of 128 channels; the presets
+use 128 too), and ``--device``: the service's worker picks its own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.reproduce_budget import arm_budget
 from bench.reproduce_config import Arm, SizePreset
 from bench.reproduce_report import markdown_table, summarize
 
@@ -41,6 +44,7 @@ def arm_spec(
     arm: Arm,
     *,
     preset: SizePreset,
+    stage1_budget: int,
     seed: int,
     teacher_weights: str,
     student_weights: str,
@@ -49,8 +53,12 @@ def arm_spec(
     pool: str,
     with_teacher_ref: bool,
 ) -> dict[str, Any]:
-    """The JobSpec body of one arm (datasets by their registered names)."""
+    """The JobSpec body of one arm at its compute-matched steps (datasets by their registered names)."""
     from bench.reproduce_config import STUDENT_MODEL, TEACHER_MODEL
+
+    budget = arm_budget(arm, preset, stage1_budget)
+    # 1a and 1b share stage1.steps; an arm runs the same count in every stage-1 step it has.
+    stage1_steps = max(budget.proxy_steps, budget.stage1_steps, 1)
 
     spec: dict[str, Any] = {
         "name": f"repro-{arm.run_key}-seed{seed}".replace("_", "-"),
@@ -60,20 +68,20 @@ def arm_spec(
         "targets": [{"dataset": DATASET_PREFIX + d, "split": "val"} for d in [*targets, source]],
         "method": arm.method,
         "stage1": {
-            "steps": preset.stage1_steps,
+            "steps": stage1_steps,
             "batch_size": preset.stage1_batch,
             "lr": preset.stage1_lr,
             "image_size": preset.image_size,
             "loss_weights": {"cls": 1.0, "feature": 1.0, "mask": arm.mask_weight},
-            "checkpoint_every": max(preset.stage1_steps, preset.proxy_steps),
+            "checkpoint_every": stage1_steps,
         },
         "stage2": {
-            "steps": preset.stage2_steps,
+            "steps": budget.stage2_steps,
             "batch_size": preset.stage2_batch,
             "lr": preset.stage2_lr,
             "crop_size": preset.image_size,
             "head": preset.head,
-            "checkpoint_every": preset.stage2_steps,
+            "checkpoint_every": budget.stage2_steps,
             "finetune": arm.finetune,
         },
         "references": ["teacher"] if with_teacher_ref else [],
@@ -135,7 +143,7 @@ def _domain_results(summary: dict[str, Any], key: str) -> dict[str, float]:
 
 
 def run_via_api(
-    args: argparse.Namespace, preset: SizePreset, arms: list[Arm], n_seeds: int, out: Path
+    args: argparse.Namespace, preset: SizePreset, arms: list[Arm], n_seeds: int, out: Path, stage1_budget: int
 ) -> dict[str, Any]:
     """Register datasets, submit and poll one job per arm and seed, write results_api.json and the table."""
     from bench.reproduce_run import prepare_benchmark, student_init
@@ -158,6 +166,7 @@ def run_via_api(
             spec = arm_spec(
                 arm,
                 preset=preset,
+                stage1_budget=stage1_budget,
                 seed=seed,
                 teacher_weights=teacher_uri,
                 student_weights=init_uri,
@@ -166,7 +175,8 @@ def run_via_api(
                 pool=bench.pool,
                 with_teacher_ref=wants_teacher and key == "none_frozen",
             )
-            job = client.submit_job(spec, idempotency_key=f"{spec['name']}-{preset.name}-{out.name}")
+            key_tag = f"{spec['name']}-{preset.name}-b{stage1_budget}-{out.name}"
+            job = client.submit_job(spec, idempotency_key=key_tag)
             jobs[(key, seed)] = job.id
             _logger.info("submitted %s as job %s", spec["name"], job.id)
     per_arm: dict[str, dict[str, Any]] = {a.name: {"seeds": {}, "seconds": {}} for a in arms}
@@ -195,6 +205,7 @@ def run_via_api(
     table = markdown_table(summary, bench.targets, bench.source)
     results = {
         "via_api": args.via_api,
+        "stage1_budget": stage1_budget,
         "jobs": {f"{k}/seed{s}": j for (k, s), j in jobs.items()},
         "arms": per_arm,
         "summary": summary,
@@ -204,7 +215,8 @@ def run_via_api(
     }
     direct = out / "results.json"
     if direct.is_file():
-        results["direct_vs_api"] = compare_with_direct(json.loads(direct.read_text())["arms"], per_arm)
+        direct_budget = json.loads(direct.read_text()).get("budgets", {}).get(str(stage1_budget), {})
+        results["direct_vs_api"] = compare_with_direct(direct_budget.get("arms", {}), per_arm)
         _logger.info("largest |direct - api| mIoU per arm: %s", results["direct_vs_api"])
     (out / "results_api.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
     (out / "RESULTS_api.md").write_text(table + "\n")

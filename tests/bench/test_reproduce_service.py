@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.reproduce_budget import arm_budget
 from bench.reproduce_config import ARMS, QUICK, Arm
 from bench.reproduce_service import arm_spec, compare_with_direct
 from service.schemas import JobSpec
@@ -14,6 +15,7 @@ def test_every_arm_is_a_valid_job_spec(arm: Arm) -> None:
     body = arm_spec(
         arm,
         preset=QUICK,
+        stage1_budget=40,
         seed=2,
         teacher_weights="artifact://0f8fad5b-d9cb-469f-a165-70867728950e/student.safetensors",
         student_weights="file:///data/init.safetensors",
@@ -27,7 +29,9 @@ def test_every_arm_is_a_valid_job_spec(arm: Arm) -> None:
     assert spec.stage2.finetune is arm.finetune
     assert (spec.proxy is not None) is arm.proxy
     assert spec.stage1.loss_weights["mask"] == arm.mask_weight
-    assert spec.stage2.steps == QUICK.stage2_steps and spec.seed == 2
+    budget = arm_budget(arm, QUICK, 40)  # the direct run's compute-matched steps
+    assert spec.stage2.steps == budget.stage2_steps and spec.seed == 2
+    assert spec.stage1.steps == max(budget.proxy_steps, budget.stage1_steps, 1)
     assert [t.dataset for t in spec.targets] == ["repro-clear", "repro-night", "repro-toon"]
 
 
