@@ -378,6 +378,7 @@ class Dataset:
     uri: str
     status: str
     classes: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     report: DatasetReport = field(default_factory=DatasetReport)
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -397,6 +398,7 @@ class Dataset:
             uri=str(obj.get("uri", "")),
             status=str(obj.get("status", "unknown")),
             classes=[str(c) for c in classes] if isinstance(classes, list) else None,
+            options=dict(obj["options"]) if isinstance(obj.get("options"), dict) else {},
             report=DatasetReport.from_obj(obj.get("report")),
             created_at=parse_time(obj.get("created_at")),
             updated_at=parse_time(obj.get("updated_at")),

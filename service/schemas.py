@@ -29,6 +29,7 @@ else:
     Stage2Head = Literal[tuple(gkd_catalog.HEADS)]
     Layout = Literal[tuple(gkd_catalog.LAYOUTS)]
 Precision = Literal["fp32", "bf16"]
+LayoutOptionValue = str | int | float | bool | list[str]
 
 _WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-]{36}/[\w.\-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -533,6 +534,25 @@ class DatasetCreate(_Strict):
         min_length=1, max_length=2048, description="file:///path (under allowed roots) or s3://bucket/prefix"
     )
     classes: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    options: dict[str, LayoutOptionValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Layout options (GET /v1/catalog lists each layout's), e.g. {\"condition\": \"fog\"} for acdc; "
+        "stored with the dataset and used by the validator and by every job that reads it",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _options_of_layout(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        layout = info.data.get("layout")
+        if layout is None:  # the layout itself failed; its own error says so
+            return value
+        takes = gkd_catalog.LAYOUTS[layout].options
+        unknown = sorted(set(value) - set(takes))
+        if unknown:
+            allowed = ", ".join(takes) if takes else "none"
+            raise ValueError(f"layout {layout!r} takes no option(s) {unknown}; allowed: {allowed}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -556,6 +576,7 @@ class DatasetRead(_Read):
     layout: str
     uri: str
     classes: list[str] | None
+    options: dict[str, Any] = Field(default_factory=dict, description="Layout options the dataset is read with")
     status: str
     report: dict[str, Any]
     created_at: datetime
