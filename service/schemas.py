@@ -97,6 +97,18 @@ class DataRef(_Strict):
     dataset: str = Field(min_length=1, max_length=100, description="Name given at POST /v1/datasets")
     split: str = Field(default="train", min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_\-]+$")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_options_here(cls, data: Any) -> Any:
+        """Layout options belong to the registration, so a job reads a set exactly as it was validated."""
+        if isinstance(data, dict) and "options" in data:
+            raise ValueError(
+                "layout options are set when the dataset is registered (POST /v1/datasets 'options', "
+                "gkd data register --option), not per job; register the set again under another name "
+                "with the options you want and use that name"
+            )
+        return data
+
 
 class TargetRef(DataRef):
     """A target domain: a registered dataset split, evaluated as the paper's protocol says.

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from service.models import Team
 from service.schemas import DataRef
 from tests.api.conftest import ApiEnv, TeamClient, write_folder_dataset
+from tests.service.factories import spec_dict
 from worker.context import WorkerContext
 from worker.pipeline import resolve_split
 
@@ -73,3 +74,11 @@ def test_option_values_are_the_validators_to_judge(api: ApiEnv, team: TeamClient
     assert response.json()["options"] == {"condition": "hail"}
     detail = response.json()["report"]["problems"][0]["detail"]
     assert "['hail'] not found" in detail and "available: ['fog']" in detail
+
+
+def test_a_job_cannot_override_a_datasets_options(ready_team: TeamClient) -> None:
+    spec = spec_dict(source={"dataset": "src", "split": "train", "options": {"label_type": "train_id"}})
+    response = ready_team.post("/v1/jobs", json=spec)
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["field"] == "source" and "set when the dataset is registered" in error["message"]
