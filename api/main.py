@@ -8,7 +8,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
 from api.openapi_errors import document_errors
-from api.routes import catalog, dashboard, datasets, evaluations, health, jobs, keys, models, notify
+from api.routes import catalog, dashboard, datasets, estimates, evaluations, health, jobs, keys, models, notify
 from service.db import make_engine, session_factory
 from service.queue import CeleryEnqueuer, Enqueuer
 from service.settings import Settings, get_settings
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.store = None  # the ArtifactStore, built from settings on first use (api.deps.get_store)
     app.state.metrics = ApiMetrics()
     templates: list[str] = []
-    for module in (jobs, evaluations, datasets, models, catalog, keys, notify, health, dashboard):
+    for module in (estimates, jobs, evaluations, datasets, models, catalog, keys, notify, health, dashboard):
         document_errors(module.router)
         app.include_router(module.router)
         templates += [route.path for route in module.router.routes if isinstance(getattr(route, "path", None), str)]

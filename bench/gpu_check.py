@@ -31,7 +31,9 @@ error halves the batch and retries, recorded):
 
 Writes ``DIR/gpu_check.json`` (after every section, so a killed run keeps what it measured),
 ``DIR/gpu_check.txt`` (the printed report) and ``DIR/gpu_tests.xml`` (pytest's JUnit report).
-``--only`` / ``--skip`` pick sections, ``--budget`` sets the time budget in seconds.
+``--only`` / ``--skip`` pick sections, ``--budget`` sets the time budget in seconds. A full-size run on CUDA
+also files its achieved FLOP/s per phase under the GPU's name in gkd_catalog/throughput.json (``--throughput``),
+which ``POST /v1/jobs:estimate`` turns into GPU-hours.
 
 This file is the runner (section order, budget, table, JSON); sizes, timing and out-of-memory
 handling are in bench/gpu_check_plan.py, the sections in bench/gpu_check_sections.py and the
@@ -61,6 +63,7 @@ from typing import Any
 import torch
 
 import gkd_core  # noqa: F401  (torchvision shim before timm)
+from gkd_catalog.throughput import THROUGHPUT_PATH, record_gpu_check
 
 # isort: split
 import timm
@@ -219,6 +222,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="default: cuda (full), cpu (smoke)")
     parser.add_argument("--only", nargs="+", choices=SECTION_NAMES, help="run only these sections")
     parser.add_argument("--skip", nargs="+", choices=SECTION_NAMES, default=[], help="leave these sections out")
+    parser.add_argument(
+        "--throughput",
+        type=Path,
+        default=THROUGHPUT_PATH,
+        help="file the measured FLOP/s per phase under this GPU's name here (full sizes on CUDA only; "
+        f"default {THROUGHPUT_PATH.name} in gkd_catalog, which job estimates read); '-' to skip",
+    )
     return parser.parse_args(argv)
 
 
@@ -266,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = {s: sum(r["status"] == s for r in results.values()) for s in ("ok", "failed", "skipped")}
     tail = f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped in {report['elapsed_s']:.1f} s"
     print(f"\n{final}\n\n{tail}; JSON: {json_path}")
+    if str(args.throughput) != "-":
+        kind = record_gpu_check(report, args.throughput)
+        note = f"rates of {kind} filed in {args.throughput}" if kind else "no rates filed (smoke, CPU or none measured)"
+        print(f"throughput table: {note}")
     (args.out / "gpu_check.txt").write_text(f"{top}\n\n{final}\n\n{tail}\n")
     return 1 if counts["failed"] else 0
 

@@ -20,6 +20,7 @@ RUN pip install -c /tmp/deps/constraints.txt -r /tmp/deps/api-requirements.txt
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY service ./service
+COPY gkd_catalog ./gkd_catalog
 COPY gkd_core ./gkd_core
 COPY gkd_client ./gkd_client
 COPY gkd_cli ./gkd_cli

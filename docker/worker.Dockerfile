@@ -35,6 +35,7 @@ RUN python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml',
 COPY pyproject.toml README.md ./
 COPY gkd_core ./gkd_core
 COPY service ./service
+COPY gkd_catalog ./gkd_catalog
 COPY worker ./worker
 COPY gkd_client ./gkd_client
 COPY gkd_cli ./gkd_cli

@@ -92,7 +92,7 @@ def register(data_app: typer.Typer) -> None:
             try:
                 body = sdk.register_dataset(name, layout=layout, uri=uri, classes=names, options=options or None)
             except ValidationError as exc:
-                if options and any(err.field == "options" for err in exc.errors):
+                if options and any(err.field == "options" and err.type == "extra_forbidden" for err in exc.errors):
                     raise ClientError(
                         f"the server at {sdk.base_url} does not take layout options (it refused the field "
                         "'options'); register without --option"

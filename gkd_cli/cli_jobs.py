@@ -23,6 +23,7 @@ import gkd_catalog
 from gkd_cli import output
 from gkd_cli.compare import compare as build_comparison
 from gkd_cli.compare import comparison_table
+from gkd_cli.estimate_view import estimate_views
 from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
 from gkd_cli.remote import client as _client
 from gkd_client import ClientError, Job, MetricRow
@@ -157,6 +158,18 @@ def register(app: typer.Typer) -> None:
             typer.Option("--idempotency-key", help="Override the key derived from the spec's content."),
         ] = None,
         name: Annotated[str | None, typer.Option("--name", help="Override the spec's name.")] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Validate and estimate instead: steps, FLOPs, peak memory and GPU-hours per stage; "
+                "nothing is submitted.",
+            ),
+        ] = False,
+        gpu_kind: Annotated[
+            list[str] | None,
+            typer.Option("--gpu-kind", help="With --dry-run: GPU kinds to price (repeat); default every measured."),
+        ] = None,
         url: UrlOpt = None,
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
@@ -165,6 +178,15 @@ def register(app: typer.Typer) -> None:
         spec = load_spec(spec_file)
         if name:
             spec["name"] = name
+        if dry_run:
+            with _client(url, api_key) as client:
+                estimate = client.estimate_job(spec, gpu_kinds=gpu_kind)
+            if as_json:
+                output.emit_json(estimate.raw)
+                return
+            for view in estimate_views(estimate):
+                output.console.print(view)
+            return
         key = idempotency_key or spec_idempotency_key(spec)
         with _client(url, api_key) as client:
             job = client.submit_job(spec, idempotency_key=key)

@@ -281,6 +281,7 @@ def dataset_views(ds: Dataset) -> list[RenderableType]:
         ("status", dataset_status(ds.status)),
         ("layout", escape(ds.layout) + ("" if report.labels else " (images only)")),
         ("uri", escape(ds.uri)),
+        ("options", escape(", ".join(f"{k}={v}" for k, v in ds.options.items())) or "-"),
         ("classes", escape(", ".join(ds.classes or report.classes or [])) or "-"),
         ("validated", ds.updated_at.isoformat(timespec="seconds") if ds.updated_at else "-"),
     ]

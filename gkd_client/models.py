@@ -385,6 +385,7 @@ class Dataset:
     uri: str
     status: str
     classes: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     report: DatasetReport = field(default_factory=DatasetReport)
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -404,8 +405,80 @@ class Dataset:
             uri=str(obj.get("uri", "")),
             status=str(obj.get("status", "unknown")),
             classes=[str(c) for c in classes] if isinstance(classes, list) else None,
+            options=dict(obj["options"]) if isinstance(obj.get("options"), dict) else {},
             report=DatasetReport.from_obj(obj.get("report")),
             created_at=parse_time(obj.get("created_at")),
             updated_at=parse_time(obj.get("updated_at")),
+            raw=obj,
+        )
+
+
+@dataclass
+class GpuHours:
+    """GPU-hours on one GPU kind; ``hours`` is None when the server could not price it, ``reason`` says why."""
+
+    kind: str
+    hours: float | None
+    reason: str | None = None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> GpuHours:
+        reason = obj.get("reason")
+        return cls(
+            kind=str(obj.get("kind", "")),
+            hours=_float(obj.get("hours")),
+            reason=None if reason is None else str(reason),
+        )
+
+
+@dataclass
+class PhaseEstimate:
+    """One training stage of an estimate: steps, FLOPs, rough peak memory per GPU, GPU-hours per kind."""
+
+    stage: str
+    images: int | None
+    batch_size: int
+    epochs: float | None
+    steps: int | None
+    flops_per_step: float | None
+    total_flops: float | None
+    peak_memory_gib: float | None
+    gpu_hours: list[GpuHours] = field(default_factory=list)
+    unknown: str | None = None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> PhaseEstimate:
+        images, steps = obj.get("images"), obj.get("steps")
+        return cls(
+            stage=str(obj.get("stage", "")),
+            images=None if images is None else _int(images),
+            batch_size=_int(obj.get("batch_size")),
+            epochs=_float(obj.get("epochs")),
+            steps=None if steps is None else _int(steps),
+            flops_per_step=_float(obj.get("flops_per_step")),
+            total_flops=_float(obj.get("total_flops")),
+            peak_memory_gib=_float(obj.get("peak_memory_gib")),
+            gpu_hours=[GpuHours.from_obj(h) for h in obj.get("gpu_hours") or []],
+            unknown=obj.get("unknown"),
+        )
+
+
+@dataclass
+class JobEstimate:
+    """What a JobSpec would cost (``POST /v1/jobs:estimate``); nothing was stored or queued."""
+
+    phases: list[PhaseEstimate]
+    total_flops: float | None
+    gpu_hours: list[GpuHours]
+    notes: list[str]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> JobEstimate:
+        return cls(
+            phases=[PhaseEstimate.from_obj(p) for p in obj.get("phases") or []],
+            total_flops=_float(obj.get("total_flops")),
+            gpu_hours=[GpuHours.from_obj(h) for h in obj.get("gpu_hours") or []],
+            notes=[str(n) for n in obj.get("notes") or []],
             raw=obj,
         )

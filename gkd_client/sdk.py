@@ -29,7 +29,7 @@ import httpx
 
 from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
 from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
-from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobPage, MetricRow, parse_time
+from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobEstimate, JobPage, MetricRow, parse_time
 
 _logger = logging.getLogger(__name__)
 
@@ -111,6 +111,13 @@ class Client:
         """POST a JobSpec. With an idempotency key the call is retried safely and replays the same job."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return Job.from_obj(self.http.json("POST", "/v1/jobs", json=dict(spec), headers=headers))
+
+    def estimate_job(self, spec: Mapping[str, Any], *, gpu_kinds: Sequence[str] | None = None) -> JobEstimate:
+        """What a JobSpec would cost (steps, FLOPs, peak memory, GPU-hours per kind), validated like a submit;
+        nothing is stored or queued."""
+        params = {"gpu_kind": list(gpu_kinds)} if gpu_kinds else None
+        body = self.http.json("POST", "/v1/jobs:estimate", json=dict(spec), params=params)
+        return JobEstimate.from_obj(body)
 
     def list_jobs(
         self,

@@ -42,11 +42,14 @@ def resolve_dataset_uri(uri: str, settings: Settings) -> Path:
         raise UriRejected(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from exc
 
 
-def _validate(path: Path, layout: str) -> dict[str, Any]:
-    """Run gkd_core's validator (imported here: the API must not import torch at start-up)."""
+def _validate(path: Path, layout: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Run gkd_core's validator with the layout options (imported here: the API must not import torch at start-up).
+
+    A value outside an option's choices is a ``layout`` problem in the report (the choices live in gkd_core).
+    """
     from gkd_core.data.validation import validate_dataset
 
-    return validate_dataset(path, layout).to_dict()
+    return validate_dataset(path, layout, **options).to_dict()
 
 
 def register_dataset(
@@ -66,7 +69,7 @@ def register_dataset(
         raise ValidationFailed(
             [field_error("uri", str(exc), "use file:// under an allowed root (GKD_ALLOWED_ROOTS) or an s3:// prefix")]
         ) from exc
-    report = _validate(path, body.layout)
+    report = _validate(path, body.layout, dict(body.options))
     if body.classes is not None and report.get("ok") and report.get("classes"):
         found = report["classes"].get("names")
         if found and list(found) != list(body.classes):
@@ -88,6 +91,7 @@ def register_dataset(
         dataset = Dataset(team_id=team_id, name=body.name, created_at=now)
         session.add(dataset)
     dataset.layout, dataset.uri, dataset.classes = body.layout, body.uri, body.classes
+    dataset.options = dict(body.options)
     dataset.status, dataset.report, dataset.updated_at = status.value, report, now
     session.flush()
     _logger.info("dataset %s registered for team %s: %s", body.name, team_id, status.value)

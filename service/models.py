@@ -263,6 +263,7 @@ class Dataset(Base):
     layout: Mapped[str] = mapped_column(String(32))
     uri: Mapped[str] = mapped_column(String(2048))
     classes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     status: Mapped[str] = mapped_column(String(16))
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

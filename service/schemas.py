@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 else:
     NotifyEvent = Literal[tuple(status.value for status in JobStatus)]
 Precision = Literal["fp32", "bf16"]
+LayoutOptionValue = str | int | float | bool | list[str]
 
 _WEIGHTS_URI = re.compile(r"^(s3://[^/\s]+/\S+|file://\S+|artifact://[0-9a-fA-F-]{36}/[\w.\-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -101,6 +102,18 @@ class DataRef(_Strict):
 
     dataset: str = Field(min_length=1, max_length=100, description="Name given at POST /v1/datasets")
     split: str = Field(default="train", min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_\-]+$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_options_here(cls, data: Any) -> Any:
+        """Layout options belong to the registration, so a job reads a set exactly as it was validated."""
+        if isinstance(data, dict) and "options" in data:
+            raise ValueError(
+                "layout options are set when the dataset is registered (POST /v1/datasets 'options', "
+                "gkd data register --option), not per job; register the set again under another name "
+                "with the options you want and use that name"
+            )
+        return data
 
 
 class TargetRef(DataRef):
@@ -590,6 +603,25 @@ class DatasetCreate(_Strict):
         min_length=1, max_length=2048, description="file:///path (under allowed roots) or s3://bucket/prefix"
     )
     classes: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    options: dict[str, LayoutOptionValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Layout options (GET /v1/catalog lists each layout's), e.g. {\"condition\": \"fog\"} for acdc; "
+        "stored with the dataset and used by the validator and by every job that reads it",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _options_of_layout(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        layout = info.data.get("layout")
+        if layout is None:  # the layout itself failed; its own error says so
+            return value
+        takes = gkd_catalog.LAYOUTS[layout].options
+        unknown = sorted(set(value) - set(takes))
+        if unknown:
+            allowed = ", ".join(takes) if takes else "none"
+            raise ValueError(f"layout {layout!r} takes no option(s) {unknown}; allowed: {allowed}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -613,6 +645,7 @@ class DatasetRead(_Read):
     layout: str
     uri: str
     classes: list[str] | None
+    options: dict[str, Any] = Field(default_factory=dict, description="Layout options the dataset is read with")
     status: str
     report: dict[str, Any]
     created_at: datetime

@@ -67,8 +67,8 @@ def resolve_split(context: WorkerContext, resolver: UriResolver, team_id: str, r
     """A team's registered dataset split as a gkd_core DatasetSplit over a local folder (fetched if remote)."""
     with context.session() as session:
         dataset = get_dataset(session=session, team_id=team_id, name=ref.dataset)
-        uri, layout = dataset.uri, dataset.layout
-    return local_split(resolver.resolve(uri), layout, ref)
+        uri, layout, options = dataset.uri, dataset.layout, dict(dataset.options or {})
+    return local_split(resolver.resolve(uri), layout, ref, options)
 
 
 def running_seconds(events: Sequence[JobEvent], now: datetime) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gkd_core.config import BackboneConfig, Stage1Config
 from gkd_core.experiment import DatasetSplit, ExperimentConfig, Stage2Config
@@ -72,15 +73,18 @@ def to_experiment_config(
     )
 
 
-def local_split(root: Path, layout: str, ref: DataRef) -> DatasetSplit:
+def local_split(root: Path, layout: str, ref: DataRef, options: dict[str, Any] | None = None) -> DatasetSplit:
     """A gkd_core DatasetSplit for a registered dataset already resolved to a local folder.
 
-    A target's test-time resize and benchmark group travel with it (TargetRef).
+    ``options`` are the layout options the dataset was registered (and validated) with; a job names only the
+    dataset and split, so every job reads the set exactly as its validation report describes it. A target's
+    test-time resize and benchmark group travel with it (TargetRef).
     """
     resize = ref.resize if isinstance(ref, TargetRef) else None
     group = ref.group if isinstance(ref, TargetRef) else None
     return DatasetSplit(
-        root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}", resize=resize, group=group
+        root=root, layout=layout, split=ref.split, name=f"{ref.dataset}/{ref.split}", options=dict(options or {}),
+        resize=resize, group=group,
     )
 
 

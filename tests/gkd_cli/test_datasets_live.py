@@ -113,14 +113,28 @@ def test_bad_input_prints_one_line(gkd: Gkd, bench: Path) -> None:
         gkd("data", "register", "x", "--layout", "acdc", "--uri", bench.as_uri(), "--option", "colour=red")
     )
     assert "no option 'colour'" in line and "condition" in line
-    line = _one_clean_line(
-        gkd("data", "register", "x", "--layout", "acdc", "--uri", bench.as_uri(), "--option", "condition=fog")
-    )
-    assert "does not take layout options" in line  # this server's DatasetCreate has no options field yet
     assert "KEY=VALUE" in _one_clean_line(gkd("data", "register", "x", "--layout", "folder", "--uri", "file:///x",
                                               "--option", "justakey"))
     assert "allowed root" in _one_clean_line(gkd("data", "register", "x", "--layout", "folder", "--uri", "file:///etc"))
     assert "cannot reach" in _one_clean_line(gkd("data", "list", "--url", "http://127.0.0.1:9"))
+
+
+def test_register_with_options_and_see_them_used(gkd: Gkd, bench: Path, server: LiveServer) -> None:
+    root = Path(server.settings.data_dir) / "toon-mmseg"  # mmseg layout, no classes.json: classes come by option
+    for split in ("train", "val"):
+        shutil.copytree(bench / "toon" / "images" / split, root / "img_dir" / split)
+        shutil.copytree(bench / "toon" / "masks" / split, root / "ann_dir" / split)
+    names = json.loads((bench / "toon" / "classes.json").read_text())["names"]
+    without = gkd("data", "register", "cli-mm", "--layout", "mmseg", "--uri", root.as_uri())
+    assert without.exit_code == 1 and "classes.json" in without.stdout
+    listed = "[" + ", ".join(names) + "]"
+    options = ["--option", f"classes={listed}", "--option", "reduce_zero_label=false"]
+    result = gkd("data", "register", "cli-mm", "--layout", "mmseg", "--uri", root.as_uri(), *options)
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.stdout and "reduce_zero_label=False" in result.stdout
+    raw = json.loads(gkd("data", "show", "cli-mm", "--json").stdout)
+    assert raw["options"] == {"classes": names, "reduce_zero_label": False}
+    assert raw["report"]["classes"]["names"] == names and raw["report"]["splits"]["train"]["pairs"] == 8
 
 
 def test_options_are_read_as_yaml_scalars() -> None:
