@@ -92,7 +92,7 @@ def test_cancelling_jobs_still_hold_capacity(session: Session) -> None:
 def test_gpu_limit_counts_each_jobs_resources_gpus(session: Session) -> None:
     team = make_team(session)
     limits = TeamLimits(max_gpus=3)
-    two = {"resources": {"gpus": 2}, "stage1": {"steps": 2, "batch_size": 2, "image_size": 32}}
+    two: dict[str, Any] = {"resources": {"gpus": 2}}
     big, big_too, small = make_job(session, team, **two), make_job(session, team, **two), make_job(session, team)
     assert _claim(session, big, limits) is not None
     assert _claim(session, big_too, limits) is None
@@ -106,7 +106,7 @@ def test_gpu_limit_counts_each_jobs_resources_gpus(session: Session) -> None:
 def test_startable_keeps_the_oldest_first_and_stops_at_one_that_does_not_fit(session: Session) -> None:
     team = make_team(session)
     limits = TeamLimits(max_gpus=2)
-    two = {"resources": {"gpus": 2}, "stage1": {"steps": 2, "batch_size": 2, "image_size": 32}}
+    two: dict[str, Any] = {"resources": {"gpus": 2}}
     running = make_job(session, team, **two)
     assert _claim(session, running, limits) is not None
     waiting = [make_job(session, team), make_job(session, team, **two), make_job(session, team)]
