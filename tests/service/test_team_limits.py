@@ -7,15 +7,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from service import jobs, team_limits
 from service.db import session_factory, session_scope
-from service.models import Job, JobEvent, JobStatus
+from service.models import Job, JobEvent, JobStatus, utcnow
 from service.settings import Settings
 from service.team_limits import TeamLimits, TeamUsage, refusal
 from tests.service.factories import make_job, make_team
@@ -71,6 +72,11 @@ def test_claim_over_the_running_jobs_limit_waits_with_its_reason(session: Sessio
     assert second.status == JobStatus.QUEUED.value and second.attempt == 0
     assert second.waiting_reason == "waiting: team at its limit of 1 running job"
     assert _waiting_events(session, second) == ["waiting: team at its limit of 1 running job"]
+    # The sweeper's backstop re-sends it once it has waited requeue_after_s; a refusal restarts that clock.
+    session.execute(update(Job).where(Job.id == second.id).values(updated_at=utcnow() - timedelta(minutes=10)))
+    assert second.id in {job.id for job in jobs.find_queued_jobs(session=session, older_than=60)}
+    assert _claim(session, second) is None
+    assert second.id not in {job.id for job in jobs.find_queued_jobs(session=session, older_than=60)}
 
     assert team_limits.startable(session=session, team_id=team.id, limits=ONE_JOB) == []
     jobs.finish(session=session, job_id=first.id, status=JobStatus.SUCCEEDED)
