@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,8 +25,15 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; routes commit explicitly, anything uncommitted is rolled back."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request; routes commit explicitly, anything uncommitted is rolled back.
+
+    ``async`` on purpose, though the session is synchronous: the rollback that ends a request's
+    transaction must not wait for a threadpool thread. On SQLite every transaction holds the write
+    lock (BEGIN IMMEDIATE), so under a burst every pool thread can be waiting for that lock while the
+    request that holds it waits for a thread to run its teardown: a deadlock until busy_timeout (30 s).
+    The rollback runs on the event loop instead; it never waits on a lock.
+    """
     session: Session = request.app.state.session_factory()
     try:
         yield session
@@ -42,8 +49,15 @@ SessionDep = Annotated[Session, Depends(get_session)]
 def get_current_key(
     session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiKey:
-    """The Bearer key's row, with its team loaded; 401 problem otherwise."""
-    return auth.authenticate_key(session=session, key=credentials.credentials if credentials else None)
+    """The Bearer key's row, with its team loaded; 401 problem otherwise.
+
+    The read-only transaction ends here: on SQLite it holds the write lock, and the next sync
+    dependency or the route may have to wait for a threadpool thread (see ``get_session``).
+    """
+    key = auth.authenticate_key(session=session, key=credentials.credentials if credentials else None)
+    assert key.team is not None  # loaded now, in this thread, before the transaction ends
+    session.commit()
+    return key
 
 
 def get_current_team(key: Annotated[ApiKey, Depends(get_current_key)], session: SessionDep) -> Team:

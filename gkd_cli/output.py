@@ -107,6 +107,7 @@ def job_table(job: Job) -> Table:
         ("id", job.id),
         ("name", job.name or ""),
         ("status", status_text(job.status)),
+        *([("waiting", job.waiting_reason)] if job.waiting_reason else []),
         ("phase", job.phase or "-"),
         ("progress", f"{job.progress * 100:.1f}%"),
         ("eta", duration(job.eta_s)),

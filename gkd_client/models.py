@@ -113,6 +113,7 @@ class Job:
 
     ``lineage`` (single-job reads only) is the student's licence lineage: ``teacher`` and ``student``
     (model, weights, licence, licence_url, commercial, training_data, note), the training sets and ``warnings``.
+    ``waiting_reason`` says why a queued job has not started yet (its team is at a limit), else None.
     """
 
     id: str
@@ -126,6 +127,7 @@ class Job:
     spec: dict[str, Any] = field(default_factory=dict)
     error_reason: str | None = None
     error_detail: str | None = None
+    waiting_reason: str | None = None
     summary: Summary = field(default_factory=Summary)
     cancel_requested: bool = False
     created_at: datetime | None = None
@@ -162,6 +164,7 @@ class Job:
             spec=obj.get("spec") or {},
             error_reason=obj.get("error_reason") or error.get("reason"),
             error_detail=obj.get("error_detail") or error.get("detail"),
+            waiting_reason=obj.get("waiting_reason"),
             summary=Summary.from_obj(obj.get("summary")),
             cancel_requested=bool(obj.get("cancel_requested", False)),
             created_at=parse_time(obj.get("created_at")),

@@ -22,6 +22,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import team_limits
 from service.errors import Conflict, InvalidTransition, JobNotFound
 from service.models import (
     TERMINAL_STATUSES,
@@ -333,11 +334,20 @@ def request_cancel(*, session: Session, job_id: str, team_id: str | None = None)
 # --- worker side ----------------------------------------------------------------------------
 
 
-def claim_job(*, session: Session, job_id: str, worker: str | None = None) -> Job | None:
-    """queued -> running with attempt + 1; None when the job is not queued (redelivery, cancelled, done)."""
+def claim_job(
+    *, session: Session, job_id: str, worker: str | None = None, limits: team_limits.TeamLimits | None = None
+) -> Job | None:
+    """queued -> running with attempt + 1; None when the job is not queued (redelivery, cancelled, done),
+    or when the team's ``limits`` do not allow it now (it stays queued with its waiting_reason)."""
     job = session.scalar(select(Job).where(Job.id == job_id))
     if job is None:
         raise JobNotFound(f"no job {job_id!r}")
+    if limits is not None and job.status == JobStatus.QUEUED.value:
+        reason = team_limits.admit(session=session, job=job, limits=limits)
+        if reason is not None:
+            team_limits.mark_waiting(session=session, job=job, reason=reason)
+            _logger.info("job %s stays queued: %s", job_id, reason)
+            return None
     now = utcnow()
     try:
         return transition(
@@ -351,6 +361,7 @@ def claim_job(*, session: Session, job_id: str, worker: str | None = None) -> Jo
                 "heartbeat_at": now,
                 "started_at": job.started_at or now,
                 "phase": None,
+                "waiting_reason": None,
             },
         )
     except InvalidTransition:

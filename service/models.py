@@ -185,6 +185,10 @@ class Job(Base):
     # DELETE /v1/jobs/{id}: its stored objects are gone and the team no longer sees it; the row stays
     # for the audit trail (events) and idempotent replays.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Why a queued job has not started (a team limit refused its claim: service/team_limits.py); cleared on claim.
+    waiting_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When checkpoint retention removed the job's checkpoints from storage (service/retention.py); once per job.
+    checkpoints_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class JobEvent(Base):

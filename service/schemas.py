@@ -497,6 +497,12 @@ class JobRead(_Read):
     cancel_requested: bool
     spec: dict[str, Any]
     error: JobError | None = None
+    waiting_reason: str | None = Field(
+        default=None,
+        description='Why a queued job has not started yet, e.g. "waiting: team at its limit of 2 running jobs" '
+        "(GKD_TEAM_MAX_RUNNING_JOBS / GKD_TEAM_MAX_GPUS); it starts by itself when the team's capacity frees. "
+        "Null when nothing holds it back, and once it runs",
+    )
     summary: dict[str, Any] | None
     plan: list[dict[str, Any]] | None = Field(
         default=None,
@@ -517,6 +523,8 @@ class JobRead(_Read):
     def from_job(cls, job: Any, *, lineage: dict[str, Any] | None = None) -> JobRead:
         """Build from an ORM Job, folding the error columns into one object (and the lineage, when given)."""
         read = cls.model_validate(job)
+        if read.status != "queued":
+            read.waiting_reason = None
         if job.error_reason:
             read.error = JobError(reason=job.error_reason, detail=job.error_detail)
         if lineage is not None:

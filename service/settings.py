@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles, with jitter.")
     notify_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
     notify_poll_s: float = Field(default=1.0, gt=0, description="How often the deliverer looks for due rows.")
+    team_max_running_jobs: int | None = Field(
+        default=None, ge=1, description="Jobs a team may run at once; more wait in queued. Default: no limit."
+    )
+    team_max_gpus: int | None = Field(
+        default=None, ge=1, description="GPUs (resources.gpus) a team's running jobs may hold. Default: no limit."
+    )
+    checkpoint_retention_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="Delete the checkpoints (only those) of jobs finished more than this many days ago. "
+        "Default: keep forever.",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

@@ -196,6 +196,10 @@ def check_resources(*, session: Session, spec: JobSpec, settings: Settings, erro
                     f"use {lower} or {lower + ranks}, or change resources.gpus",
                 )
             )
+    if settings.team_max_gpus is not None and ranks > settings.team_max_gpus:
+        limit = settings.team_max_gpus
+        over = f"resources.gpus={ranks} is more than a team may hold at once (GKD_TEAM_MAX_GPUS={limit})"
+        errors.append(field_error("resources.gpus", over, f"ask for resources.gpus <= {limit}"))
     queue, stale_s = spec.resources.queue, settings.capacity_stale_s
     problem = capacity.too_big(session=session, queue=queue, ranks=ranks, stale_s=stale_s)
     if problem is not None:

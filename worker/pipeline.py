@@ -26,7 +26,7 @@ import gkd_catalog
 from gkd_core.engine.tensorboard import TensorBoardCallbacks
 from gkd_core.experiment import DatasetSplit
 from service import capacity as worker_slots
-from service import jobs
+from service import jobs, team_limits
 from service.datasets import get_dataset
 from service.models import Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
@@ -315,8 +315,9 @@ class JobRun:
 def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
     """Run (or resume) a job; safe to call twice for the same message."""
     context = context or get_context()
+    limits = team_limits.TeamLimits.from_settings(context.settings)
     with context.session() as session:
-        job = jobs.claim_job(session=session, job_id=job_id, worker=context.hostname)
+        job = jobs.claim_job(session=session, job_id=job_id, worker=context.hostname, limits=limits)
         if job is None:
             return
         session.expunge(job)
@@ -327,6 +328,22 @@ def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
         _handle_failure(context, job_id, attempt, exc)
         if not isinstance(exc, Exception):
             raise
+    _start_waiting(context, job.team_id, limits)
+
+
+def _start_waiting(context: WorkerContext, team_id: str, limits: team_limits.TeamLimits) -> None:
+    """This job no longer holds the team's capacity (it ended or went back to the queue): re-send the
+    team's waiting jobs that fit now. Best effort: the sweeper re-sends long-queued jobs anyway."""
+    if limits.unlimited:
+        return
+    try:
+        with context.session() as session:
+            ready = team_limits.startable(session=session, team_id=team_id, limits=limits)
+        for waiting_id, queue in ready:
+            enqueue_job(waiting_id, queue=queue, settings=context.settings)
+            _logger.info("team %s: capacity freed, re-sent waiting job %s", team_id, waiting_id)
+    except Exception:
+        _logger.exception("team %s: could not re-send waiting jobs; the sweeper will", team_id)
 
 
 def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: BaseException) -> None:

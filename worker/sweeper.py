@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from service import jobs
+from service import jobs, retention
 from service.errors import InvalidTransition
 from service.models import JobStatus
 from service.queue import enqueue_job
@@ -85,5 +85,6 @@ class Sweeper:
         while not self._stop.wait(self.interval_s):
             try:
                 sweep_once(self.context, requeue_after_s=self.requeue_after_s)
+                retention.apply_retention(self.context)
             except Exception:  # a database blip must not kill the sweeper; the next sweep retries
                 _logger.exception("sweeper: sweep failed")

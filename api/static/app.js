@@ -628,6 +628,8 @@
         "dl",
         { class: "facts" },
         el("dt", {}, "Status"), el("dd", { id: "job-status" }, badge(job.status)),
+        // A queued job held back by its team's limits says why (it starts by itself when capacity frees).
+        job.waiting_reason ? [el("dt", {}, "Waiting"), el("dd", { id: "job-waiting" }, job.waiting_reason)] : null,
         el("dt", {}, "Phase"), el("dd", { id: "job-phase" }, job.phase || "-"),
         el("dt", {}, "Progress"), el("dd", {}, progressBar(job.progress)),
         el("dt", {}, "ETA"), el("dd", {}, duration(job.eta_s)),
