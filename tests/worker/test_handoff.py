@@ -44,7 +44,7 @@ def test_shutdown_requeues_the_job_and_the_next_attempt_resumes(env: Env) -> Non
     assert job.status == JobStatus.QUEUED.value
     assert job.attempt == 0, "a handoff must not use up an attempt"
     messages = [e.message for e in env.events(job_id)]
-    assert any(m.startswith("worker shutting down: checkpoint stored") for m in messages), messages
+    assert any(m.startswith("worker ") and "shutting down: checkpoint stored" in m for m in messages), messages
     stored = [rel for rel in env.manifest(job_id) if rel.startswith("checkpoints/stage1/") and rel.endswith(".pt")]
     assert stored, env.manifest(job_id)
 
