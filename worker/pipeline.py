@@ -305,7 +305,7 @@ class JobRun:
                     jobs.add_artifact(
                         session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
                         sha256=obj.sha256, storage_key=obj.key,
-                    )
+                    )  # fmt: skip
                 jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)
 
         self.outage.call("recording the results", record)

@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _setup(
     tmp_path: Path, tiny_bench: Path, seaweed: SeaweedS3, *, outage_window_s: float
 ) -> tuple[WorkerContext, str, dict[str, str]]:
     """Settings for this process and the worker's environment, a team with datasets, and a queued job."""
-    values = {
+    values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "allowed_roots": [tiny_bench],
         "storage_url": f"s3://{BUCKET}/outage-{secrets.token_hex(4)}",

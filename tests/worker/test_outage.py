@@ -51,7 +51,8 @@ def failing(times: int, exc: Exception) -> tuple[list[int], Callable[[], str]]:
 
 
 def test_a_short_outage_is_waited_out_with_exponential_backoff() -> None:
-    clock, told = FakeTime(), []
+    clock = FakeTime()
+    told: list[str] = []
     calls, step = failing(4, StorageUnavailable("s3 refused the connection"))
     assert window(clock, told=told).call("storing x", step) == "stored"
     assert calls == [5]
