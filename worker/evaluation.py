@@ -3,7 +3,8 @@
 An evaluation lives the same life as a job (worker/attempts.py): claimed with attempt + 1 and the
 worker's node name, kept alive by a heartbeat (a killed worker's evaluation is requeued by the
 sweeper and run again; max_attempts bounds it), storage and database steps waiting out an outage,
-and cancel honoured between targets.
+and cancel honoured between targets. A warm shutdown of the worker hands a running evaluation back
+to its queue between targets without using up an attempt, as it does a job.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gkd_core.experiment import evaluate_student
 from service import evaluations, jobs
 from service.models import Evaluation, JobStatus
 from service.schemas import TargetRef
-from worker import attempts
+from worker import attempts, shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
 from worker.outage import OutageWindow
@@ -88,7 +89,7 @@ class EvaluationRun:
         resolver = self.context.resolver(team_id=self.team_id)
         results: dict[str, Any] = {}
         for target in self.targets:
-            if self.stop.is_set():
+            if self.stop.is_set() or shutdown.requested():
                 return None
             split = self.outage.call(
                 f"resolving {target.dataset}/{target.split}",
@@ -103,12 +104,23 @@ class EvaluationRun:
             self.stop.set()
 
     def _stopped(self) -> None:
-        """Cancelled (it ends cancelled), or superseded by another attempt (that one finishes it)."""
+        """Cancelled (it ends cancelled), the worker shutting down (handed back), or superseded by another
+        attempt (that one finishes it)."""
+        queue = None
         with self.context.session() as session:
             evaluation = evaluations.get_evaluation(session=session, evaluation_id=self.id)
-            if evaluation.status == JobStatus.CANCELLING.value and evaluation.attempt == self.attempt:
+            ours = evaluation.attempt == self.attempt
+            if evaluation.status == JobStatus.CANCELLING.value and ours:
                 evaluations.finish_evaluation(
                     session=session, evaluation_id=self.id, status=JobStatus.CANCELLED, error="cancelled"
                 )
+            elif evaluation.status == JobStatus.RUNNING.value and ours and shutdown.requested():
+                evaluations.LIFECYCLE.requeue(
+                    session=session, row_id=self.id, spend_attempt=False,
+                    message=f"worker shutting down: requeued after attempt {self.attempt} (no attempt used up)",
+                )  # fmt: skip
+                queue = evaluation.queue
             else:
                 _logger.warning("evaluation %s: attempt %d no longer owns it; stopping", self.id, self.attempt)
+        if queue is not None:
+            attempts.EVALUATION.send(self.id, queue=queue, settings=self.context.settings)
