@@ -1,4 +1,4 @@
-"""Job commands of the ``gkd`` CLI (submit, list, status, watch, events, cancel, download, eval).
+"""Job commands of the ``gkd`` CLI (submit, list, status, watch, events, cancel, download, eval, cancel-eval).
 
 Every command reads the server URL and key from ``--url``/``--api-key`` or ``GKD_URL``/``GKD_API_KEY``,
 prints rich tables (or ``--json`` for scripts) and turns any failure into one line on stderr.
@@ -437,6 +437,22 @@ def register(app: typer.Typer) -> None:
             )
         if evaluation.status == "failed":
             output.fail(f"evaluation {evaluation.id} failed: {evaluation.error or 'no detail'}")
+
+    @app.command("cancel-eval")
+    @one_line_errors
+    def cancel_evaluation(
+        evaluation_id: Annotated[str, typer.Argument(help="Evaluation id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Ask an evaluation to stop (a queued one stops at once, a running one before its next target)."""
+        with _client(url, api_key) as client:
+            evaluation = client.cancel_evaluation(evaluation_id)
+        if as_json:
+            output.emit_json(evaluation.raw)
+            return
+        output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
 
 
 def dataclass_json(value: Any) -> Any:

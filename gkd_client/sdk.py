@@ -300,6 +300,13 @@ class Client:
         """Status and per-domain results of an evaluation."""
         return Evaluation.from_obj(self.http.json("GET", f"/v1/evaluations/{evaluation_id}"))
 
+    def cancel_evaluation(self, evaluation_id: str) -> Evaluation:
+        """Ask the evaluation to stop (202): at once when queued, before its next target when running.
+
+        Raises ConflictError if it already finished.
+        """
+        return Evaluation.from_obj(self.http.json("POST", f"/v1/evaluations/{evaluation_id}/cancel"))
+
     def wait_for_evaluation(
         self, evaluation: Evaluation | str, *, timeout: float | None = None, poll_s: float = 2.0
     ) -> Evaluation:

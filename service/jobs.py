@@ -1,7 +1,8 @@
-"""The job service and its state machine: create/get/list for the API, claim/heartbeat/finish for workers.
+"""The job service: create/get/list for the API, claim/heartbeat/finish for workers.
 
-Every status change is a compare-and-set UPDATE (``WHERE id = :id AND status IN :expected``) plus a
-job_events row, in the caller's transaction; the caller commits. Allowed transitions:
+The state machine is service/lifecycle.py's, shared with evaluations and bound here to the jobs table
+(``LIFECYCLE``): every status change is a compare-and-set UPDATE (``WHERE id = :id AND status IN
+:expected``) plus a job_events row, in the caller's transaction; the caller commits. Allowed transitions:
 
     queued     -> running (claim) | cancelled (cancel) | failed
     running    -> succeeded | failed | cancelling (cancel) | cancelled | queued (requeue after a lost worker)
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from service import team_limits
 from service.errors import Conflict, InvalidTransition, JobNotFound
+from service.lifecycle import ALLOWED_TRANSITIONS as ALLOWED_TRANSITIONS  # re-exported: the state machine
+from service.lifecycle import Lifecycle
 from service.models import (
     TERMINAL_STATUSES,
     Artifact,
@@ -47,18 +50,6 @@ _ID = re.compile(r"^[0-9a-fA-F-]{1,36}$")
 def is_id(value: str) -> bool:
     """Whether ``value`` can be one of our UUID ids (anything else is simply not found, never a DB error)."""
     return bool(_ID.match(value))
-
-
-ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.QUEUED}
-    ),
-    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-}
 
 
 # --- create, read, list (API) -------------------------------------------------------------
@@ -202,12 +193,6 @@ def count_by_status(*, session: Session) -> dict[str, int]:
 # --- the state machine --------------------------------------------------------------------
 
 
-def _as_statuses(value: JobStatus | str | Iterable[JobStatus | str]) -> list[JobStatus]:
-    if isinstance(value, str):
-        return [JobStatus(value)]
-    return [JobStatus(v) for v in value]
-
-
 def add_event(
     *,
     session: Session,
@@ -231,6 +216,29 @@ def add_event(
     )
 
 
+def _job_event(
+    session: Session, job: Job, type: str, message: str, from_status: str | None, to_status: str | None
+) -> None:
+    add_event(session=session, job=job, type=type, message=message, from_status=from_status, to_status=to_status)
+    if to_status is not None:  # a status change: queue the job's notification if its spec asks for this status
+        outbox.record_status_change(session=session, job=job, from_status=from_status, to_status=to_status)
+
+
+def _failure_columns(reason: str, detail: str | None) -> dict[str, Any]:
+    return {"error_reason": reason, "error_detail": detail}
+
+
+# The shared lifecycle (service/lifecycle.py) bound to the jobs table; evaluations have their own.
+LIFECYCLE: Lifecycle[Job] = Lifecycle(
+    model=Job,
+    noun="job",
+    not_found=JobNotFound,
+    failure_columns=_failure_columns,
+    on_event=_job_event,
+    reset={"heartbeat_at": None, "phase": None, "eta_s": None, "waiting_reason": None},
+)
+
+
 def transition(
     *,
     session: Session,
@@ -241,56 +249,11 @@ def transition(
     event_type: str = "transition",
     values: Mapping[str, Any] | None = None,
 ) -> Job:
-    """Move a job to ``to`` if (and only if) it is still in one of ``expected_from``.
-
-    ``expected_from`` defaults to every state that may legally move to ``to``. Extra column
-    ``values`` are written in the same UPDATE. Raises InvalidTransition when the job is elsewhere
-    (the row is untouched), JobNotFound when it does not exist.
-    """
-    target = JobStatus(to)
-    sources = (
-        [s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets]
-        if expected_from is None
-        else _as_statuses(expected_from)
-    )
-    illegal = [s for s in sources if target not in ALLOWED_TRANSITIONS[s]]
-    if illegal:
-        raise InvalidTransition(
-            f"{illegal[0].value} -> {target.value} is not an allowed transition",
-            current=illegal[0].value,
-            requested=target.value,
-        )
-    now = utcnow()
-    columns: dict[str, Any] = {"status": target.value, "updated_at": now, **(values or {})}
-    if target in TERMINAL_STATUSES:
-        columns.setdefault("finished_at", now)
-    current = session.scalar(select(Job.status).where(Job.id == job_id))
-    if current is None:
-        raise JobNotFound(f"no job {job_id!r}")
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in sources]))
-        .values(**columns)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        current = session.scalar(select(Job.status).where(Job.id == job_id).execution_options(populate_existing=True))
-        raise InvalidTransition(
-            f"job {job_id} is {current}, cannot move to {target.value}", current=current, requested=target.value
-        )
-    job = session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
-    assert job is not None
-    add_event(
-        session=session,
-        job=job,
-        type=event_type,
-        message=message or f"{current} -> {target.value}",
-        from_status=current if current in {s.value for s in sources} else None,
-        to_status=target.value,
-    )
-    outbox.record_status_change(session=session, job=job, from_status=current, to_status=target.value)
-    session.flush()
-    return job
+    """Move a job to ``to`` if (and only if) it is still in one of ``expected_from`` (see Lifecycle.transition)."""
+    return LIFECYCLE.transition(
+        session=session, row_id=job_id, to=to, expected_from=expected_from, message=message,
+        event_type=event_type, values=values,
+    )  # fmt: skip
 
 
 def request_cancel(*, session: Session, job_id: str, team_id: str | None = None) -> Job:
@@ -298,37 +261,7 @@ def request_cancel(*, session: Session, job_id: str, team_id: str | None = None)
 
     Cancelling an already-cancelling job is a no-op; a terminal job raises InvalidTransition (409).
     """
-    job = get_job(session=session, job_id=job_id, team_id=team_id)
-    status = JobStatus(job.status)
-    if status is JobStatus.CANCELLING:
-        return job
-    if status is JobStatus.QUEUED:
-        try:
-            return transition(
-                session=session,
-                job_id=job_id,
-                to=JobStatus.CANCELLED,
-                expected_from=status,
-                message="cancelled before it started",
-                values={"cancel_requested": True},
-            )
-        except InvalidTransition:
-            job = get_job(session=session, job_id=job_id)  # claimed meanwhile: cancel the running job
-            status = JobStatus(job.status)
-    if status is JobStatus.RUNNING:
-        return transition(
-            session=session,
-            job_id=job_id,
-            to=JobStatus.CANCELLING,
-            expected_from=status,
-            message="cancel requested",
-            values={"cancel_requested": True},
-        )
-    raise InvalidTransition(
-        f"job {job_id} is already {status.value}; only queued or running jobs can be cancelled",
-        current=status.value,
-        requested=JobStatus.CANCELLED.value,
-    )
+    return LIFECYCLE.request_cancel(session=session, row=get_job(session=session, job_id=job_id, team_id=team_id))
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -338,7 +271,10 @@ def claim_job(
     *, session: Session, job_id: str, worker: str | None = None, limits: team_limits.TeamLimits | None = None
 ) -> Job | None:
     """queued -> running with attempt + 1; None when the job is not queued (redelivery, cancelled, done),
-    or when the team's ``limits`` do not allow it now (it stays queued with its waiting_reason)."""
+    or when the team's ``limits`` do not allow it now (it stays queued with its waiting_reason).
+
+    ``worker`` is the claiming worker's Celery node name; the claim event names it and the attempt.
+    """
     job = session.scalar(select(Job).where(Job.id == job_id))
     if job is None:
         raise JobNotFound(f"no job {job_id!r}")
@@ -348,40 +284,12 @@ def claim_job(
             team_limits.mark_waiting(session=session, job=job, reason=reason)
             _logger.info("job %s stays queued: %s", job_id, reason)
             return None
-    now = utcnow()
-    try:
-        return transition(
-            session=session,
-            job_id=job_id,
-            to=JobStatus.RUNNING,
-            expected_from=JobStatus.QUEUED,
-            message=f"claimed by {worker}" if worker else "claimed",
-            values={
-                "attempt": Job.attempt + 1,
-                "heartbeat_at": now,
-                "started_at": job.started_at or now,
-                "phase": None,
-                "waiting_reason": None,
-            },
-        )
-    except InvalidTransition:
-        _logger.info("job %s not claimable (status %s); ignoring the message", job_id, job.status)
-        return None
+    return LIFECYCLE.claim(session=session, row_id=job_id, worker=worker)
 
 
 def heartbeat(*, session: Session, job_id: str, attempt: int | None = None) -> bool:
-    """Record that the worker is alive. Returns True when the worker should stop.
-
-    It should stop when cancel was requested, or when the job is no longer running under this
-    attempt (the sweeper requeued it and another worker owns it now).
-    """
-    query = update(Job).where(Job.id == job_id, Job.status.in_([JobStatus.RUNNING.value, JobStatus.CANCELLING.value]))
-    if attempt is not None:
-        query = query.where(Job.attempt == attempt)
-    result = session.execute(query.values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return True
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    """Record that the worker is alive. Returns True when the worker should stop (cancel, or superseded)."""
+    return LIFECYCLE.heartbeat(session=session, row_id=job_id, attempt=attempt)
 
 
 def set_phase(*, session: Session, job_id: str, phase: JobPhase | str, message: str = "") -> None:
@@ -508,52 +416,22 @@ def finish(
 ) -> Job:
     """End a running (or cancelling) job: succeeded, failed (with reason user|infra) or cancelled."""
     target = JobStatus(status)
-    if target not in TERMINAL_STATUSES:
-        raise InvalidTransition(f"finish() needs a terminal status, got {target.value}", requested=target.value)
     values: dict[str, Any] = {"eta_s": None}
     if target is JobStatus.SUCCEEDED:
         values["progress"] = 1.0
-    if target is JobStatus.FAILED:
-        values["error_reason"] = FailureReason(reason or FailureReason.INFRA).value
-        values["error_detail"] = detail
     if summary is not None:
         values["summary"] = summary
-    message = detail or target.value
-    return transition(
-        session=session,
-        job_id=job_id,
-        to=target,
-        expected_from=[s for s in (JobStatus.RUNNING, JobStatus.CANCELLING) if target in ALLOWED_TRANSITIONS[s]],
-        message=message,
-        values=values,
-    )
+    return LIFECYCLE.finish(session=session, row_id=job_id, status=target, reason=reason, detail=detail, values=values)
 
 
 def find_stale_jobs(*, session: Session, older_than: timedelta | float, now: datetime | None = None) -> list[Job]:
     """Running/cancelling jobs whose last heartbeat is older than ``older_than`` (worker presumed lost)."""
-    age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
-    cutoff = (now or utcnow()) - age
-    return list(
-        session.scalars(
-            select(Job)
-            .where(
-                Job.status.in_([JobStatus.RUNNING.value, JobStatus.CANCELLING.value]),
-                or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.updated_at < cutoff)),
-            )
-            .order_by(Job.created_at)
-        )
-    )
+    return LIFECYCLE.find_stale(session=session, older_than=older_than, now=now)
 
 
 def find_queued_jobs(*, session: Session, older_than: timedelta | float, now: datetime | None = None) -> list[Job]:
     """Jobs queued for longer than ``older_than`` (their message may be lost; the sweeper re-sends)."""
-    age = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
-    cutoff = (now or utcnow()) - age
-    return list(
-        session.scalars(
-            select(Job).where(Job.status == JobStatus.QUEUED.value, Job.updated_at < cutoff).order_by(Job.created_at)
-        )
-    )
+    return LIFECYCLE.find_queued(session=session, older_than=older_than, now=now)
 
 
 def requeue_stale(*, session: Session, job_id: str) -> JobStatus:
@@ -562,42 +440,4 @@ def requeue_stale(*, session: Session, job_id: str) -> JobStatus:
     A cancelling job becomes cancelled; a running one is queued again while attempts < max_attempts,
     else it fails with reason infra.
     """
-    job = get_job(session=session, job_id=job_id)
-    status = JobStatus(job.status)
-    if status is JobStatus.CANCELLING:
-        transition(
-            session=session,
-            job_id=job_id,
-            to=JobStatus.CANCELLED,
-            expected_from=status,
-            message="worker lost while cancelling",
-        )
-        return JobStatus.CANCELLED
-    if status is not JobStatus.RUNNING:
-        raise InvalidTransition(
-            f"job {job_id} is {status.value}; only running jobs can be requeued",
-            current=status.value,
-            requested=JobStatus.QUEUED.value,
-        )
-    if job.attempt < job.max_attempts:
-        transition(
-            session=session,
-            job_id=job_id,
-            to=JobStatus.QUEUED,
-            expected_from=status,
-            message=f"worker lost (no heartbeat); requeued after attempt {job.attempt}/{job.max_attempts}",
-            values={"heartbeat_at": None, "phase": None, "eta_s": None},
-        )
-        return JobStatus.QUEUED
-    transition(
-        session=session,
-        job_id=job_id,
-        to=JobStatus.FAILED,
-        expected_from=status,
-        message=f"worker lost on all {job.max_attempts} attempts",
-        values={
-            "error_reason": FailureReason.INFRA.value,
-            "error_detail": f"worker lost on all {job.max_attempts} attempts (out of memory or crash?)",
-        },
-    )
-    return JobStatus.FAILED
+    return LIFECYCLE.requeue_stale(session=session, row_id=job_id)

@@ -107,12 +107,14 @@ class FailureReason(StrEnum):
 
 
 class EvaluationStatus(StrEnum):
-    """Evaluation states: queued -> running -> succeeded | failed."""
+    """Evaluation states: the same lifecycle as a job's (service/lifecycle.py), without phases."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    CANCELLING = "cancelling"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class DatasetStatus(StrEnum):
@@ -253,6 +255,13 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The lifecycle columns it shares with jobs (heartbeat, attempts, cancel, its queue).
+    queue: Mapped[str] = mapped_column(String(64), default="gpu", server_default="gpu")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    error_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=utcnow)
 
 
 class Dataset(Base):

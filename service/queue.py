@@ -96,7 +96,15 @@ def enqueue_job(
     _logger.info("enqueued job %s on %s", job_id, queue)
 
 
-def enqueue_evaluation(evaluation_id: str, *, queue: str = Queue.GPU.value, settings: Settings | None = None) -> None:
-    """Send ``gkd.run_evaluation(evaluation_id)``; call only after the row is committed."""
-    _sender(settings or get_settings()).send_task(RUN_EVALUATION_TASK, args=[evaluation_id], queue=queue)
+def enqueue_evaluation(
+    evaluation_id: str,
+    *,
+    queue: str = Queue.GPU.value,
+    settings: Settings | None = None,
+    countdown: float | None = None,
+) -> None:
+    """Send ``gkd.run_evaluation(evaluation_id)``; call only after the row is committed (``countdown``: retry delay)."""
+    _sender(settings or get_settings()).send_task(
+        RUN_EVALUATION_TASK, args=[evaluation_id], queue=queue, countdown=countdown
+    )
     _logger.info("enqueued evaluation %s on %s", evaluation_id, queue)

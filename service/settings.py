@@ -44,7 +44,15 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_stale_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, description="Attempts a job or evaluation gets for lost workers.")
+    queued_resend_s: float = Field(
+        default=120.0, gt=0, description="The sweeper re-sends a job or evaluation queued longer than this."
+    )
+    outage_window_s: float = Field(
+        default=300.0, ge=0, description="How long a worker waits out storage/database/broker faults, in place."
+    )
+    retry_backoff_base_s: float = Field(default=5.0, gt=0, description="First wait after a transient fault.")
+    retry_backoff_max_s: float = Field(default=60.0, gt=0, description="Cap of the exponential backoff.")
     secret_key: str = Field(
         default=DEV_SECRET_KEY,
         min_length=16,

@@ -1,48 +1,126 @@
-"""Follow-up evaluations: a finished job's exported student, scored on more target domains."""
+"""Follow-up evaluations: a finished job's exported student, scored on more target domains.
+
+An evaluation lives the same life as a job (worker/attempts.py): claimed with attempt + 1 and the
+worker's node name, kept alive by a heartbeat (a killed worker's evaluation is requeued by the
+sweeper and run again; max_attempts bounds it), storage and database steps waiting out an outage,
+and cancel honoured between targets. A warm shutdown of the worker hands a running evaluation back
+to its queue between targets without using up an attempt, as it does a job.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
+import threading
+from typing import Any
 
 from gkd_core.experiment import evaluate_student
 from service import evaluations, jobs
-from service.models import EvaluationStatus
+from service.models import Evaluation, JobStatus
 from service.schemas import TargetRef
+from worker import attempts, shutdown
 from worker.context import WorkerContext, get_context
-from worker.pipeline import USER_ERRORS, device, resolve_split
+from worker.heartbeat import Heartbeat
+from worker.outage import OutageWindow
+from worker.pipeline import device, resolve_split
 
 _logger = logging.getLogger(__name__)
 STUDENT_ARTIFACT = "student.safetensors"
 
 
-def run_evaluation(evaluation_id: str, *, context: WorkerContext | None = None) -> None:
+def run_evaluation(evaluation_id: str, *, context: WorkerContext | None = None, worker: str | None = None) -> None:
     """Claim the evaluation (a redelivered message does nothing), score every target, store the results."""
     context = context or get_context()
-    with context.session() as session:
-        evaluation = evaluations.claim_evaluation(session=session, evaluation_id=evaluation_id)
-        if evaluation is None:
-            return
-        job_id, team_id, targets = evaluation.job_id, evaluation.team_id, list(evaluation.targets)
-        artifact = jobs.get_artifact(session=session, job_id=job_id, name=STUDENT_ARTIFACT)
-        key = artifact.storage_key
-    try:
-        resolver = context.resolver(team_id=team_id)
-        refs = [
-            resolve_split(context, resolver, team_id, TargetRef.model_validate(raw)) for raw in targets
-        ]
-        local = context.scratch / f"eval-{evaluation_id}" / STUDENT_ARTIFACT
-        context.store.get_file(key, local)
-        metrics = evaluate_student(local, refs, device=device())
-        results = {domain: m.to_dict() for domain, m in metrics.items()}
-    except USER_ERRORS as exc:
-        with context.session() as session:
-            evaluations.finish_evaluation(
-                session=session, evaluation_id=evaluation_id, status=EvaluationStatus.FAILED,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+    evaluation = attempts.claim(context, attempts.EVALUATION, evaluation_id, worker or context.hostname)
+    if evaluation is None:
         return
-    with context.session() as session:
-        evaluations.finish_evaluation(
-            session=session, evaluation_id=evaluation_id, status=EvaluationStatus.SUCCEEDED, results=results
-        )
-    _logger.info("evaluation %s done: %s", evaluation_id, {d: r.get("miou") for d, r in results.items()})
+    try:
+        EvaluationRun(context, evaluation).run()
+    except BaseException as exc:
+        attempts.handle_failure(context, attempts.EVALUATION, evaluation_id, evaluation.attempt, exc)
+        if not isinstance(exc, Exception):
+            raise
+
+
+class EvaluationRun:
+    """One attempt at one evaluation."""
+
+    def __init__(self, context: WorkerContext, evaluation: Evaluation) -> None:
+        self.context = context
+        self.id = evaluation.id
+        self.attempt = evaluation.attempt
+        self.job_id = evaluation.job_id
+        self.team_id = evaluation.team_id
+        self.targets = [TargetRef.model_validate(raw) for raw in evaluation.targets]
+        self.outage = OutageWindow.from_settings(context.settings)
+        self.stop = threading.Event()
+        self.folder = context.scratch / f"eval-{evaluation.id}"
+
+    def run(self) -> None:
+        settings = self.context.settings
+        beat = Heartbeat(self._beat, interval_s=settings.heartbeat_interval_s, name=f"eval-{self.id}")
+        with beat:
+            results = self._score()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if results is None:
+            self._stopped()
+            return
+
+        def record() -> None:
+            with self.context.session() as session:
+                evaluations.finish_evaluation(
+                    session=session, evaluation_id=self.id, status=JobStatus.SUCCEEDED, results=results
+                )
+
+        self.outage.call("recording the results", record)
+        _logger.info("evaluation %s done: %s", self.id, {d: r.get("miou") for d, r in results.items()})
+
+    def _score(self) -> dict[str, Any] | None:
+        """Per-domain results, or None when asked to stop (checked between targets)."""
+
+        def student_key() -> str:
+            with self.context.session() as session:
+                return jobs.get_artifact(session=session, job_id=self.job_id, name=STUDENT_ARTIFACT).storage_key
+
+        key = self.outage.call("finding the student", student_key)
+        local = self.folder / STUDENT_ARTIFACT
+        self.outage.call("downloading the student", lambda: self.context.store.get_file(key, local))
+        resolver = self.context.resolver(team_id=self.team_id)
+        results: dict[str, Any] = {}
+        for target in self.targets:
+            if self.stop.is_set() or shutdown.requested():
+                return None
+            split = self.outage.call(
+                f"resolving {target.dataset}/{target.split}",
+                functools.partial(resolve_split, self.context, resolver, self.team_id, target),
+            )
+            metrics = evaluate_student(local, [split], device=device())
+            results.update({domain: m.to_dict() for domain, m in metrics.items()})
+        return results
+
+    def _beat(self) -> None:
+        if attempts.beat(self.context, attempts.EVALUATION, self.id, self.attempt):
+            self.stop.set()
+
+    def _stopped(self) -> None:
+        """Cancelled (it ends cancelled), the worker shutting down (handed back), or superseded by another
+        attempt (that one finishes it)."""
+        queue = None
+        with self.context.session() as session:
+            evaluation = evaluations.get_evaluation(session=session, evaluation_id=self.id)
+            ours = evaluation.attempt == self.attempt
+            if evaluation.status == JobStatus.CANCELLING.value and ours:
+                evaluations.finish_evaluation(
+                    session=session, evaluation_id=self.id, status=JobStatus.CANCELLED, error="cancelled"
+                )
+            elif evaluation.status == JobStatus.RUNNING.value and ours and shutdown.requested():
+                evaluations.LIFECYCLE.requeue(
+                    session=session, row_id=self.id, spend_attempt=False,
+                    message=f"worker shutting down: requeued after attempt {self.attempt} (no attempt used up)",
+                )  # fmt: skip
+                queue = evaluation.queue
+            else:
+                _logger.warning("evaluation %s: attempt %d no longer owns it; stopping", self.id, self.attempt)
+        if queue is not None:
+            attempts.EVALUATION.send(self.id, queue=queue, settings=self.context.settings)

@@ -6,14 +6,16 @@ it asks for (``resources.gpus``), pulls the resume state of earlier attempts fro
 datasets and weights, and starts the training as its own process group (``worker/launcher.py``:
 one rank, or torchrun with N). Rank 0's reports become progress rows and checkpoint pushes; the task
 keeps the heartbeat, turns cancel, warm shutdown and the runtime limit into a stop file, then
-uploads the exports as artifacts and ends the job. Failures are told apart: bad input found late
-fails with reason "user"; storage or database faults, and a rank that dies, requeue the job with
-backoff until max_attempts (the next attempt resumes from the last stored checkpoint), then fail
-with reason "infra".
+uploads the exports as artifacts and ends the job. Storage and database steps wait out an outage in
+place (worker/outage.py) without spending an attempt. Failures are told apart (worker/attempts.py):
+bad input found late fails with reason "user"; a rank that dies requeues the job with backoff until
+max_attempts (the next attempt resumes from the last stored checkpoint), then fails with reason
+"infra", as does an outage longer than ``outage_window_s``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -32,13 +34,13 @@ from service.models import Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
 from service.schemas import DataRef, JobSpec
 from service.uris import UriResolver
-from worker import capacity, launcher, shutdown
+from worker import attempts, capacity, launcher, shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
+from worker.outage import OutageWindow
 from worker.parity import parity_warnings
 from worker.progress import JobCallbacks
 from worker.reports import ControlDir, encode_split, split_key
-from worker.retry import USER_ERRORS, BackoffPolicy, is_transient
 from worker.spec_convert import local_split, to_experiment_config
 from worker.work_dir_sync import WorkDirSync
 
@@ -89,8 +91,9 @@ def running_seconds(events: Sequence[JobEvent], now: datetime) -> float:
 class JobRun:
     """One attempt at one job."""
 
-    def __init__(self, context: WorkerContext, job: Job) -> None:
+    def __init__(self, context: WorkerContext, job: Job, worker: str | None = None) -> None:
         self.context = context
+        self.worker = worker or context.hostname
         self.job_id = job.id
         self.team_id = job.team_id
         self.queue = job.queue
@@ -101,6 +104,7 @@ class JobRun:
         self.sync = WorkDirSync(context.store, job.id, self.work_dir)
         self.resolver = context.resolver(team_id=job.team_id)
         self.deadline = float("inf")
+        self.outage = OutageWindow.from_settings(context.settings, on_wait=lambda text: self.event(text, "outage"))
 
     def event(self, message: str, type: str = "info") -> None:
         with self.context.session() as session:
@@ -129,7 +133,7 @@ class JobRun:
         shutil.rmtree(self.control.path, ignore_errors=True)
         self.work_dir.mkdir(parents=True)
         self.control.path.mkdir(parents=True)
-        pulled = self.sync.pull()
+        pulled = self.outage.call("pulling the resume state from storage", self.sync.pull)
         if pulled:
             self.event(f"attempt {self.attempt}: restored {pulled} resume files from storage")
 
@@ -180,9 +184,12 @@ class JobRun:
             return
         self.deadline = time.monotonic() + (limit - used)
         self.prepare()
-        self.control.write_json(self.control.launch_file, self.launch_file(slots.kind))
+        launch = self.outage.call("resolving datasets and weights", lambda: self.launch_file(slots.kind))
+        self.control.write_json(self.control.launch_file, launch)
         tensorboard = TensorBoardCallbacks(self.work_dir / TENSORBOARD_DIR)
-        callbacks = JobCallbacks(self.context, self.job_id, self.sync, _phases(self.spec), metric_log=tensorboard)
+        callbacks = JobCallbacks(
+            self.context, self.job_id, self.sync, _phases(self.spec), metric_log=tensorboard, outage=self.outage
+        )
         self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, slots.kind)}")
         beat = Heartbeat(lambda: self._beat(callbacks), interval_s=settings.heartbeat_interval_s, name=self.job_id)
         with beat:
@@ -192,7 +199,7 @@ class JobRun:
             )  # fmt: skip
             callbacks.flush()
             tensorboard.close()
-        self.sync.push()
+        self.outage.call("storing the last checkpoint", self.sync.push)
         if result.stopped and result.stop_reason == RUNTIME_LIMIT:
             self._out_of_time(self._running_seconds(), forced=result.forced)
         elif result.stopped:
@@ -232,16 +239,15 @@ class JobRun:
     def _too_big(self, ranks: int, slots: capacity.Slots) -> None:
         """This worker cannot give the job its ranks: hand it back when a live worker of the queue can,
         else fail it, naming what the queues' workers hold."""
-        here = f"the worker that took it from queue {self.queue!r} ({self.context.hostname}) runs at most "
+        here = f"the worker that took it from queue {self.queue!r} ({self.worker}) runs at most "
         here += f"{slots.describe()} per job"
         with self.context.session() as session:
             live = worker_slots.live_slots(session=session, stale_s=self.context.settings.capacity_stale_s)
             bigger = [row.worker for row in live.get(self.queue, []) if row.slots >= ranks]
             if bigger:
-                jobs.transition(
-                    session=session, job_id=self.job_id, to=JobStatus.QUEUED, expected_from=JobStatus.RUNNING,
+                jobs.LIFECYCLE.requeue(
+                    session=session, row_id=self.job_id, spend_attempt=False,
                     message=f"resources.gpus={ranks}: {here}; handed back for {', '.join(bigger)}",
-                    values={"attempt": Job.attempt - 1, "heartbeat_at": None, "phase": None, "eta_s": None},
                 )  # fmt: skip
             else:
                 live_text = worker_slots.describe(live) or "none"
@@ -268,16 +274,12 @@ class JobRun:
             if job.status == JobStatus.CANCELLING.value and ours:
                 jobs.finish(session=session, job_id=self.job_id, status=JobStatus.CANCELLED, detail="cancelled")
             elif job.status == JobStatus.RUNNING.value and ours and shutdown.requested():
-                jobs.transition(
-                    session=session,
-                    job_id=self.job_id,
-                    to=JobStatus.QUEUED,
-                    expected_from=JobStatus.RUNNING,
-                    message=f"worker shutting down: checkpoint stored, requeued after attempt {self.attempt} "
-                    "(a handoff does not use up an attempt)",
-                    # The next claim adds one again, so a rolling restart never exhausts max_attempts.
-                    values={"attempt": Job.attempt - 1, "heartbeat_at": None, "phase": None, "eta_s": None},
-                )
+                # The attempt is given back, so a rolling restart never exhausts max_attempts.
+                jobs.LIFECYCLE.requeue(
+                    session=session, row_id=self.job_id, spend_attempt=False,
+                    message=f"worker {self.worker} shutting down: checkpoint stored, requeued after attempt "
+                    f"{self.attempt} (a handoff does not use up an attempt)",
+                )  # fmt: skip
                 requeued = True
             else:
                 _logger.warning("job %s: attempt %d no longer owns the job; stopping", self.job_id, self.attempt)
@@ -295,37 +297,52 @@ class JobRun:
             if not path.is_file():
                 continue
             key = f"jobs/{self.job_id}/artifacts/{path.name}"
-            obj = self.context.store.put_file(key, path)
+            obj = self.outage.call(f"storing {path.name}", functools.partial(self.context.store.put_file, key, path))
             kind = "report" if path.name in REPORT_FILES else ARTIFACT_KINDS.get(path.suffix, "report")
             stored.append((path.name, kind, obj))
             _logger.info("job %s: stored %s (%s)", self.job_id, path.name, name)
-        with self.context.session() as session:
-            for name, kind, obj in stored:
-                jobs.add_artifact(
-                    session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
-                    sha256=obj.sha256, storage_key=obj.key,
-                )
-            for message in parity_warnings(summary):  # a shipped file that scores unlike PyTorch is news
-                jobs.record_event(session=session, job_id=self.job_id, message=message, type="parity")
-            jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)
+
+        def record() -> None:  # artifacts are listed only once every one is stored, with the job's success
+            with self.context.session() as session:
+                for name, kind, obj in stored:
+                    jobs.add_artifact(
+                        session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
+                        sha256=obj.sha256, storage_key=obj.key,
+                    )  # fmt: skip
+                for message in parity_warnings(summary):  # a shipped file that scores unlike PyTorch is news
+                    jobs.record_event(session=session, job_id=self.job_id, message=message, type="parity")
+                if jobs.get_job(session=session, job_id=self.job_id).status == JobStatus.CANCELLING.value:
+                    # The cancel came after training had finished: honour it, and keep what was stored.
+                    jobs.finish(
+                        session=session, job_id=self.job_id, status=JobStatus.CANCELLED,
+                        detail="cancelled after training had finished; its artifacts are kept",
+                    )  # fmt: skip
+                    return
+                jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)
+
+        self.outage.call("recording the results", record)
         shutil.rmtree(self.work_dir, ignore_errors=True)
         shutil.rmtree(self.control.path, ignore_errors=True)
 
 
-def run_job(job_id: str, *, context: WorkerContext | None = None) -> None:
-    """Run (or resume) a job; safe to call twice for the same message."""
+def run_job(job_id: str, *, context: WorkerContext | None = None, worker: str | None = None) -> None:
+    """Run (or resume) a job; safe to call twice for the same message.
+
+    ``worker`` is this worker's Celery node name (``celery@host``, or the ``-n`` name), which the
+    job's events record; it defaults to the host name.
+    """
     context = context or get_context()
+    worker = worker or context.hostname
     limits = team_limits.TeamLimits.from_settings(context.settings)
     with context.session() as session:
-        job = jobs.claim_job(session=session, job_id=job_id, worker=context.hostname, limits=limits)
+        job = jobs.claim_job(session=session, job_id=job_id, worker=worker, limits=limits)
         if job is None:
             return
         session.expunge(job)
-    attempt = job.attempt
     try:
-        JobRun(context, job).run()
+        JobRun(context, job, worker).run()
     except BaseException as exc:
-        _handle_failure(context, job_id, attempt, exc)
+        attempts.handle_failure(context, attempts.JOB, job_id, job.attempt, exc)
         if not isinstance(exc, Exception):
             raise
     _start_waiting(context, job.team_id, limits)
@@ -344,48 +361,3 @@ def _start_waiting(context: WorkerContext, team_id: str, limits: team_limits.Tea
             _logger.info("team %s: capacity freed, re-sent waiting job %s", team_id, waiting_id)
     except Exception:
         _logger.exception("team %s: could not re-send waiting jobs; the sweeper will", team_id)
-
-
-def _handle_failure(context: WorkerContext, job_id: str, attempt: int, exc: BaseException) -> None:
-    """Fail with reason user, or requeue with backoff (reason infra once attempts run out)."""
-    # A rank's error reads as it was raised there.
-    detail = f"{exc.type_name if isinstance(exc, launcher.RankFailed) else type(exc).__name__}: {exc}"
-    if not isinstance(exc, Exception):  # KeyboardInterrupt / SystemExit: the sweeper will requeue it
-        _logger.warning("job %s: worker interrupted (%s)", job_id, detail)
-        return
-    try:
-        with context.session() as session:
-            job = jobs.get_job(session=session, job_id=job_id)
-            queue = job.queue
-            if job.status not in (JobStatus.RUNNING.value, JobStatus.CANCELLING.value) or job.attempt != attempt:
-                return
-            if is_transient(exc):
-                jobs.record_event(session=session, job_id=job_id, message=f"infrastructure error: {detail}")
-                if job.status == JobStatus.CANCELLING.value:
-                    jobs.finish(session=session, job_id=job_id, status=JobStatus.CANCELLED, detail="cancelled")
-                    return
-                if attempt >= job.max_attempts:
-                    # Keep the real cause: "worker lost" (requeue_stale's wording) would hide it.
-                    jobs.finish(
-                        session=session, job_id=job_id, status=JobStatus.FAILED, reason="infra",
-                        detail=f"{detail} (attempt {attempt} of {job.max_attempts}; no attempts left)",
-                    )
-                    return
-                delay = BackoffPolicy().delay(attempt)
-                jobs.transition(
-                    session=session, job_id=job_id, to=JobStatus.QUEUED, expected_from=JobStatus.RUNNING,
-                    message=f"requeued after attempt {attempt}/{job.max_attempts}; retry in {delay:.0f} s",
-                    values={"heartbeat_at": None, "phase": None, "eta_s": None},
-                )
-            else:
-                _logger.info("job %s failed: %s", job_id, detail)
-                user = isinstance(exc, USER_ERRORS) or (isinstance(exc, launcher.RankFailed) and exc.user)
-                reason = "user" if user else "infra"
-                jobs.finish(session=session, job_id=job_id, status=JobStatus.FAILED, reason=reason, detail=detail)
-                return
-    except Exception:  # the database itself is down: the sweeper requeues the job once it is back
-        _logger.exception("job %s: could not record the failure %s", job_id, detail)
-        return
-    _logger.warning("job %s: transient error (%s); retrying in %.1f s", job_id, detail, delay)
-    enqueue_job(job_id, queue=queue, settings=context.settings, countdown=delay)
-

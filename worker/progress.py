@@ -2,7 +2,8 @@
 
 Writes are batched (metrics) and throttled (progress) so a fast training loop does not spend its
 time in the database. Cancellation reaches the loop through ``should_stop``, which reads a flag the
-heartbeat thread sets from the job row.
+heartbeat thread sets from the job row. Every database write and checkpoint push goes through the
+attempt's ``OutageWindow``, so a storage or database outage is waited out while the ranks train on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gkd_core.engine.callbacks import Callbacks, MetricRow, Phase
 from service import jobs
 from worker import shutdown
 from worker.context import WorkerContext
+from worker.outage import OutageWindow
 from worker.work_dir_sync import WorkDirSync
 
 _logger = logging.getLogger(__name__)
@@ -37,8 +39,10 @@ class JobCallbacks(Callbacks):
         *,
         flush_interval_s: float = 1.0,
         metric_log: Callbacks | None = None,
+        outage: OutageWindow | None = None,
     ) -> None:
         self.context = context
+        self.outage = outage or OutageWindow.from_settings(context.settings)
         # Every metric row also goes here (the job's TensorBoard event files), as it arrives.
         self.metric_log = metric_log
         self.job_id = job_id
@@ -63,7 +67,7 @@ class JobCallbacks(Callbacks):
 
     def on_checkpoint(self, path: Path, stage: str, step: int) -> None:
         self.flush()
-        uploaded = self.sync.push()
+        uploaded = self.outage.call(f"storing the {stage} checkpoint of step {step}", self.sync.push)
         _logger.info("job %s: checkpoint %s step %d stored (%d files uploaded)", self.job_id, stage, step, uploaded)
 
     def on_progress(self, stage: str, fraction: float, eta_s: float | None) -> None:
@@ -71,20 +75,31 @@ class JobCallbacks(Callbacks):
             return
         done = sum(w for p, w in self.weights.items() if self._order(p) < self._order(self.phase))
         overall = done + self.weights.get(self.phase, 0.0) * max(0.0, min(1.0, fraction))
-        with self.context.session() as session:
-            jobs.set_progress(session=session, job_id=self.job_id, progress=overall, eta_s=eta_s)
+
+        def write() -> None:
+            with self.context.session() as session:
+                jobs.set_progress(session=session, job_id=self.job_id, progress=overall, eta_s=eta_s)
+
+        self.outage.call("recording progress", write)
 
     def on_phase(self, phase: Phase) -> None:
         self.flush()
         # The phase that just ended left its state on disk (state.json): store it before moving on.
-        self.sync.push()
+        self.outage.call(f"storing the state before phase {phase.value}", self.sync.push)
         self.phase = phase.value
-        with self.context.session() as session:
-            jobs.set_phase(session=session, job_id=self.job_id, phase=phase.value)
+
+        def write() -> None:
+            with self.context.session() as session:
+                jobs.set_phase(session=session, job_id=self.job_id, phase=phase.value)
+
+        self.outage.call("recording the phase", write)
 
     def on_event(self, message: str) -> None:
-        with self.context.session() as session:
-            jobs.record_event(session=session, job_id=self.job_id, message=message)
+        def write() -> None:
+            with self.context.session() as session:
+                jobs.record_event(session=session, job_id=self.job_id, message=message)
+
+        self.outage.call("recording an event", write)
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or shutdown.requested()
@@ -100,8 +115,12 @@ class JobCallbacks(Callbacks):
             rows, self._pending = self._pending, []
         self._last_flush = time.monotonic()
         if rows:
-            with self.context.session() as session:
-                jobs.record_metrics(session=session, job_id=self.job_id, rows=rows)
+
+            def write() -> None:  # a failed insert rolled back: writing the same rows again is safe
+                with self.context.session() as session:
+                    jobs.record_metrics(session=session, job_id=self.job_id, rows=rows)
+
+            self.outage.call("recording metrics", write)
 
     def _order(self, phase: str) -> int:
         return gkd_catalog.PHASES.index(phase)

@@ -1,8 +1,10 @@
-"""Which failures are worth another attempt, and how long to wait before it.
+"""Which failures are worth another try, and how long to wait before it.
 
 Only infrastructure faults that go away by themselves are retried: the broker, the database
-connection, the object store. Everything else (bad input found late, bugs) fails the job at once
-with its class and message. A retried job fails with reason "infra" once ``max_attempts`` is spent.
+connection, the object store. The worker waits those out in place for ``outage_window_s``
+(worker/outage.py) without spending an attempt; attempts are for lost workers (``RankLost``, a
+stale heartbeat). Everything else (bad input found late, bugs) fails at once with its class and
+message. A row fails with reason "infra" once ``max_attempts`` is spent or an outage outlasts the window.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sqlalchemy.exc
 
 from gkd_core.errors import GKDError
 from service.errors import DomainError
+from service.settings import Settings
 from service.storage import StorageUnavailable
 from service.uris import UriError
 
@@ -26,6 +29,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (GKDError, UriError, DomainError,
 
 class RankLost(Exception):
     """A training rank died without reporting why (killed, out of memory, a lost peer or GPU)."""
+
+
+class OutageTooLong(Exception):
+    """A transient infrastructure fault outlasted the outage window; ``__cause__`` is the last fault."""
+
+    def __init__(self, what: str, waited_s: float, window_s: float, cause: BaseException) -> None:
+        super().__init__(
+            f"{what}: infrastructure unreachable for {waited_s:.0f} s, longer than the outage window "
+            f"(GKD_OUTAGE_WINDOW_S={window_s:g}); last error {type(cause).__name__}: {cause}"
+        )
+        self.waited_s = waited_s
+        self.window_s = window_s
 
 
 # Listed, not inferred: a new transient class is added here on purpose, with a reason.
@@ -53,7 +68,7 @@ def is_transient(exc: BaseException) -> bool:
     """
     seen: BaseException | None = exc
     for _ in range(_MAX_CAUSE_DEPTH):
-        if seen is None:
+        if seen is None or isinstance(seen, OutageTooLong):  # already waited out: final
             return False
         if isinstance(seen, TRANSIENT_ERRORS):
             return True
@@ -82,6 +97,12 @@ class BackoffPolicy:
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be within [0, 1], got {self.jitter}")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BackoffPolicy:
+        """The backoff the settings configure (``retry_backoff_base_s``, ``retry_backoff_max_s``)."""
+        base = settings.retry_backoff_base_s
+        return cls(base_s=base, max_s=max(base, settings.retry_backoff_max_s))
+
     def delay(self, attempt: int, *, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before attempt ``attempt + 1``, after ``attempt`` (1-based) failed."""
         if attempt < 1:
@@ -93,3 +114,13 @@ class BackoffPolicy:
 def should_retry(exc: BaseException, *, attempt: int, max_attempts: int) -> bool:
     """Retry a transient failure while attempts remain; never retry anything else."""
     return attempt < max_attempts and is_transient(exc)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A transient fault of the infrastructure around the worker (waited out in place), not a lost rank."""
+    return is_transient(exc) and not isinstance(exc, RankLost)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Bad input the user can fix (the row fails with reason "user")."""
+    return isinstance(exc, USER_ERRORS)

@@ -1,4 +1,4 @@
-"""Evaluations: evaluate a finished job's student on more domains, and read the results."""
+"""Evaluations: evaluate a finished job's student on more domains, read the results, cancel."""
 
 from __future__ import annotations
 
@@ -42,11 +42,13 @@ def create_evaluation(
         )
     if errors:
         raise ValidationFailed(errors)
-    evaluation = evaluations.create_evaluation(session=session, job=job, targets=body.targets)
+    evaluation = evaluations.create_evaluation(
+        session=session, job=job, targets=body.targets, max_attempts=settings.max_attempts
+    )
     session.commit()
     try:
-        enqueuer.enqueue_evaluation(evaluation.id, job.queue)
-    except Exception:  # committed; a sweeper or a retry re-sends it
+        enqueuer.enqueue_evaluation(evaluation.id, evaluation.queue)
+    except Exception:  # committed: the workers' sweeper re-sends evaluations queued too long (queued_resend_s)
         _logger.exception("could not enqueue evaluation %s", evaluation.id)
     return EvaluationRead.model_validate(evaluation)
 
@@ -73,4 +75,19 @@ def list_evaluations(job_id: str, team: CurrentTeam, session: SessionDep) -> Eva
 )
 def read_evaluation(evaluation_id: str, team: CurrentTeam, session: SessionDep) -> EvaluationRead:
     evaluation = evaluations.get_evaluation(session=session, evaluation_id=evaluation_id, team_id=team.id)
+    return EvaluationRead.model_validate(evaluation)
+
+
+@router.post(
+    "/v1/evaluations/{evaluation_id}/cancel",
+    status_code=202,
+    response_model=EvaluationRead,
+    summary="Cancel an evaluation",
+    description="A queued evaluation is cancelled at once; a running one moves to `cancelling` and stops "
+    "before its next target. 409 when the evaluation is already finished.",
+    responses=responses(401, 404, 409),
+)
+def cancel_evaluation(evaluation_id: str, team: CurrentTeam, session: SessionDep) -> EvaluationRead:
+    evaluation = evaluations.request_cancel(session=session, evaluation_id=evaluation_id, team_id=team.id)
+    session.commit()
     return EvaluationRead.model_validate(evaluation)

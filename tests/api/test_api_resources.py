@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import gkd_catalog
+from service import evaluations
 from service import jobs as job_service
 from service.db import session_scope
 from tests.api.conftest import ApiEnv, TeamClient
@@ -209,3 +210,24 @@ def test_create_app_does_not_import_torch() -> None:
 @pytest.mark.parametrize("path", ["/v1/jobs/%00", "/v1/evaluations/" + "x" * 5000, "/v1/datasets/%2e%2e"])
 def test_odd_paths_are_not_500(team: TeamClient, path: str) -> None:
     assert team.get(path).status_code in (404, 422)
+
+
+def test_cancel_an_evaluation(api: ApiEnv, ready_team: TeamClient, other_team: TeamClient) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    body = {"targets": [{"dataset": "tgt", "split": "train"}]}
+    queued = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).json()["id"]
+    running = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        assert evaluations.claim_evaluation(session=session, evaluation_id=running, worker="w@host") is not None
+
+    assert other_team.post(f"/v1/evaluations/{queued}/cancel").status_code == 404  # another team's: not found
+    assert ready_team.post(f"/v1/evaluations/{'1' * 36}/cancel").status_code == 404
+    cancelled = ready_team.post(f"/v1/evaluations/{queued}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled", cancelled.text
+    cancelling = ready_team.post(f"/v1/evaluations/{running}/cancel")
+    assert cancelling.status_code == 202 and cancelling.json()["status"] == "cancelling", cancelling.text
+    again = ready_team.post(f"/v1/evaluations/{queued}/cancel")
+    assert again.status_code == 409 and again.json()["current_status"] == "cancelled", again.text

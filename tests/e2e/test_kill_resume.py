@@ -1,9 +1,11 @@
 """SIGKILL a real Celery worker in the middle of stage 1; a new worker resumes the job from its checkpoint.
 
 Embedded-style services (SQLite database, kombu's SQLAlchemy broker over SQLite, local artifact
-folder), but real worker processes configured only through GKD_* variables. The killed worker's
-message is never acknowledged and its heartbeat stops; the second worker's sweeper sees the stale
-heartbeat, requeues the job, and the worker resumes from the last checkpoint stored in storage.
+folder), but real worker processes configured only through GKD_* variables. The job and both workers
+are on a queue other than the default one ("a100"). The killed worker's message is never acknowledged
+and its heartbeat stops; the second worker's sweeper sees the stale heartbeat, requeues the job to its
+own queue, and the worker there resumes from the last checkpoint stored in storage. The claim events
+name each worker by its Celery node name and the attempt it started.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from worker.work_dir_sync import checkpoint_prefix
 
 pytestmark = pytest.mark.e2e
 
+QUEUE = "a100"  # not the default queue: the requeued job must come back here
 STEPS = 30
 CHECKPOINT_EVERY = 5
 KILL_AFTER_STEP = 10
@@ -64,12 +67,18 @@ def test_sigkill_mid_stage1_then_resume(
         job_id = jobs.create_job(
             session=session,
             team_id=key.team_id,
-            spec=JobSpec.model_validate(tiny_spec("kill", stage1_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY)),
+            spec=JobSpec.model_validate(
+                tiny_spec(
+                    "kill", stage1_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, resources={"queue": QUEUE, "gpus": 1}
+                )
+            ),
         ).id
-    env = gkd_env(data_dir=data, allowed_roots=[tiny_bench], heartbeat_interval_s=1, heartbeat_stale_s=5)
-    first = WorkerProcess(env, tmp_path / "logs" / "worker-1.log", name="first").start()
+    env = gkd_env(
+        data_dir=data, allowed_roots=[tiny_bench], heartbeat_interval_s=1, heartbeat_stale_s=5, queues=["gpu", QUEUE]
+    )
+    first = WorkerProcess(env, tmp_path / "logs" / "worker-1.log", name="first", queues=QUEUE).start()
     worker_processes.append(first)
-    enqueue_job(job_id, settings=settings)
+    enqueue_job(job_id, queue=QUEUE, settings=settings)
     started = time.monotonic()
 
     wait_for(
@@ -89,7 +98,7 @@ def test_sigkill_mid_stage1_then_resume(
         assert (job.status, job.attempt) == ("running", 1)  # the database does not know yet
     assert stored < STEPS
 
-    second = WorkerProcess(env, tmp_path / "logs" / "worker-2.log", name="second").start()
+    second = WorkerProcess(env, tmp_path / "logs" / "worker-2.log", name="second", queues=QUEUE).start()
     worker_processes.append(second)
 
     def finished() -> str | None:
@@ -111,6 +120,11 @@ def test_sigkill_mid_stage1_then_resume(
     messages = [e.message for e in events]
     requeue = [e for e in events if "worker lost" in e.message and e.to_status == "queued"]
     assert requeue, messages
+    claims = [(e.message, e.attempt) for e in events if e.to_status == "running"]
+    assert claims == [
+        (f"claimed by {first.node_name}: attempt 1 of 3", 1),
+        (f"claimed by {second.node_name}: attempt 2 of 3", 2),  # the second worker reads only queue a100
+    ], claims
     resumed = [int(m.group(1)) for msg in messages if (m := re.search(r"stage1b: resumed from step (\d+)", msg))]
     assert resumed == [stored], (stored, messages)
     assert 0 < resumed[0] < STEPS

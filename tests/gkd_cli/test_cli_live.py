@@ -138,6 +138,11 @@ def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path:
     assert result.exit_code == 0, result.output
     assert "synth-snow" in result.stdout and "31.2" in result.stdout
 
+    queued_eval = client.evaluate(job.id, [{"dataset": "synth-fog", "split": "val"}])
+    result = gkd("cancel-eval", queued_eval.id, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "cancelled", result.output
+    assert "409" in _one_clean_line(gkd("cancel-eval", queued_eval.id))
+
 
 def test_keys_list_and_revoke_over_http(gkd: Gkd, server: LiveServer) -> None:
     from service.auth import create_api_key

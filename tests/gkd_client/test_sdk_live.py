@@ -87,6 +87,17 @@ def test_cancel_and_conflict(client: Client) -> None:
         client.cancel_job(job.id)
 
 
+def test_cancel_an_evaluation(server: LiveServer, client: Client) -> None:
+    job = client.submit_job(spec("eval-then-cancel"))
+    server.start(job.id)
+    server.succeed(job.id, {})
+    evaluation = client.evaluate(job.id, [{"dataset": "synth-fog", "split": "val"}])
+    cancelled = client.cancel_evaluation(evaluation.id)
+    assert cancelled.id == evaluation.id and cancelled.status == "cancelled" and cancelled.terminal
+    with pytest.raises(ConflictError):
+        client.cancel_evaluation(evaluation.id)
+
+
 def test_evaluation_round_trip(server: LiveServer, client: Client) -> None:
     job = client.submit_job(spec("eval-me"))
     server.start(job.id)

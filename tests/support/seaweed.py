@@ -63,6 +63,8 @@ class SeaweedS3:
     workdir: Path
     process: subprocess.Popen[bytes] = field(repr=False)
     region: str = REGION
+    command: list[str] = field(default_factory=list, repr=False)  # how it was started: restart() reuses it
+    log: Path | None = field(default=None, repr=False)
 
     def client(self, *, secret_key: str | None = None, endpoint_url: str | None = None) -> Any:
         """A boto3 S3 client for this server (optionally with another secret, to test refusals)."""
@@ -102,6 +104,23 @@ class SeaweedS3:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same ports and data (an outage ends); wait until it serves."""
+        if self.process.poll() is None:
+            raise RuntimeError("SeaweedFS is still running; stop() it first")
+        if not self.command or self.log is None:
+            raise RuntimeError("this server was not started by start_seaweed(); it cannot be restarted")
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
+            )
+        port = int(self.endpoint_url.rsplit(":", 1)[1])
+        _wait_ready(self, port, self.log, time.monotonic() + _START_TIMEOUT_S)
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -183,6 +202,8 @@ def start_seaweed(workdir: Path, *, secret_key: str | None = None, attempts: int
             secret_key=secret_key,
             workdir=workdir,
             process=process,
+            command=command,
+            log=log,
         )
         try:
             _wait_ready(server, s3, log, time.monotonic() + _START_TIMEOUT_S)

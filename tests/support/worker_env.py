@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,13 +128,19 @@ class WorkerProcess:
     env: dict[str, str]
     log: Path
     name: str = "w1"
+    queues: str = "gpu"  # what ``--queues`` reads: comma-separated queue names
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def node_name(self) -> str:
+        """The worker's Celery node name (``name@host``), as the job's events record it."""
+        return f"{self.name}@{socket.gethostname()}"
 
     def start(self) -> WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-            "--queues", "gpu", "--concurrency", "1", "--loglevel", "INFO",
+            "--queues", self.queues, "--concurrency", "1", "--loglevel", "INFO",
             "--hostname", f"{self.name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         with self.log.open("ab") as out:

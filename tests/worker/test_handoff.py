@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from service import evaluations, jobs
 from service.models import JobStatus
+from service.schemas import DataRef
 from tests.support.worker_env import tiny_spec
-from tests.worker.test_pipeline import Env, make_env
+from tests.worker.test_pipeline import Env, make_env, sent_messages
 from worker import shutdown
+from worker.evaluation import STUDENT_ARTIFACT, run_evaluation
 from worker.pipeline import run_job
 
 
@@ -44,7 +47,7 @@ def test_shutdown_requeues_the_job_and_the_next_attempt_resumes(env: Env) -> Non
     assert job.status == JobStatus.QUEUED.value
     assert job.attempt == 0, "a handoff must not use up an attempt"
     messages = [e.message for e in env.events(job_id)]
-    assert any(m.startswith("worker shutting down: checkpoint stored") for m in messages), messages
+    assert any(m.startswith("worker ") and "shutting down: checkpoint stored" in m for m in messages), messages
     stored = [rel for rel in env.manifest(job_id) if rel.startswith("checkpoints/stage1/") and rel.endswith(".pt")]
     assert stored, env.manifest(job_id)
 
@@ -86,3 +89,29 @@ def test_notify_children_reaches_a_pool_process() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_shutdown_hands_a_running_evaluation_back_without_using_an_attempt(env: Env) -> None:
+    job_id = env.submit(tiny_spec("evaluated"))
+    student = Path(env.context.settings.data_dir) / STUDENT_ARTIFACT
+    student.write_bytes(b"not read: the worker stops before scoring")
+    stored = env.context.store.put_file(f"jobs/{job_id}/artifacts/{STUDENT_ARTIFACT}", student)
+    with env.context.session() as session:
+        assert jobs.claim_job(session=session, job_id=job_id, worker="w@host") is not None
+        jobs.add_artifact(
+            session=session, job_id=job_id, name=STUDENT_ARTIFACT, kind="student", size=stored.size,
+            sha256=stored.sha256, storage_key=stored.key,
+        )  # fmt: skip
+        jobs.finish(session=session, job_id=job_id, status="succeeded")
+        job = jobs.get_job(session=session, job_id=job_id)
+        evaluation_id = evaluations.create_evaluation(
+            session=session, job=job, targets=[DataRef(dataset="fog", split="val")]
+        ).id
+
+    shutdown.request()  # the worker is shutting down before the first target is scored
+    run_evaluation(evaluation_id, context=env.context, worker="w@host")
+
+    with env.context.session() as session:
+        evaluation = evaluations.get_evaluation(session=session, evaluation_id=evaluation_id)
+        assert (evaluation.status, evaluation.attempt, evaluation.results) == ("queued", 0, None)
+    assert [queue for queue, payload in sent_messages(env) if evaluation_id in payload] == ["gpu"]

@@ -101,6 +101,23 @@ def make_env(tmp: Path, bench: Path, *, source_root: Path | None = None, **setti
     return Env(context, team_id)
 
 
+def sent_messages(env: Env) -> list[tuple[str, str]]:
+    """(queue name, payload) of every message in the embedded broker (kombu's SQLAlchemy transport)."""
+    path = Path(env.context.settings.data_dir) / "broker.db"
+    if not path.exists():
+        return []
+    broker = sqlite3.connect(path)
+    try:
+        if not broker.execute("select 1 from sqlite_master where name = 'kombu_message'").fetchall():
+            return []  # nothing was ever sent
+        rows = broker.execute(
+            "select q.name, m.payload from kombu_message m join kombu_queue q on q.id = m.queue_id"
+        ).fetchall()
+    finally:
+        broker.close()
+    return [(str(queue), str(payload)) for queue, payload in rows]
+
+
 @pytest.fixture
 def env(tmp_path: Path, tiny_bench: Path) -> Env:
     return make_env(tmp_path, tiny_bench)
@@ -193,41 +210,60 @@ def test_corrupt_image_fails_with_reason_user_naming_the_file(tmp_path: Path, ti
 
 
 class FlakyStore(LocalStore):
-    """A local store whose uploads fail as an unreachable S3 would (reads still work)."""
+    """A local store whose uploads fail as an unreachable S3 would, for the first ``outage_s`` seconds
+    after its first upload (forever by default); reads still work."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, outage_s: float = float("inf")) -> None:
         super().__init__(root)
+        self.outage_s = outage_s
+        self.down_since: float | None = None
         self.refused = 0
 
     def put_file(self, key: str, path: Path) -> StoredObject:
-        self.refused += 1
-        raise StorageUnavailable(f"injected: storage unreachable while uploading {key}")
+        now = time.monotonic()
+        self.down_since = now if self.down_since is None else self.down_since
+        if now - self.down_since < self.outage_s:
+            self.refused += 1
+            raise StorageUnavailable(f"injected: storage unreachable while uploading {key}")
+        return super().put_file(key, path)
 
 
-def test_transient_storage_error_requeues_then_fails_infra(env: Env) -> None:
-    store = FlakyStore(Path(env.context.settings.data_dir) / "artifacts")
+def test_a_storage_outage_within_the_window_is_waited_out_without_spending_an_attempt(
+    tmp_path: Path, tiny_bench: Path
+) -> None:
+    env = make_env(tmp_path, tiny_bench, outage_window_s=60, retry_backoff_base_s=0.2, retry_backoff_max_s=1)
+    store = FlakyStore(Path(env.context.settings.data_dir) / "artifacts", outage_s=3.0)
     env.context.store = store
-    job_id = env.submit(tiny_spec("flaky"), max_attempts=2)
+    job_id = env.submit(tiny_spec("flaky"), max_attempts=1)
 
     run_job(job_id, context=env.context)
-    job = env.job(job_id)
-    assert store.refused >= 1
-    assert job.status == "queued" and job.attempt == 1, (job.status, job.error_detail)
-    messages = [e.message for e in env.events(job_id)]
-    assert any("infrastructure error" in m and "StorageUnavailable" in m for m in messages), messages
-    # The retry was sent to the broker with a countdown (embedded SQLite broker in data_dir).
-    broker = sqlite3.connect(Path(env.context.settings.data_dir) / "broker.db")
-    try:
-        payloads = [row[0] for row in broker.execute("select payload from kombu_message")]
-    finally:
-        broker.close()
-    assert any(job_id in str(p) for p in payloads)
 
-    run_job(job_id, context=env.context)  # the retried message: attempt 2 of 2 fails the same way
     job = env.job(job_id)
-    assert job.status == "failed" and job.attempt == 2
-    assert job.error_reason == "infra"
-    assert job.error_detail is not None and "StorageUnavailable" in job.error_detail, job.error_detail
+    assert store.refused >= 2
+    assert (job.status, job.attempt) == ("succeeded", 1), (job.status, job.error_detail)
+    waits = [e for e in env.events(job_id) if e.type == "outage"]
+    assert waits and "StorageUnavailable" in waits[0].message and "no attempt is used up" in waits[0].message
+    with env.context.session() as session:
+        assert {a.name for a in jobs.list_artifacts(session=session, job_id=job_id)} == EXPECTED_ARTIFACTS
+
+
+def test_a_storage_outage_past_the_window_fails_infra_with_its_cause(tmp_path: Path, tiny_bench: Path) -> None:
+    env = make_env(tmp_path, tiny_bench, outage_window_s=1.5, retry_backoff_base_s=0.2, retry_backoff_max_s=0.5)
+    store = FlakyStore(Path(env.context.settings.data_dir) / "artifacts")
+    env.context.store = store
+    job_id = env.submit(tiny_spec("flaky"), max_attempts=3)
+
+    run_job(job_id, context=env.context)
+
+    job = env.job(job_id)
+    assert store.refused >= 2
+    assert (job.status, job.error_reason, job.attempt) == ("failed", "infra", 1), (job.status, job.error_detail)
+    detail = job.error_detail or ""
+    assert "OutageTooLong" in detail and "GKD_OUTAGE_WINDOW_S=1.5" in detail, detail
+    assert "StorageUnavailable" in detail and "injected: storage unreachable" in detail, detail
+    with env.context.session() as session:
+        assert jobs.list_artifacts(session=session, job_id=job_id) == []  # nothing half-stored is listed
+    assert not any(job_id in payload for _, payload in sent_messages(env))  # no retry: the window is spent
 
 
 def test_cancel_stops_a_running_job_after_a_checkpoint(env: Env) -> None:
