@@ -315,7 +315,8 @@ class JobRun:
                     # The cancel came after training had finished: honour it, and keep what was stored.
                     jobs.finish(
                         session=session, job_id=self.job_id, status=JobStatus.CANCELLED,
-                        detail="cancelled after training had finished; its artifacts are kept",
+                        detail="cancelled after training had finished; its artifacts and results are kept",
+                        summary=summary,
                     )  # fmt: skip
                     return
                 jobs.finish(session=session, job_id=self.job_id, status=JobStatus.SUCCEEDED, summary=summary)

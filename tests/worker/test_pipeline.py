@@ -320,3 +320,28 @@ def test_sweeper_requeues_stale_jobs_then_fails_them(tmp_path: Path, tiny_bench:
     job = env.job(lost)
     assert (job.status, job.error_reason, job.attempt) == ("failed", "infra", 2)
     assert env.job(alive).status == "running"  # its heartbeat is fresh
+
+
+def test_a_cancel_landing_after_training_cancels_the_job_and_keeps_its_artifacts(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker import pipeline
+
+    publish = pipeline.JobRun._publish
+
+    def cancel_then_publish(self: pipeline.JobRun, exports: dict[str, Path], summary: dict[str, Any]) -> None:
+        with env.context.session() as session:  # the user's cancel arrives between training and publishing
+            jobs.request_cancel(session=session, job_id=self.job_id)
+        publish(self, exports, summary)
+
+    monkeypatch.setattr(pipeline.JobRun, "_publish", cancel_then_publish)
+    job_id = env.submit(tiny_spec("late-cancel", stage1_steps=2, references=[], export={"onnx": False}))
+    run_job(job_id, context=env.context)
+
+    job = env.job(job_id)
+    assert (job.status, job.error_reason) == ("cancelled", None), job.error_detail
+    assert env.events(job_id)[-1].message == "cancelled after training had finished; its artifacts and results are kept"
+    assert job.summary is not None and "student" in job.summary
+    with env.context.session() as session:
+        names = {a.name for a in jobs.list_artifacts(session=session, job_id=job_id)}
+    assert "student.safetensors" in names and "report.json" in names
