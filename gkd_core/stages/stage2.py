@@ -75,7 +75,7 @@ class Stage2Config:
     eval_window: int | None = None  # None: crop_size
     eval_stride: int | None = None  # None: two thirds of the window (512 -> 341)
     checkpoint_every: int = 500
-    num_workers: int = 0
+    num_workers: int | None = None  # loader workers per rank; None: the cores available / ranks
     backbone_lr_mult: float = 1.0  # fine-tuned baselines only
     kd_temperature: float = 1.0
     cwd_temperature: float = 4.0
@@ -104,6 +104,8 @@ class Stage2Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"stage2.{name} must be at least 1 (or None for the head's default), got {value}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"stage2.num_workers must be >= 0 or None (one per available core), got {self.num_workers}")
         if self.grad_clip is not None and not self.grad_clip >= 0:
             raise ConfigError(f"stage2.grad_clip must be >= 0 (0 turns clipping off) or None, got {self.grad_clip}")
 
