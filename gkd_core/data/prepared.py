@@ -110,7 +110,8 @@ def decide(dataset: SegmentationDataset, cache_dir: Path, short_side: int | None
     usage = shutil.disk_usage(cache_dir)
     if needed > usage.free - DISK_MARGIN * usage.total:
         return PrepareDecision(
-            False, f"the store needs {needed / 2**30:.1f} GiB and {cache_dir} has {usage.free / 2**30:.1f} GiB free",
+            False,
+            f"the store needs {needed / 2**30:.1f} GiB and {cache_dir} has {usage.free / 2**30:.1f} GiB free",
             needed,
         )
     return PrepareDecision(True, f"{reads / size:.1f} passes over {size:,} images", needed)
@@ -224,7 +225,7 @@ def _build(dataset: SegmentationDataset, entry: Path, short_side: int | None, nu
             name = dataset.samples[i].name
             h, w = sizes[i]
             if pixels.shape != (h, w, 3):
-                raise DatasetError(f"{name}: decoded as {pixels.shape[:2]} but its header said {(h, w)} (file changed?)")
+                raise DatasetError(f"{name}: decoded as {pixels.shape[:2]}, its header said {(h, w)} (file changed?)")
             off = int(index[i, 0])
             images[off : off + h * w * 3] = pixels.reshape(-1)
             if masks is not None and mask is not None:
@@ -243,7 +244,7 @@ def _build(dataset: SegmentationDataset, entry: Path, short_side: int | None, nu
             "short_side": short_side,
             "images_only": dataset.images_only,
             "mask_dtype": None if mask_dtype is None else str(mask_dtype),
-            "source": {"layout": dataset.listing.layout, "root": str(dataset.listing.root), "split": dataset.listing.split},
+            "source": [dataset.listing.layout, str(dataset.listing.root), dataset.listing.split],
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(entry, ignore_errors=True)
@@ -293,7 +294,7 @@ class PreparedDataset(SegmentationDataset):
         return torch.from_numpy(np.asarray(masks[off : off + h * w]).reshape(h, w).astype(np.int64))
 
     def decoded(self, index: int) -> tuple[np.ndarray, torch.Tensor | None]:
-        images, masks = self._open()
+        images, _ = self._open()
         off, h, w = (int(v) for v in self.index[index, 0:3])
         pixels = np.array(images[off : off + h * w * 3]).reshape(h, w, 3)
         return pixels, (None if self.images_only else self.load_mask(index))

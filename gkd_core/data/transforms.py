@@ -12,8 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gkd_core.data._color import hsv_to_rgb, rgb_to_hsv
 from gkd_core.data._random import chance, randint, uniform
+from gkd_core.data.photometric import photometric_distortion
 from gkd_core.data.stage1_augment import DEFAULT_RANDAUGMENT, TimmImageAugment
 
 
@@ -35,35 +35,6 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(mask.shape[-2:]) == size:
         return mask
     return F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(mask.dtype)
-
-
-def photometric_distortion(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """mmseg-style photometric distortion: brightness +/-32, contrast and saturation 0.5-1.5, hue +/-18 deg.
-
-    Each part applies with probability 0.5; contrast comes either first or last, at random.
-    """
-    img = image
-    if chance(generator, 0.5):
-        img = img + uniform(generator, -32.0, 32.0) / 255.0
-    contrast_first = chance(generator, 0.5)
-
-    def contrast(x: torch.Tensor) -> torch.Tensor:
-        return x * uniform(generator, 0.5, 1.5) if chance(generator, 0.5) else x
-
-    if contrast_first:
-        img = contrast(img)
-    img = img.clamp(0.0, 1.0)
-    do_sat, do_hue = chance(generator, 0.5), chance(generator, 0.5)
-    if do_sat or do_hue:
-        hsv = rgb_to_hsv(img)
-        if do_sat:
-            hsv[1] = (hsv[1] * uniform(generator, 0.5, 1.5)).clamp(0.0, 1.0)
-        if do_hue:
-            hsv[0] = (hsv[0] + uniform(generator, -18.0, 18.0) / 360.0) % 1.0
-        img = hsv_to_rgb(hsv)
-    if not contrast_first:
-        img = contrast(img)
-    return img.clamp(0.0, 1.0)
 
 
 def _source_window(start: int, length: int, scale: float, src_len: int) -> tuple[int, int, int, int]:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gkd_core.engine import distributed
 from gkd_core.data.loader import loader_options
+from gkd_core.engine import distributed
 from gkd_core.engine.seeding import isolated_rng
 
 
