@@ -210,7 +210,10 @@ class SegmentationDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         pixels, mask = self.decoded(index)
-        image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
+        image = torch.from_numpy(pixels).permute(2, 0, 1)
+        if not getattr(self.transform, "takes_uint8", False):
+            image = image.float().div_(255.0)
+        # else: a random-crop transform converts only the window it keeps (most of a large frame is cut away).
         name = self.samples[index].name
         if mask is None:
             if self.transform is not None:

@@ -21,6 +21,18 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def unit_float(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 3xHxW image (or a window of one) as float [0, 1]; float images pass through.
+
+    Converted in HxWxC memory order, as the decoder hands images over, so a window converted here is
+    bit for bit the same window of the whole image converted first: the random-crop transforms take
+    uint8 images (``takes_uint8``) and convert only the pixels they keep.
+    """
+    if image.dtype != torch.uint8:
+        return image
+    return image.permute(1, 2, 0).float().div_(255.0).permute(2, 0, 1)
+
+
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear (antialiased when shrinking) resize of a 3xHxW image to (h, w)."""
     if tuple(image.shape[-2:]) == size:
@@ -59,6 +71,8 @@ class SegTrainTransform:
         cat_max_ratio: mmseg's RandomCrop rule: up to 10 crop positions are tried until no single class
             covers more than this share of the crop's labelled pixels (1.0: the first position).
     """
+
+    takes_uint8 = True  # uint8 images are converted window by window (see unit_float)
 
     def __init__(
         self,
@@ -101,7 +115,8 @@ class SegTrainTransform:
             cropped = resize_mask(mask[y0:y1, x0:x1], (out_h, out_w))[off_y:off_y + ch, off_x:off_x + cw]
             if self.cat_max_ratio >= 1 or _balanced(cropped, self.cat_max_ratio, self.ignore_index):
                 break
-        image = resize_image(image[:, y0:y1, x0:x1], (out_h, out_w))[:, off_y:off_y + ch, off_x:off_x + cw]
+        window = unit_float(image[:, y0:y1, x0:x1])
+        image = resize_image(window, (out_h, out_w))[:, off_y : off_y + ch, off_x : off_x + cw]
         mask = cropped
         pad_h, pad_w = ch - image.shape[-2], cw - image.shape[-1]
         if pad_h or pad_w:
@@ -185,6 +200,8 @@ class Stage1Transform:
         erasing: random erasing probability (timm's pixel mode).
     """
 
+    takes_uint8 = True  # uint8 images are converted window by window (see unit_float)
+
     def __init__(
         self,
         size: int | tuple[int, int],
@@ -202,7 +219,7 @@ class Stage1Transform:
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         top, left, ch, cw = random_resized_crop_box(image.shape[-2], image.shape[-1], self.scale, self.ratio, generator)
-        image = resize_image(image[:, top : top + ch, left : left + cw], self.size)
+        image = resize_image(unit_float(image[:, top : top + ch, left : left + cw]), self.size)
         if self.flip and chance(generator, 0.5):
             image = image.flip(-1)
         return self.augment(image, generator).contiguous()

@@ -2,7 +2,8 @@
 
 ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.gkd_core.engine._ddp_stage1 OUT
 SCENARIO...`` runs each scenario on every rank; rank 0 writes ``OUT/<name>.pt`` (losses by step,
-student weights, the masks each rank drew and the image ids each rank read, in order). A scenario is ``name:steps:stop_at:mask_probability``
+student weights, the masks each rank drew and the image ids each rank read, in order). A scenario is
+``name:steps:stop_at:mask_probability``
 (``stop_at`` 0: run to the end); its checkpoints go to ``OUT/<name>/``, so a later run can resume
 them with another world size.
 """
