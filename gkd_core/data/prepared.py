@@ -277,12 +277,14 @@ class PreparedDataset(SegmentationDataset):
         return state
 
     def _open(self) -> tuple[np.ndarray, np.ndarray | None]:
+        # Copy-on-write maps: items are views of the page cache (no copy of a frame the crop mostly
+        # discards), writable as torch wants, and a write could never reach the store.
         if self._maps is None:
-            images = np.memmap(self.entry / "images.u8", dtype=np.uint8, mode="r")
+            images = np.memmap(self.entry / "images.u8", dtype=np.uint8, mode="c")
             masks = None
             if self.mask_dtype is not None:
                 name = "masks.u8" if self.mask_dtype == "uint8" else "masks.i32"
-                masks = np.memmap(self.entry / name, dtype=np.dtype(self.mask_dtype), mode="r")
+                masks = np.memmap(self.entry / name, dtype=np.dtype(self.mask_dtype), mode="c")
             self._maps = (images, masks)
         return self._maps
 
@@ -294,10 +296,16 @@ class PreparedDataset(SegmentationDataset):
         return torch.from_numpy(np.asarray(masks[off : off + h * w]).reshape(h, w).astype(np.int64))
 
     def decoded(self, index: int) -> tuple[np.ndarray, torch.Tensor | None]:
-        images, _ = self._open()
+        images, masks = self._open()
         off, h, w = (int(v) for v in self.index[index, 0:3])
-        pixels = np.array(images[off : off + h * w * 3]).reshape(h, w, 3)
-        return pixels, (None if self.images_only else self.load_mask(index))
+        pixels = images[off : off + h * w * 3].reshape(h, w, 3)
+        if self.images_only or masks is None:
+            return pixels, None
+        if not getattr(self.transform, "takes_uint8", False):
+            return pixels, self.load_mask(index)
+        # The transform crops first and returns int64 ids itself: skip widening the whole mask.
+        moff, mh, mw = (int(v) for v in self.index[index, 3:6])
+        return pixels, torch.from_numpy(masks[moff : moff + mh * mw].reshape(mh, mw))
 
 
 def stage_short_side(kind: str, *, image_size: int, base_size: int | None = None, max_scale: float = 1.0) -> int | None:

@@ -72,7 +72,8 @@ class SegTrainTransform:
             covers more than this share of the crop's labelled pixels (1.0: the first position).
     """
 
-    takes_uint8 = True  # uint8 images are converted window by window (see unit_float)
+    # uint8 images are converted window by window (see unit_float); masks may be any integer dtype.
+    takes_uint8 = True
 
     def __init__(
         self,
@@ -126,7 +127,8 @@ class SegTrainTransform:
             image, mask = image.flip(-1), mask.flip(-1)
         if self.photometric:
             image = photometric_distortion(image, generator)
-        return image.contiguous(), mask.contiguous()
+        # A prepared store hands over uint8 masks (see takes_uint8); training wants int64 ids.
+        return image.contiguous(), mask.to(torch.int64).contiguous()
 
 
 def _balanced(mask: torch.Tensor, cat_max_ratio: float, ignore_index: int) -> bool:
