@@ -118,7 +118,7 @@ class StepBatches:
         device: where the batches go: CUDA pins host memory (asynchronous copies). With
             ``batch_transform`` the batches are also moved there before it runs.
         batch_transform: applied to every collated batch on ``device`` (augmentation that is exact on
-            the device, e.g. ``gkd_core.data.device_augment.apply_deferred``); it must be deterministic
+            the device, e.g. ``gkd_core.data.photometric.apply_deferred``); it must be deterministic
             given the batch, since it runs outside the per-sample seeding.
         rank, world_size: this process's shard (default: the live process group, else 0 of 1).
     """
