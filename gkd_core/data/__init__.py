@@ -2,8 +2,9 @@
 
 Public API (see docs/DATASETS.md): ``open_dataset``, ``LAYOUTS`` (and the layout registry:
 ``get_layout``, ``list_layouts``, ``layout_catalogue``, ``register_layout``), ``validate_dataset``,
-``SegTrainTransform``, ``SegEvalTransform``, ``Stage1Transform``, ``make_loader`` and
-``generate_benchmark``.
+``SegTrainTransform``, ``SegEvalTransform``, ``Stage1Transform``, ``make_loader`` (and its defaults:
+``default_num_workers``, ``loader_options``), ``prepare`` (decode-once stores), the deferred photometric
+distortion (``DeferredPhotometric``, ``apply_deferred``) and ``generate_benchmark``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _EXPORTS = {
         "read_classes_json",
         "register_layout",
     ),
-    "gkd_core.data.loader": ("make_loader", "seed_worker"),
+    "gkd_core.data.loader": ("default_num_workers", "loader_options", "make_loader", "seed_worker"),
     "gkd_core.data.synthetic": (
         "TINY_SIZES",
         "BenchmarkInfo",
@@ -38,7 +39,9 @@ _EXPORTS = {
         "generate_benchmark",
         "load_benchmark",
     ),
-    "gkd_core.data.transforms": ("SegEvalTransform", "SegTrainTransform", "Stage1Transform", "photometric_distortion"),
+    "gkd_core.data.photometric": ("DeferredPhotometric", "apply_deferred", "photometric_distortion"),
+    "gkd_core.data.prepared": ("PreparedDataset", "prepare"),
+    "gkd_core.data.transforms": ("SegEvalTransform", "SegTrainTransform", "Stage1Transform"),
     "gkd_core.data.validation": ("Problem", "SplitReport", "ValidationReport", "validate_dataset"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -61,10 +64,12 @@ __all__ = [
     "BenchmarkInfo",
     "BenchmarkSizes",
     "ClassInfo",
+    "DeferredPhotometric",
     "DomainInfo",
     "Layout",
     "LayoutOption",
     "PairIssue",
+    "PreparedDataset",
     "Problem",
     "SegEvalTransform",
     "SegTrainTransform",
@@ -72,6 +77,8 @@ __all__ = [
     "SplitReport",
     "Stage1Transform",
     "ValidationReport",
+    "apply_deferred",
+    "default_num_workers",
     "detect_layout",
     "generate_benchmark",
     "get_layout",
@@ -80,9 +87,11 @@ __all__ = [
     "list_layouts",
     "list_splits",
     "load_benchmark",
+    "loader_options",
     "make_loader",
     "open_dataset",
     "photometric_distortion",
+    "prepare",
     "read_classes_json",
     "register_layout",
     "seed_worker",

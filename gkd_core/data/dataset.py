@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -186,26 +187,41 @@ class SegmentationDataset(Dataset[dict[str, Any]]):
             raise DatasetError(f"sample {sample.name!r} has no mask")
         return torch.from_numpy(self.listing.convert_mask(load_mask(sample.mask)))
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def decoded(self, index: int) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Sample ``index`` before the transform: the uint8 HxWx3 image and (labelled sets) its int64 mask.
+
+        A prepared dataset (``gkd_core.data.prepared``) overrides this to read stored pixels instead.
+        """
         sample = self.samples[index]
         assert sample.image is not None
-        image = torch.from_numpy(load_image(sample.image)).permute(2, 0, 1).float().div_(255.0)
+        image = load_image(sample.image)
         if self.images_only:
-            if self.transform is not None:
-                image = self.transform(image)
-            return {"image": image, "name": sample.name}
+            return image, None
         mask = self.load_mask(index)
-        if mask.shape != image.shape[1:]:
+        if mask.shape != image.shape[:2]:
             if self.size_mismatch != "resize":
                 # Headers agreed at open time, so a file changed since (or lies in its header).
                 raise DatasetError(
-                    f"{sample.name}: image is {tuple(image.shape[1:])} but mask is {tuple(mask.shape)} "
+                    f"{sample.name}: image is {tuple(image.shape[:2])} but mask is {tuple(mask.shape)} "
                     f"({sample.image}, {sample.mask})"
                 )
-            mask = _resize_nearest(mask, (image.shape[1], image.shape[2]))
+            mask = _resize_nearest(mask, (image.shape[0], image.shape[1]))
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pixels, mask = self.decoded(index)
+        image = torch.from_numpy(pixels).permute(2, 0, 1)
+        if not getattr(self.transform, "takes_uint8", False):
+            image = image.float().div_(255.0)
+        # else: a random-crop transform converts only the window it keeps (most of a large frame is cut away).
+        name = self.samples[index].name
+        if mask is None:
+            if self.transform is not None:
+                image = self.transform(image)
+            return {"image": image, "name": name}
         if self.transform is not None:
             image, mask = self.transform(image, mask)
-        return {"image": image, "mask": mask, "name": sample.name}
+        return {"image": image, "mask": mask, "name": name}
 
 
 def open_dataset(

@@ -12,13 +12,25 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gkd_core.data._color import hsv_to_rgb, rgb_to_hsv
 from gkd_core.data._random import chance, randint, uniform
+from gkd_core.data.photometric import photometric_distortion
 from gkd_core.data.stage1_augment import DEFAULT_RANDAUGMENT, TimmImageAugment
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def unit_float(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 3xHxW image (or a window of one) as float [0, 1]; float images pass through.
+
+    Converted in HxWxC memory order, as the decoder hands images over, so a window converted here is
+    bit for bit the same window of the whole image converted first: the random-crop transforms take
+    uint8 images (``takes_uint8``) and convert only the pixels they keep.
+    """
+    if image.dtype != torch.uint8:
+        return image
+    return image.permute(1, 2, 0).float().div_(255.0).permute(2, 0, 1)
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -35,35 +47,6 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(mask.shape[-2:]) == size:
         return mask
     return F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(mask.dtype)
-
-
-def photometric_distortion(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """mmseg-style photometric distortion: brightness +/-32, contrast and saturation 0.5-1.5, hue +/-18 deg.
-
-    Each part applies with probability 0.5; contrast comes either first or last, at random.
-    """
-    img = image
-    if chance(generator, 0.5):
-        img = img + uniform(generator, -32.0, 32.0) / 255.0
-    contrast_first = chance(generator, 0.5)
-
-    def contrast(x: torch.Tensor) -> torch.Tensor:
-        return x * uniform(generator, 0.5, 1.5) if chance(generator, 0.5) else x
-
-    if contrast_first:
-        img = contrast(img)
-    img = img.clamp(0.0, 1.0)
-    do_sat, do_hue = chance(generator, 0.5), chance(generator, 0.5)
-    if do_sat or do_hue:
-        hsv = rgb_to_hsv(img)
-        if do_sat:
-            hsv[1] = (hsv[1] * uniform(generator, 0.5, 1.5)).clamp(0.0, 1.0)
-        if do_hue:
-            hsv[0] = (hsv[0] + uniform(generator, -18.0, 18.0) / 360.0) % 1.0
-        img = hsv_to_rgb(hsv)
-    if not contrast_first:
-        img = contrast(img)
-    return img.clamp(0.0, 1.0)
 
 
 def _source_window(start: int, length: int, scale: float, src_len: int) -> tuple[int, int, int, int]:
@@ -88,6 +71,9 @@ class SegTrainTransform:
         cat_max_ratio: mmseg's RandomCrop rule: up to 10 crop positions are tried until no single class
             covers more than this share of the crop's labelled pixels (1.0: the first position).
     """
+
+    # uint8 images are converted window by window (see unit_float); masks may be any integer dtype.
+    takes_uint8 = True
 
     def __init__(
         self,
@@ -130,7 +116,8 @@ class SegTrainTransform:
             cropped = resize_mask(mask[y0:y1, x0:x1], (out_h, out_w))[off_y:off_y + ch, off_x:off_x + cw]
             if self.cat_max_ratio >= 1 or _balanced(cropped, self.cat_max_ratio, self.ignore_index):
                 break
-        image = resize_image(image[:, y0:y1, x0:x1], (out_h, out_w))[:, off_y:off_y + ch, off_x:off_x + cw]
+        window = unit_float(image[:, y0:y1, x0:x1])
+        image = resize_image(window, (out_h, out_w))[:, off_y : off_y + ch, off_x : off_x + cw]
         mask = cropped
         pad_h, pad_w = ch - image.shape[-2], cw - image.shape[-1]
         if pad_h or pad_w:
@@ -140,7 +127,8 @@ class SegTrainTransform:
             image, mask = image.flip(-1), mask.flip(-1)
         if self.photometric:
             image = photometric_distortion(image, generator)
-        return image.contiguous(), mask.contiguous()
+        # A prepared store hands over uint8 masks (see takes_uint8); training wants int64 ids.
+        return image.contiguous(), mask.to(torch.int64).contiguous()
 
 
 def _balanced(mask: torch.Tensor, cat_max_ratio: float, ignore_index: int) -> bool:
@@ -214,6 +202,8 @@ class Stage1Transform:
         erasing: random erasing probability (timm's pixel mode).
     """
 
+    takes_uint8 = True  # uint8 images are converted window by window (see unit_float)
+
     def __init__(
         self,
         size: int | tuple[int, int],
@@ -231,7 +221,7 @@ class Stage1Transform:
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         top, left, ch, cw = random_resized_crop_box(image.shape[-2], image.shape[-1], self.scale, self.ratio, generator)
-        image = resize_image(image[:, top : top + ch, left : left + cw], self.size)
+        image = resize_image(unit_float(image[:, top : top + ch, left : left + cw]), self.size)
         if self.flip and chance(generator, 0.5):
             image = image.flip(-1)
         return self.augment(image, generator).contiguous()

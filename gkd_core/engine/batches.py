@@ -8,6 +8,10 @@ depends only on where the sample sits in the schedule, not on which process fetc
 loader workers there are, or whether the run was interrupted. The global RNG stream (dropout,
 masking) is left untouched by data loading.
 
+The sampler draws each epoch's permutation once, when the schedule enters that epoch (not once per
+step: at ImageNet size a permutation costs about 0.1 s), so any step is reachable directly from
+``(seed, step)`` without replaying earlier steps.
+
 Under data parallelism ``batch_size`` stays the global batch: rank ``r`` of ``N`` takes positions
 ``[r * batch_size / N, (r + 1) * batch_size / N)`` of every global batch, so the ranks together see
 exactly the single-process batch (same samples, same seeds) and a resume at another world size
@@ -16,13 +20,14 @@ continues from the same data position.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gkd_core.data.loader import loader_options
 from gkd_core.engine import distributed
 from gkd_core.engine.seeding import isolated_rng
 
@@ -41,6 +46,23 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside nested dicts/lists/tuples to ``device``; leave other values alone."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(value, device) for value in batch]
+    if isinstance(batch, tuple):
+        return (
+            type(batch)(*(to_device(v, device) for v in batch))
+            if hasattr(batch, "_fields")
+            else tuple(to_device(v, device) for v in batch)
+        )
+    return batch
+
+
 class _SeededItems(Dataset[Any]):
     """Fetch ``dataset[index]`` with the global RNGs seeded for that sample slot."""
 
@@ -57,7 +79,10 @@ class _SeededItems(Dataset[Any]):
 
 
 class _StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Infinite batch sampler starting at ``start_step``; yields (index, sample seed) pairs."""
+    """Infinite batch sampler starting at ``start_step``; yields (index, sample seed) pairs.
+
+    One permutation per epoch: it is drawn when the schedule enters the epoch and kept until it leaves.
+    """
 
     def __init__(self, source: StepBatches, start_step: int) -> None:
         self.source = source
@@ -66,9 +91,12 @@ class _StepBatchSampler(Sampler[list[tuple[int, int]]]):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         src = self.source
         step = self.start_step
+        epoch_now: int = -1
+        order: Sequence[int] = range(0)
         while True:
             epoch, within = divmod(step, src.steps_per_epoch)
-            order = src.epoch_order(epoch)
+            if epoch != epoch_now:
+                epoch_now, order = epoch, src.epoch_order(epoch)
             lo = within * src.batch_size + src.rank * src.local_batch_size
             positions = range(lo, min(lo + src.local_batch_size, len(order)))
             yield [(int(order[p]), sample_seed(src.seed, epoch, p)) for p in positions]
@@ -84,9 +112,14 @@ class StepBatches:
         seed: fixes the per-epoch order and every sample's augmentation randomness.
         shuffle: draw a fresh permutation each epoch (else dataset order).
         drop_last: skip an incomplete final batch per epoch (keeps batch shapes fixed).
-        num_workers: DataLoader worker processes; results do not depend on it.
+        num_workers: DataLoader worker processes (None: one per core available to this process, shared
+            by the ranks; see ``gkd_core.data.loader.default_num_workers``); results do not depend on it.
         collate_fn: defaults to torch's default collate.
-        pin_memory: pin host memory for faster GPU copies.
+        device: where the batches go: CUDA pins host memory (asynchronous copies). With
+            ``batch_transform`` the batches are also moved there before it runs.
+        batch_transform: applied to every collated batch on ``device`` (augmentation that is exact on
+            the device, e.g. ``gkd_core.data.photometric.apply_deferred``); it must be deterministic
+            given the batch, since it runs outside the per-sample seeding.
         rank, world_size: this process's shard (default: the live process group, else 0 of 1).
     """
 
@@ -98,9 +131,10 @@ class StepBatches:
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = True,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
-        pin_memory: bool = False,
+        device: torch.device | str | None = None,
+        batch_transform: Callable[[Any], Any] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
@@ -125,16 +159,16 @@ class StepBatches:
                 f"the dataset has {size} samples, fewer than one batch of {batch_size}; "
                 "lower batch_size or pass drop_last=False"
             )
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.loader_options = loader_options(num_workers, device=device, ranks=world)
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = int(seed)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.num_workers = num_workers
+        self.num_workers = self.loader_options.num_workers
         self.collate_fn = collate_fn
-        self.pin_memory = pin_memory
+        self.device = None if device is None else torch.device(device)
+        self.batch_transform = batch_transform
         self.rank = rank
         self.world_size = world
         self.local_batch_size = batch_size // world
@@ -156,12 +190,19 @@ class StepBatches:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         # An explicit generator keeps DataLoader from drawing its base seed from the global RNG.
         generator = torch.Generator().manual_seed(self.seed)
+        # The sampler is infinite, so the workers live as long as this iterator: persistent by construction.
+        options = self.loader_options.kwargs() | {"persistent_workers": False}
         loader = DataLoader(
             _SeededItems(self.dataset),
             batch_sampler=_StepBatchSampler(self, start_step),
-            num_workers=self.num_workers,
             collate_fn=self.collate_fn,
-            pin_memory=self.pin_memory,
             generator=generator,
+            **options,
         )
-        return iter(loader)
+        if self.batch_transform is None:
+            return iter(loader)
+        return self._on_device(iter(loader), self.batch_transform)
+
+    def _on_device(self, batches: Iterator[Any], transform: Callable[[Any], Any]) -> Iterator[Any]:
+        for batch in batches:
+            yield transform(batch if self.device is None else to_device(batch, self.device))

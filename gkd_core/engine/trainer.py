@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from gkd_core.engine import distributed
-from gkd_core.engine.batches import BatchSource
+from gkd_core.engine.batches import BatchSource, to_device
 from gkd_core.engine.callbacks import Callbacks, MetricRow
 from gkd_core.engine.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, save_checkpoint
 from gkd_core.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -68,23 +68,6 @@ class FitResult:
     checkpoint: Path | None = None
     resumed_from: int | None = None
     best_metric: float | None = None
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor inside nested dicts/lists/tuples to ``device``; leave other values alone."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, list):
-        return [to_device(value, device) for value in batch]
-    if isinstance(batch, tuple):
-        return (
-            type(batch)(*(to_device(v, device) for v in batch))
-            if hasattr(batch, "_fields")
-            else tuple(to_device(v, device) for v in batch)
-        )
-    return batch
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:

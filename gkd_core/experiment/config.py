@@ -73,6 +73,10 @@ class ExperimentConfig:
     # The in-domain row: a held-out split of the source (e.g. its val split). Without one, the source's
     # training split is scored, which overstates in-domain accuracy.
     source_eval: DatasetSplit | None = None
+    # Decode-once stores of the training splits (gkd_core.data.prepared), one folder per split and size,
+    # beside the dataset cache. None reads the image files as they are. A stage uses its store when it
+    # reads the split more than once over and the store fits on that disk (see prepared.decide).
+    prepared_dir: Path | None = None
 
     def __post_init__(self) -> None:
         from gkd_core.methods import get_method

@@ -23,6 +23,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.data.photometric import DeferredPhotometric, apply_deferred
+from gkd_core.data.prepared import decide, prepare, stage_short_side
 from gkd_core.engine import distributed
 from gkd_core.engine.batches import StepBatches
 from gkd_core.engine.callbacks import Callbacks, Phase
@@ -139,9 +141,38 @@ class ExperimentRun:
         return model.to(self.device)
 
     def source_batches(self, seed_offset: int) -> StepBatches:
-        ds = self.cfg.source.open(transform=train_transform(self.stage2, self.ignore_index))
+        """Stage-2 batches of the source. On CUDA the photometric distortion runs on the GPU after
+        collation (drawn in the loader, applied to the batch: the same result, see data/photometric.py)."""
+        s2 = self.stage2
+        defer = self.device.type == "cuda" and s2.photometric
+        ds = self.cfg.source.open(transform=train_transform(replace(s2, photometric=False) if defer else s2,
+                                                            self.ignore_index))  # fmt: skip
         self.report_pair_issues(self.cfg.source, ds)
-        return source_batches(ds, self.stage2, self.cfg.seed + seed_offset)
+        short = stage_short_side("stage2", image_size=s2.crop_size, base_size=s2.base_size, max_scale=s2.scale[1])
+        ds = self.training_set(self.cfg.source, ds, short, reads=s2.steps * s2.batch_size)
+        return source_batches(
+            DeferredPhotometric(ds) if defer else ds,
+            s2,
+            self.cfg.seed + seed_offset,
+            device=self.device,
+            batch_transform=apply_deferred if defer else None,
+        )
+
+    def training_set(self, split: DatasetSplit, ds: Any, short_side: int | None, *, reads: int) -> Any:
+        """``ds`` read from its prepared store when the experiment has a ``prepared_dir`` and it pays off."""
+        where = self.cfg.prepared_dir
+        if where is None:
+            return ds
+        decision = decide(ds, where, short_side, reads)
+        if not decision.prepare:
+            self.cb.on_event(f"{split.label}: read from the image files, not prepared ({decision.reason})")
+            return ds
+        size = "native size" if short_side is None else f"short side <= {short_side}"
+        self.cb.on_event(
+            f"{split.label}: reading a prepared store ({size}, {decision.bytes_needed / 2**30:.2f} GiB; "
+            f"{decision.reason}); the first use decodes the split once"
+        )
+        return prepare(ds, where, short_side)
 
     def report_pair_issues(self, split: DatasetSplit, ds: Any) -> None:
         """One event per labelled split that left pairs out (image/label sizes differ, unreadable headers)."""
@@ -276,6 +307,14 @@ class ExperimentRun:
         from gkd_core.data.transforms import Stage1Transform
 
         parts = [split.open(transform=Stage1Transform(s1.image_size), images_only=True) for split in splits]
+        total = sum(len(p) for p in parts)
+        resolved = s1.resolved(total)
+        batch = min(resolved.batch_size, total)
+        short = stage_short_side("stage1", image_size=s1.image_size)
+        parts = [
+            self.training_set(split, part, short, reads=resolved.steps * batch)
+            for split, part in zip(splits, parts, strict=True)
+        ]
         ds = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if len(parts) > 1:
             extra = sum(len(p) for p in parts[1:])
@@ -283,7 +322,6 @@ class ExperimentRun:
                 f"{stage}: {len(parts[0]):,} source images + {extra:,} extra unlabelled images from "
                 f"{', '.join(s.label for s in splits[1:])}"
             )
-        resolved = s1.resolved(len(ds))
         if s1.epochs is not None:
             self.cb.on_event(
                 f"{stage}: {s1.epochs:g} epochs of {len(ds):,} images at batch {s1.batch_size} = "
@@ -291,10 +329,11 @@ class ExperimentRun:
             )
         batches = StepBatches(
             ds,
-            min(resolved.batch_size, len(ds)),
+            batch,
             seed=seed,
             num_workers=self.stage2.num_workers,
             collate_fn=_collate_images,
+            device=self.device,
         )
         return resolved, batches
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from gkd_catalog.schedule import steps_for_epochs
+from gkd_core.data.photometric import PARAMS_KEY
 from gkd_core.engine.batches import BatchSource, StepBatches
 from gkd_core.engine.callbacks import Callbacks
 from gkd_core.engine.inference import sliding_window_logits
@@ -75,7 +76,7 @@ class Stage2Config:
     eval_window: int | None = None  # None: crop_size
     eval_stride: int | None = None  # None: two thirds of the window (512 -> 341)
     checkpoint_every: int = 500
-    num_workers: int = 0
+    num_workers: int | None = None  # loader workers per rank; None: the cores available / ranks
     backbone_lr_mult: float = 1.0  # fine-tuned baselines only
     kd_temperature: float = 1.0
     cwd_temperature: float = 4.0
@@ -104,6 +105,8 @@ class Stage2Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"stage2.{name} must be at least 1 (or None for the head's default), got {value}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"stage2.num_workers must be >= 0 or None (one per core), got {self.num_workers}")
         if self.grad_clip is not None and not self.grad_clip >= 0:
             raise ConfigError(f"stage2.grad_clip must be >= 0 (0 turns clipping off) or None, got {self.grad_clip}")
 
@@ -327,8 +330,21 @@ def train_transform(cfg: Stage2Config, ignore_index: int = IGNORE_INDEX) -> Any:
     )
 
 
-def source_batches(dataset: Dataset[Any], cfg: Stage2Config, seed: int) -> StepBatches:
-    """Resumable, seeded batches over an (already augmenting) labelled source dataset."""
+def source_batches(
+    dataset: Dataset[Any],
+    cfg: Stage2Config,
+    seed: int,
+    *,
+    device: torch.device | str | None = None,
+    batch_transform: Callable[[Any], Any] | None = None,
+    ranks: int | None = None,
+) -> StepBatches:
+    """Resumable, seeded batches over an (already augmenting) labelled source dataset.
+
+    ``device`` is where the batches go (CUDA pins memory); ``batch_transform`` runs there on each
+    collated batch (the deferred photometric distortion, ``gkd_core.data.photometric.apply_deferred``).
+    ``cfg.num_workers`` None gives one worker per core available to this process, shared by ``ranks``.
+    """
     size = len(dataset)  # type: ignore[arg-type]
     return StepBatches(
         dataset,
@@ -338,15 +354,21 @@ def source_batches(dataset: Dataset[Any], cfg: Stage2Config, seed: int) -> StepB
         drop_last=True,
         num_workers=cfg.num_workers,
         collate_fn=_collate,
+        device=device,
+        batch_transform=batch_transform,
+        world_size=ranks,
     )
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+    batch = {
         "image": torch.stack([it["image"] for it in items]),
         "mask": torch.stack([it["mask"] for it in items]),
         "name": [it["name"] for it in items],
     }
+    if PARAMS_KEY in items[0]:  # deferred photometric rows, applied on the device
+        batch[PARAMS_KEY] = torch.stack([it[PARAMS_KEY] for it in items])
+    return batch
 
 
 def train_segmentation(

@@ -37,18 +37,25 @@ def env(tmp_path: Path, tiny_bench: Path) -> Env:
 
 
 def _rank_pids() -> dict[int, int]:
-    """RANK -> pid of the training ranks started from this process."""
-    found = {}
+    """RANK -> pid of the training ranks started from this process (not their forked loader workers,
+    which carry the same command line and RANK)."""
+    found, ranks = {}, set()
+    candidates = []
     for pid in process_tree(os.getpid()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if b"worker.rank_main" in cmdline:
             rank = next((int(v[5:]) for v in environ if v.startswith(b"RANK=")), None)
             if rank is not None:
-                found[rank] = pid
+                ranks.add(pid)
+                candidates.append((pid, parent, rank))
+    for pid, parent, rank in candidates:
+        if parent not in ranks:
+            found[rank] = pid
     return found
 
 

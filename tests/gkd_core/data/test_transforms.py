@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import pytest
 import torch
 
 from gkd_core.data import SegEvalTransform, SegTrainTransform, Stage1Transform, photometric_distortion
@@ -139,3 +141,27 @@ def test_the_strongest_posterize_keeps_one_bit() -> None:
     posterize.magnitude, posterize.magnitude_std, posterize.prob = 10.0, 0.0, 1.0
     out = posterize(Image.new("RGB", (8, 8), (200, 100, 50)))
     assert out.size == (8, 8)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SegTrainTransform(crop=24, base_size=30, cat_max_ratio=0.75),
+    lambda: SegTrainTransform(crop=(20, 28), scale=(0.3, 1.5)),
+    lambda: Stage1Transform(16),
+])  # fmt: skip
+def test_uint8_images_give_what_the_converted_image_gives(make) -> None:
+    from gkd_core.engine.seeding import isolated_rng
+
+    transform = make()
+    assert transform.takes_uint8
+    for seed in range(12):
+        # As the decoder hands images over: HxWx3 uint8 memory seen as 3xHxW.
+        pixels = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (37, 45, 3), dtype=np.uint8))
+        pixels = pixels.permute(2, 0, 1)
+        mask = torch.randint(0, 4, pixels.shape[1:], generator=torch.Generator().manual_seed(seed))
+        args = () if isinstance(transform, Stage1Transform) else (mask,)
+        with isolated_rng(seed):
+            whole = transform(pixels.float().div_(255.0), *args)
+        with isolated_rng(seed):
+            window = transform(pixels, *args)
+        for a, b in zip(whole if args else [whole], window if args else [window], strict=True):
+            assert torch.equal(a, b), seed

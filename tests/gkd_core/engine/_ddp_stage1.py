@@ -2,7 +2,8 @@
 
 ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.gkd_core.engine._ddp_stage1 OUT
 SCENARIO...`` runs each scenario on every rank; rank 0 writes ``OUT/<name>.pt`` (losses by step,
-student weights, and the masks each rank drew). A scenario is ``name:steps:stop_at:mask_probability``
+student weights, the masks each rank drew and the image ids each rank read, in order). A scenario is
+``name:steps:stop_at:mask_probability``
 (``stop_at`` 0: run to the end); its checkpoints go to ``OUT/<name>/``, so a later run can resume
 them with another world size.
 """
@@ -28,15 +29,18 @@ LR = 1e-3
 
 
 class NoisyImages:
-    """Sixteen fixed images; each fetch adds flip and noise from the (per-sample seeded) global RNG."""
+    """24 fixed images (3 steps an epoch, so a stop at step 2 is mid-epoch); each fetch adds flip and
+    noise from the (per-sample seeded) global RNG."""
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, size: int = 24) -> None:
         self.images = torch.rand(size, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+        self.fetched: list[int] = []  # image ids in the order this process read them (no loader workers)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self.fetched.append(index)
         image = self.images[index]
         if torch.rand(()) < 0.5:
             image = image.flip(-1)
@@ -52,7 +56,8 @@ def run(work_dir: Path, *, steps: int, stop_at: int = 0, mask_probability: float
                        teacher_precision="fp32", checkpoint_every=1)  # fmt: skip
     task = Stage1Task(student, teacher, cfg)
     optimizer, scheduler = adamw_cosine(task, LR, steps=steps, min_lr=1e-4)
-    batches = StepBatches(NoisyImages(), GLOBAL_BATCH, seed=5)
+    images = NoisyImages()
+    batches = StepBatches(images, GLOBAL_BATCH, seed=5, num_workers=0)
     callbacks = RecordingCallbacks(stop_at_step=stop_at or None)
     masks: list[list[int]] = []
     make_mask = stage1_module.make_patch_mask
@@ -75,6 +80,7 @@ def run(work_dir: Path, *, steps: int, stop_at: int = 0, mask_probability: float
         "events": callbacks.events,
         "weights": {k: v.detach().clone() for k, v in student.state_dict().items()},
         "masks": distributed.gather(masks),
+        "ids": distributed.gather(images.fetched),
     }
 
 

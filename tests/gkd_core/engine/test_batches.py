@@ -87,3 +87,46 @@ def test_rng_capture_restore_and_isolation() -> None:
     assert torch.equal(torch.rand(2), first[0])  # the outer stream was not disturbed
     with pytest.raises(ValueError, match="seed"):
         seed_everything(-1)
+
+
+class _Ids:
+    """Items are their own index: a batch lists the image ids it holds."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class _CountingBatches(StepBatches):
+    drawn: list[int]
+
+    def epoch_order(self, epoch: int):
+        self.drawn.append(epoch)
+        return super().epoch_order(epoch)
+
+
+def test_one_permutation_per_epoch_not_per_step() -> None:
+    source = _CountingBatches(_Ids(40), 4, seed=1, collate_fn=list)
+    source.drawn = []
+    _take(source, 5, 20)  # steps 5-24: the end of epoch 0, epochs 1 and 2 (10 steps each)
+    assert source.drawn == [0, 1, 2]
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_resume_mid_epoch_reads_the_ids_of_the_unbroken_run(world: int) -> None:
+    def ids(start: int, count: int) -> list[list[int]]:
+        shards = [StepBatches(_Ids(30), 8, seed=9, collate_fn=list, rank=r, world_size=world) for r in range(world)]
+        per_rank = [list(islice(s(start), count)) for s in shards]
+        return [[i for rank in per_rank for i in rank[step]] for step in range(count)]
+
+    unbroken = ids(0, 12)  # 3 steps an epoch (30 images, batch 8, drop_last): 4 epochs
+    epochs = [[i for batch in unbroken[e * 3 : e * 3 + 3] for i in batch] for e in range(4)]
+    assert all(len(set(ids_)) == 24 for ids_ in epochs)  # no image twice within an epoch
+    for k in (1, 4, 8):  # mid-epoch 0, 1 and 2
+        assert ids(k, 12 - k) == unbroken[k:], k
+    assert epochs[0] != sorted(epochs[0]) and epochs[0] != epochs[1]  # shuffled, and reshuffled each epoch

@@ -7,8 +7,9 @@ One torchrun launch (2 ranks) runs every 2-rank part; the 1-process parts run in
   masks the first half of *its own* batch, which is another set of images than one process masks;
 - masking rule: with mask_probability 0.5 each rank masks rows 0-1 of its 4-image batch, i.e. global
   positions {0, 1, 4, 5}, where one process masks {0, 1, 2, 3};
-- resume at another world size: a checkpoint written at step 2 by 2 ranks resumes in one process,
-  and one written by one process resumes on 2 ranks; both end where the unbroken run ends.
+- resume at another world size: a checkpoint written at step 2 (mid-epoch) by 2 ranks resumes in one
+  process, and one written by one process resumes on 2 ranks; both end where the unbroken run ends
+  and read exactly the image ids the unbroken run read at every later step.
 """
 
 from __future__ import annotations
@@ -119,6 +120,25 @@ def test_one_process_checkpoint_resumes_on_two_ranks(runs: dict[str, dict[str, A
     assert sorted(resumed["losses"]) == [3, 4]
     assert any("written by 1 rank(s), continued on 2" in e for e in resumed["events"])
     _assert_same(runs["ref"], resumed, range(3, STEPS + 1))
+
+
+def _ids_by_step(run: dict[str, Any], first_step: int) -> dict[int, list[int]]:
+    """Global batch ids by step: each rank's reads cut into its local batches, ranks concatenated."""
+    per_rank = run["ids"]
+    local = _ddp_stage1.GLOBAL_BATCH // len(per_rank)
+    steps = len(per_rank[0]) // local
+    return {
+        first_step + s: [i for ids in per_rank for i in ids[s * local : (s + 1) * local]] for s in range(steps)
+    }
+
+
+def test_resumed_runs_read_the_images_of_the_unbroken_run(runs: dict[str, dict[str, Any]]) -> None:
+    ref = _ids_by_step(runs["ref"], 1)
+    assert sorted(ref[1] + ref[2] + ref[3]) == list(range(24))  # epoch 0 is steps 1-3, epoch 1 starts at 4
+    assert _ids_by_step(runs["ddp"], 1) == ref
+    for name in ("resume_on_1", "resume_on_2"):  # checkpoint at step 2 (mid-epoch 0), resumed elsewhere
+        resumed = _ids_by_step(runs[name], 3)
+        assert resumed == {s: ref[s] for s in resumed} and set(resumed) >= {3, 4}, name
 
 
 def test_rank_shards_cover_each_global_batch_once() -> None:

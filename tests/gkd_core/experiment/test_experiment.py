@@ -261,3 +261,18 @@ def test_benchmark_averages_test_time_resize_and_stage2_epochs(
     card = json.loads(result.exports["model_card"].read_text())
     assert card["averages"]["student"]["synth"] == pytest.approx(mean)
     assert "## Averages" in result.exports["readme"].read_text()
+
+
+def test_prepared_stores_train_exactly_like_the_image_files(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
+    # 32 px images are below both stages' stored short side, so the stores hold native pixels and the
+    # run must be the same run, step for step, as reading the PNG files.
+    plain = run_experiment(_config(domains), work_dir=tmp_path / "plain", callbacks=RecordingCallbacks())
+    cb = RecordingCallbacks()
+    prepared = run_experiment(
+        _config(domains, prepared_dir=tmp_path / "prepared"), work_dir=tmp_path / "prepared_run", callbacks=cb
+    )
+    used = [e for e in cb.events if "reading a prepared store" in e]
+    assert len(used) == 2 and all(e.startswith("source:") for e in used), cb.events  # stage 1b and stage 2
+    assert len([p for p in (tmp_path / "prepared").iterdir() if p.is_dir()]) == 2  # images-only and labelled
+    for name, metrics in plain.student.items():
+        assert prepared.student[name].miou == metrics.miou, name
