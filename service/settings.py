@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     )
     capacity_interval_s: float = Field(default=10.0, gt=0, description="How often a worker advertises its slots.")
     capacity_stale_s: float = Field(default=60.0, gt=0, description="An advertisement older than this is gone.")
+    prepared_datasets: bool = Field(
+        default=True,
+        description="Let jobs decode their datasets once into prepared stores under data_dir/prepared (beside the "
+        "dataset cache), used when a stage reads more images than the split holds and the disk has room.",
+    )
     stop_grace_s: float = Field(
         default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
     )

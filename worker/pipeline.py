@@ -137,6 +137,10 @@ class JobRun:
         if pulled:
             self.event(f"attempt {self.attempt}: restored {pulled} resume files from storage")
 
+    def _prepared_dir(self) -> str | None:
+        settings = self.context.settings
+        return str(Path(settings.data_dir).resolve() / "prepared") if settings.prepared_datasets else None
+
     def launch_file(self, device_kind: str) -> dict[str, Any]:
         """What the ranks run: the spec with its datasets and weights resolved here, once, for all of them.
 
@@ -168,6 +172,8 @@ class JobRun:
             "source_eval": encode_split(source_eval) if source_eval is not None else None,
             "work_dir": str(self.work_dir),
             "device": device_kind,
+            # Decoded-once dataset stores live beside the dataset cache (gkd_core.data.prepared).
+            "prepared_dir": self._prepared_dir(),
         }
 
     def run(self) -> None:

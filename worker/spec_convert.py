@@ -27,6 +27,7 @@ def to_experiment_config(
     resolve_weights: Callable[[str], str],
     device: str,
     source_eval: DatasetSplit | None = None,
+    prepared_dir: Path | None = None,
 ) -> ExperimentConfig:
     """Build the library config; callers supply how dataset names and weight URIs become local paths."""
     s2 = spec.stage2
@@ -70,6 +71,7 @@ def to_experiment_config(
         export_onnx=spec.export.onnx,
         export_int8=spec.export.int8,
         int8_calibration_images=spec.export.calibration_images,
+        prepared_dir=prepared_dir,
     )
 
 

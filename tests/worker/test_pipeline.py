@@ -184,6 +184,10 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
     rows = summary["student"].values()
     assert len(drifting) == sum(not row[k]["within_tolerance"] for row in rows for k in ("onnx", "int8"))
 
+    # The worker hands the ranks a prepared-store folder beside the dataset cache; gkd_core decides per split.
+    prepared = [e.message for e in events if "prepared" in e.message]
+    assert prepared and all(("reading a prepared store" in m) or ("not prepared (" in m) for m in prepared), prepared
+
     # A redelivered message for a finished job changes nothing.
     run_job(job_id, context=env.context)
     assert len(env.events(job_id)) == len(events)
