@@ -124,7 +124,7 @@ def admit(*, session: Session, job: Job, limits: TeamLimits) -> str | None:
 def mark_waiting(*, session: Session, job: Job, reason: str) -> None:
     """Record why the queued job waits; an event only when the reason is new (re-sent messages repeat it).
 
-    ``updated_at`` moves too: the sweeper re-sends jobs queued longer than ``requeue_after_s``, so a
+    ``updated_at`` moves too: the sweeper re-sends jobs queued longer than ``queued_resend_s``, so a
     waiting job is re-tried by the backstop once per that period, not on every sweep of every worker.
     """
     session.execute(
