@@ -20,7 +20,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "fastapi", "uvicorn", "pydantic", "pydantic_settings", "sqlalchemy", "alembic", "psycopg", "boto3",
         "celery", "redis", "prometheus_client", "numpy", "PIL",
     ),
-    "worker": ("torch", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript", "tensorboardX"),
+    "worker": ("torch", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript", "tensorboardX", "matplotlib"),
 }
 
 

@@ -214,6 +214,8 @@ _KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads({threads})  # the parent's count: a float sum's order depends on it
 from tests.gkd_core.engine.test_trainer import _fit
 from gkd_core.engine import RecordingCallbacks
 
@@ -229,7 +231,7 @@ _fit(Path({ckpt!r}), KillAfterCheckpoint(), checkpoint_every=2)
 def test_process_killed_after_a_checkpoint_resumes_exactly(tmp_path: Path, reference: Any) -> None:
     ref_losses, ref_weights = reference
     root = str(Path(__file__).resolve().parents[3])
-    code = _KILLED_RUN.format(root=root, ckpt=str(tmp_path))
+    code = _KILLED_RUN.format(root=root, ckpt=str(tmp_path), threads=torch.get_num_threads())
     env = {**os.environ, "PYTHONPATH": root}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]

@@ -66,7 +66,7 @@ def test_gkd_end_to_end_with_teacher_reference(domains: dict[str, DatasetSplit],
     assert {r.stage for r in cb.metrics} >= {"stage1b", "stage2", "ref_teacher"}
 
     # Exports: safetensors reloads from the file alone and reproduces the reported metrics.
-    assert set(result.exports) == {"student", "onnx", "model_card", "readme"}
+    assert set(result.exports) == {"student", "onnx", "model_card", "readme", "report", "report_chart"}
     again = evaluate_student(result.exports["student"], [domains["night"], domains["fog"]])
     for name in ("night", "fog"):
         assert again[name].miou == pytest.approx(result.student[name].miou, abs=1e-9)
