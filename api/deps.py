@@ -25,9 +25,19 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; routes commit explicitly, anything uncommitted is rolled back."""
-    session: Session = request.app.state.session_factory()
+    """A session per request; routes commit explicitly, anything uncommitted is rolled back.
+
+    GET and HEAD (safe methods: they never write) get a read-only session, which on SQLite takes no
+    lock, so reads never queue behind each other or behind the worker's writes.
+    """
+    factory = (
+        request.app.state.read_session_factory if request.method in READ_METHODS else request.app.state.session_factory
+    )
+    session: Session = factory()
     try:
         yield session
     finally:

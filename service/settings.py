@@ -7,6 +7,7 @@ Production sets ``GKD_DATABASE_URL``, ``GKD_BROKER_URL`` and the ``GKD_S3_*`` va
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(
         default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
     )
+    api_workers: int | None = Field(
+        default=None, ge=1, le=64, description="API server processes; default: the cores in production, 1 embedded."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:
@@ -92,6 +96,13 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def resolved_api_workers(self) -> int:
+        """One process embedded (SQLite has one writer); in production one per core this process may use."""
+        if self.api_workers is not None:
+            return self.api_workers
+        return len(os.sched_getaffinity(0)) if self.mode == "production" else 1
 
 
 @lru_cache(maxsize=1)
