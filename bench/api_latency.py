@@ -5,9 +5,10 @@
 For every mode it starts a live service (bench/live_service.py), seeds jobs, and for each route
 (``GET /v1/jobs/{id}``, ``GET /v1/jobs``) sends ``rate`` requests per second for ``duration`` seconds,
 first with the worker idle, then with a job training beside it. Requests are scheduled at fixed times
-(``i / rate``) whatever the server does, and each latency runs from the scheduled time to the end of
-the response, so a stalled server is charged for every request it delays (no coordinated omission,
-as wrk2 does it). A request that fails, times out or answers other than 200 counts as an error.
+(``i / rate``) whatever the server does and sent over up to 64 connections; each latency runs from the
+scheduled time to the end of the response, so a stalled server is charged for every request it delays
+(no coordinated omission, as wrk2 does it). A request that fails, times out (10 s), answers other than
+200, or is still unsent at twice the duration counts as an error.
 Prints p50/p90/p99/max and errors per route and condition; ``--json`` writes them too.
 """
 
@@ -32,6 +33,7 @@ if __package__ in (None, ""):
 from bench.live_service import LiveService, Mode, job_spec, live_service, training_job, wait_status
 
 SEED_JOBS = 20
+CONNECTIONS = 64  # senders, each with its own connection: enough for 200 req/s at up to 300 ms per request
 
 
 @dataclass
@@ -61,27 +63,40 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def open_loop(
-    client: httpx.AsyncClient, path: str, *, rate: float, duration_s: float
+    client: httpx.AsyncClient, path: str, *, rate: float, duration_s: float, connections: int = CONNECTIONS
 ) -> tuple[list[float], Counter[str]]:
-    """Send GET ``path`` at ``rate``/s for ``duration_s``; latencies (s) from each scheduled time, errors by kind."""
+    """Send GET ``path`` at ``rate``/s for ``duration_s``; latencies (s) from each scheduled time, errors by kind.
+
+    Request ``i`` is due at ``start + i / rate``. ``connections`` senders take the requests in order; one that
+    is free waits for the next due time, one that is late sends at once, and either way the latency counts
+    from the due time (wrk2's correction). A request still unsent at twice the duration is an error.
+    """
     loop = asyncio.get_running_loop()
     count = int(rate * duration_s)
     start = loop.time() + 0.2
+    give_up = start + 2 * duration_s
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    next_index = 0
 
-    async def one(index: int) -> None:
-        scheduled = start + index / rate
-        await asyncio.sleep(max(0.0, scheduled - loop.time()))
-        try:
-            response = await client.get(path)
-            if response.status_code != 200:
-                errors[f"HTTP {response.status_code}"] += 1
-        except httpx.HTTPError as exc:
-            errors[type(exc).__name__] += 1
-        latencies.append(loop.time() - scheduled)
+    async def sender() -> None:
+        nonlocal next_index
+        while next_index < count:
+            scheduled = start + next_index / rate
+            next_index += 1
+            if loop.time() > give_up:
+                errors["not sent: backlog at 2x the duration"] += 1
+                continue
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            try:
+                response = await client.get(path)
+                if response.status_code != 200:
+                    errors[f"HTTP {response.status_code}"] += 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+            latencies.append(loop.time() - scheduled)
 
-    await asyncio.gather(*(one(i) for i in range(count)))
+    await asyncio.gather(*(sender() for _ in range(connections)))
     return latencies, errors
 
 
@@ -89,7 +104,7 @@ def measure(
     service: LiveService, path: str, route: str, condition: str, *, rate: float, duration_s: float
 ) -> RouteResult:
     async def run() -> tuple[list[float], Counter[str]]:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         headers = {"Authorization": f"Bearer {service.key}"}
         async with httpx.AsyncClient(base_url=service.url, headers=headers, limits=limits, timeout=10) as client:
             for _ in range(20):  # open connections and warm the routes before the clock starts
