@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -26,13 +27,19 @@ def get_app_settings(request: Request) -> Settings:
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+CLOSING_THREADS = 4  # closing is a ROLLBACK and a pool check-in: quick, and never waits for a connection
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session per request; routes commit explicitly, anything uncommitted is rolled back.
 
     GET and HEAD (safe methods: they never write) get a read-only session, which on SQLite takes no
     lock, so reads never queue behind each other or behind the worker's writes.
+
+    Async on purpose: creating a session does no I/O, and closing it (which returns its connection to the
+    pool) runs on threads of its own limiter. As a sync dependency its teardown needed a thread of the
+    request pool; under load every one of those threads waited in the pool for a connection that only a
+    teardown could return, and the server stalled until the pool timed out (30 s).
     """
     factory = (
         request.app.state.read_session_factory if request.method in READ_METHODS else request.app.state.session_factory
@@ -41,8 +48,20 @@ def get_session(request: Request) -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        await anyio.to_thread.run_sync(_end_session, session, limiter=_closing_limiter(request))
+
+
+def _end_session(session: Session) -> None:
+    session.rollback()
+    session.close()
+
+
+def _closing_limiter(request: Request) -> anyio.CapacityLimiter:
+    """Threads for closing sessions, apart from the request threads (made on the event loop, once per app)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "session_closing_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.session_closing_limiter = anyio.CapacityLimiter(CLOSING_THREADS)
+    return limiter
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

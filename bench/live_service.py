@@ -47,7 +47,7 @@ class LiveService:
     logs: list[Path] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=120, **kwargs)
 
     def tails(self, lines: int = 30) -> str:
         out = []
