@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings, get_settings
 
+POOL_SIZE, POOL_OVERFLOW = 5, 10  # SQLAlchemy's defaults, named: the API admits this many sessions at once
 READ_ONLY = "gkd_read_only"  # execution option: begin SQLite transactions deferred and query-only
 
 
@@ -27,10 +28,15 @@ def make_engine(settings: Settings | None = None, *, url: str | None = None) -> 
     raw_url = url or settings.resolved_database_url
     parsed = make_url(raw_url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(raw_url, pool_pre_ping=True, future=True)
+        return create_engine(raw_url, pool_pre_ping=True, future=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(raw_url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        raw_url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+    )
     _configure_sqlite(engine, in_memory=not parsed.database or parsed.database == ":memory:")
     return engine
 
