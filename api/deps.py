@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import auth
+from service.db import POOL_OVERFLOW, POOL_SIZE
 from service.models import ApiKey, Team
 from service.queue import Enqueuer
 from service.settings import Settings
 from service.storage import ArtifactStore, StorageUnavailable
 from service.storage import get_store as build_store
 
+_T = TypeVar("_T")
 _bearer = HTTPBearer(auto_error=False, description="An API key from `gkd keys create --team NAME`")
 
 
@@ -25,21 +29,48 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+CLOSING_THREADS = 4  # closing is a ROLLBACK and a pool check-in: quick, and never waits for a connection
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session per request; routes commit explicitly, anything uncommitted is rolled back.
 
-    ``async`` on purpose, though the session is synchronous: the rollback that ends a request's
-    transaction must not wait for a threadpool thread. On SQLite every transaction holds the write
-    lock (BEGIN IMMEDIATE), so under a burst every pool thread can be waiting for that lock while the
-    request that holds it waits for a thread to run its teardown: a deadlock until busy_timeout (30 s).
-    The rollback runs on the event loop instead; it never waits on a lock.
+    GET and HEAD (safe methods: they never write) get a read-only session, which on SQLite takes no
+    lock, so reads never queue behind each other or behind the worker's writes.
+
+    A request first takes one of ``POOL_SIZE + POOL_OVERFLOW`` session slots, waiting on the event loop, so a
+    request thread never waits in the pool for a connection. It used to: under load all 40 request threads
+    waited in the pool while the connections were held by finished requests whose response serialisation
+    and session teardown needed one of those threads, and the server stalled until the pool timed out (30 s).
+    Closing runs on threads of its own limiter and is shielded from a disconnecting client's cancellation.
     """
-    session: Session = request.app.state.session_factory()
-    try:
-        yield session
-    finally:
-        session.rollback()
-        session.close()
+    factory = (
+        request.app.state.read_session_factory if request.method in READ_METHODS else request.app.state.session_factory
+    )
+    slots = _per_app(request, "session_slots", lambda: anyio.Semaphore(POOL_SIZE + POOL_OVERFLOW))
+    async with slots:
+        session: Session = factory()
+        try:
+            yield session
+        finally:
+            closing = _per_app(request, "session_closing", lambda: anyio.CapacityLimiter(CLOSING_THREADS))
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_end_session, session, limiter=closing)
+
+
+def _end_session(session: Session) -> None:
+    session.rollback()
+    session.close()
+
+
+def _per_app(request: Request, name: str, make: Callable[[], _T]) -> _T:
+    """An anyio primitive kept on the app, made on the event loop on first use."""
+    value: _T | None = getattr(request.app.state, name, None)
+    if value is None:
+        value = make()
+        setattr(request.app.state, name, value)
+    return value
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -9,7 +9,7 @@ from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
 from api.openapi_errors import document_errors
 from api.routes import catalog, dashboard, datasets, estimates, evaluations, health, jobs, keys, models, notify
-from service.db import make_engine, session_factory
+from service.db import make_engine, read_session_factory, session_factory
 from service.queue import CeleryEnqueuer, Enqueuer
 from service.settings import Settings, get_settings
 
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
+    app.state.read_session_factory = read_session_factory(engine)
     app.state.enqueuer = enqueuer or CeleryEnqueuer(settings)
     app.state.store = None  # the ArtifactStore, built from settings on first use (api.deps.get_store)
     app.state.metrics = ApiMetrics()

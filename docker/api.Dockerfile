@@ -35,4 +35,5 @@ USER gkd
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=5 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# uvicorn with GKD_API_WORKERS processes, by default one per core the container may use (api/__main__.py).
+CMD ["python", "-m", "api", "--host", "0.0.0.0", "--port", "8000"]

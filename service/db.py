@@ -1,7 +1,8 @@
 """Database engine and sessions; nothing connects at import time.
 
 SQLite (embedded mode) gets foreign keys, WAL and a busy timeout, and the pysqlite transaction
-fix from SQLAlchemy's docs so SAVEPOINTs (used by tests and nested transactions) behave.
+fix from SQLAlchemy's docs so SAVEPOINTs (used by tests and nested transactions) behave. Writing
+transactions begin IMMEDIATE; read-only ones (``read_session_factory``) begin DEFERRED and take no lock.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings, get_settings
 
+POOL_SIZE, POOL_OVERFLOW = 5, 10  # SQLAlchemy's defaults, named: the API admits this many sessions at once
+READ_ONLY = "gkd_read_only"  # execution option: begin SQLite transactions deferred and query-only
+
 
 def make_engine(settings: Settings | None = None, *, url: str | None = None) -> Engine:
     """Build an engine for the configured database (or ``url``), ready for several threads/processes."""
@@ -24,10 +28,15 @@ def make_engine(settings: Settings | None = None, *, url: str | None = None) -> 
     raw_url = url or settings.resolved_database_url
     parsed = make_url(raw_url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(raw_url, pool_pre_ping=True, future=True)
+        return create_engine(raw_url, pool_pre_ping=True, future=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(raw_url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        raw_url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+    )
     _configure_sqlite(engine, in_memory=not parsed.database or parsed.database == ":memory:")
     return engine
 
@@ -46,15 +55,43 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # Readers never take the write lock: in WAL mode a deferred transaction reads a snapshot
+            # while a writer commits. query_only makes a write in it fail at once instead of silently
+            # needing the lock that readers are meant not to wait for.
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads, then writes
         # after another connection committed (the worker's heartbeat) fails at once with
         # "database is locked" (SQLITE_BUSY_SNAPSHOT) instead of waiting out busy_timeout.
+        connection.exec_driver_sql("PRAGMA query_only=OFF")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """The same engine and pool for work that only reads: its transactions take no lock and refuse writes.
+
+    On SQLite every transaction of ``engine`` otherwise begins IMMEDIATE, which takes the database's single
+    write lock: concurrent readers then queue behind each other and behind the worker's writes, polling the
+    busy handler with sleeps of up to 100 ms (issue 15's embedded stall). On PostgreSQL the transactions are
+    READ ONLY, so a write there fails too.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READ_ONLY: True})
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(postgresql_readonly=True)
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory whose objects stay readable after commit (routes serialise after commit)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that only read (GET, HEAD): see ``read_only_engine``."""
+    return sessionmaker(bind=read_only_engine(engine), expire_on_commit=False)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ Production sets ``GKD_DATABASE_URL``, ``GKD_BROKER_URL`` and the ``GKD_S3_*`` va
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
         description="Delete the checkpoints (only those) of jobs finished more than this many days ago. "
         "Default: keep forever.",
     )
+    api_workers: int | None = Field(
+        default=None, ge=1, le=64, description="API server processes; default: the cores in production, 1 embedded."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:
@@ -128,6 +132,13 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def resolved_api_workers(self) -> int:
+        """One process embedded (SQLite has one writer); in production one per core this process may use."""
+        if self.api_workers is not None:
+            return self.api_workers
+        return len(os.sched_getaffinity(0)) if self.mode == "production" else 1
 
 
 @lru_cache(maxsize=1)

@@ -160,7 +160,7 @@ def test_api_port_matches_image_command_and_health_check(services: dict[str, Any
     assert cmd, "api.Dockerfile has no exec-form CMD"
     args = [part.strip().strip('"') for part in cmd.group(1).split(",")]
     port = args[args.index("--port") + 1]
-    assert args[:2] == ["uvicorn", "api.main:create_app"] and "--factory" in args
+    assert args[:3] == ["python", "-m", "api"] and args[args.index("--host") + 1] == "0.0.0.0"
     published = [interpolate(str(p), {}) for p in services["api"]["ports"]]
     assert published == [f"8000:{port}"]
     assert f"127.0.0.1:{port}/healthz" in " ".join(services["api"]["healthcheck"]["test"])
