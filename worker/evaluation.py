@@ -69,6 +69,10 @@ class EvaluationRun:
 
         def record() -> None:
             with self.context.session() as session:
+                if evaluations.get_evaluation(session=session, evaluation_id=self.id).status == "cancelling":
+                    # The cancel came after the last target was scored: honour it, as the user asked.
+                    evaluations.finish_evaluation(session=session, evaluation_id=self.id, status=JobStatus.CANCELLED)
+                    return
                 evaluations.finish_evaluation(
                     session=session, evaluation_id=self.id, status=JobStatus.SUCCEEDED, results=results
                 )

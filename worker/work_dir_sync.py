@@ -54,12 +54,16 @@ class WorkDirSync:
         present: set[str] = set()
         for path in self._local_files():
             rel = path.relative_to(self.work_dir).as_posix()
-            present.add(rel)
-            stat = path.stat()
-            signature = (stat.st_size, stat.st_mtime_ns)
-            if self._pushed.get(rel) == signature:
+            try:
+                stat = path.stat()
+                signature = (stat.st_size, stat.st_mtime_ns)
+                if self._pushed.get(rel) == signature:
+                    present.add(rel)
+                    continue
+                stored = self.store.put_file(f"{checkpoint_prefix(self.job_id)}/files/{rel}", path)
+            except FileNotFoundError:  # the trainer pruned it between the listing and the upload: not state
                 continue
-            stored = self.store.put_file(f"{checkpoint_prefix(self.job_id)}/files/{rel}", path)
+            present.add(rel)
             self._pushed[rel], self._hashes[rel] = signature, stored.sha256
             uploaded += 1
         # Files the trainer pruned locally drop out of the manifest (their objects stay until cleanup).
