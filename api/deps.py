@@ -23,7 +23,7 @@ _T = TypeVar("_T")
 _bearer = HTTPBearer(auto_error=False, description="An API key from `gkd keys create --team NAME`")
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -91,14 +91,18 @@ def get_current_key(
     return key
 
 
-def get_current_team(key: Annotated[ApiKey, Depends(get_current_key)], session: SessionDep) -> Team:
-    """The team owning the Bearer key; 401 problem otherwise."""
+async def get_current_team(key: Annotated[ApiKey, Depends(get_current_key)], session: SessionDep) -> Team:
+    """The team owning the Bearer key; 401 problem otherwise.
+
+    Async because it touches no database (the team was loaded with the key): a sync dependency would cost a
+    threadpool round trip on every request.
+    """
     team = key.team
     session.expunge(team)
     return team
 
 
-def get_enqueuer(request: Request) -> Enqueuer:
+async def get_enqueuer(request: Request) -> Enqueuer:
     """How committed work reaches the workers (a Celery sender, or a fake in tests)."""
     enqueuer: Enqueuer = request.app.state.enqueuer
     return enqueuer

@@ -12,7 +12,7 @@ import re
 import secrets
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from service.errors import NotFound, Unauthorized, ValidationFailed, field_error
 from service.models import ApiKey, Team, utcnow
@@ -63,7 +63,8 @@ def authenticate_key(*, session: Session, key: str | None) -> ApiKey:
     match = _KEY.match(key.strip())
     if match is None:
         raise Unauthorized("malformed API key: expected gkd_<prefix>_<secret>")
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
+    # The team comes in the same query: every authenticated request needs it.
+    row = session.scalar(select(ApiKey).options(joinedload(ApiKey.team)).where(ApiKey.prefix == match.group(1)))
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, hash_key(key.strip())):
         raise Unauthorized("unknown or revoked API key")
     return row

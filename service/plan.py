@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import gkd_catalog
-from service.datasets import find_dataset
+from service.models import Dataset
 from service.schemas import DataRef, JobSpec
+
+Reports = dict[str, dict[str, Any]]
 
 
 class PlanStep(BaseModel):
@@ -28,9 +31,18 @@ class PlanStep(BaseModel):
     steps: int | None = Field(description="Optimizer steps; null when epochs are given and the set size is unknown")
 
 
-def _count(session: Session, team_id: str, ref: DataRef, key: str) -> int | None:
-    dataset = find_dataset(session=session, team_id=team_id, name=ref.dataset)
-    split = ((dataset.report or {}).get("splits") or {}).get(ref.split) if dataset is not None else None
+def _reports(session: Session, team_id: str, spec: JobSpec) -> Reports:
+    """The validation reports of every dataset the spec names, in one query (GET /v1/jobs/{id} runs this)."""
+    refs = [spec.source, *spec.stage1.extra_images, *([spec.proxy] if spec.proxy is not None else [])]
+    names = {ref.dataset for ref in refs}
+    rows = session.execute(
+        select(Dataset.name, Dataset.report).where(Dataset.team_id == team_id, Dataset.name.in_(names))
+    )
+    return {name: report or {} for name, report in rows}
+
+
+def _count(reports: Reports, ref: DataRef, key: str) -> int | None:
+    split = (reports.get(ref.dataset, {}).get("splits") or {}).get(ref.split)
     value = split.get(key) if isinstance(split, dict) else None
     return int(value) if isinstance(value, int) else None
 
@@ -44,18 +56,20 @@ def _step(stage: str, images: int | None, batch: int, epochs: float | None, step
 def job_plan(*, session: Session, team_id: str, spec: JobSpec) -> list[PlanStep]:
     """Every training stage the job runs, in order."""
     info = gkd_catalog.method(spec.method)
+    reports = _reports(session, team_id, spec)
     plan: list[PlanStep] = []
     s1 = spec.stage1
     if info.two_stage and spec.proxy is not None:
         one_a = s1.step_1a()
         assert one_a.batch_size is not None
-        plan.append(_step("stage1a", _count(session, team_id, spec.proxy, "images"), one_a.batch_size,
-                          one_a.epochs, one_a.steps))
+        plan.append(
+            _step("stage1a", _count(reports, spec.proxy, "images"), one_a.batch_size, one_a.epochs, one_a.steps)
+        )
     if info.two_stage and info.proxy != "only":
-        counts = [_count(session, team_id, ref, "images") for ref in [spec.source, *s1.extra_images]]
+        counts = [_count(reports, ref, "images") for ref in [spec.source, *s1.extra_images]]
         images = None if None in counts else sum(c for c in counts if c is not None)
         plan.append(_step("stage1b", images, s1.batch_size, s1.epochs, s1.steps))
-    pairs = _count(session, team_id, spec.source, "pairs")
+    pairs = _count(reports, spec.source, "pairs")
     s2 = spec.stage2
     if info.teacher == "logits" or "teacher" in spec.references:
         plan.append(_step("ref_teacher", pairs, s2.batch_size, s2.epochs, s2.steps))
