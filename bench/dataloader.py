@@ -24,7 +24,8 @@ student forward and backward on the clean view and on the masked half of the bat
 (989 TFLOP/s, NVIDIA's H100 datasheet). Stage 2 is set against the 512 px stage-1 rate.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/dataloader.py [--images-1a 128] [--images-gtav 16] [--out f.json]``.
-``measure`` and ``write_pngs`` stay for gpu_check's ``input_pipeline`` section.
+gpu_check's ``input_pipeline`` section runs the same measurement (``measure_sets``) on a smaller
+:class:`Workload` and sets it against the stage-1 rates it measured itself on that machine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ import torch
 from PIL import Image
 
 import gkd_core  # noqa: F401
-from gkd_core.data import SegTrainTransform, Stage1Transform, make_loader, open_dataset
+from gkd_core.data import SegTrainTransform, Stage1Transform, open_dataset
 from gkd_core.data.photometric import DeferredPhotometric
 from gkd_core.data.prepared import prepare, stage_short_side
 from gkd_core.data.synthetic_scene import CLASSES
@@ -80,18 +82,6 @@ def write_jpegs(root: Path, n: int, height: int, width: int, seed: int = 1) -> N
     (root / "train").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         Image.fromarray(_smooth_noisy(rng, height, width)).save(root / "train" / f"{i:05d}.jpg", quality=90)
-
-
-def measure(root: Path, num_workers: int, batch: int, epochs: int) -> float:
-    """Wall-clock images/s of 512 crops through ``make_loader`` with ``num_workers`` (gpu_check's section)."""
-    ds = open_dataset(root, "folder", "train", transform=SegTrainTransform(crop=512))
-    loader = make_loader(ds, batch_size=batch, shuffle=True, num_workers=num_workers, seed=0, drop_last=True)
-    next(iter(loader))  # start workers outside the timed region
-    seen, start = 0, time.perf_counter()
-    for _ in range(epochs):
-        for b in loader:
-            seen += b["image"].shape[0]
-    return seen / (time.perf_counter() - start)
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,10 +142,96 @@ def measured_stage1_rates(path: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def _case(name: str, dataset: Any, batch: int, passes: int) -> dict[str, float]:
+def _case(name: str, dataset: Any, batch: int, passes: int, log: Callable[[str], None]) -> dict[str, float]:
     result = per_core(dataset, batch, passes)
-    print(f"  {name:<44} {result['per_core']:8.1f} img/s per core   ({result['wall']:.1f} img/s wall)", flush=True)
+    log(f"  {name:<44} {result['per_core']:8.1f} img/s per core   ({result['wall']:.1f} img/s wall)")
     return result
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How many images of which sizes each case reads; the defaults are the standalone benchmark's."""
+
+    images_1a: int = 128
+    images_gtav: int = 16
+    passes: int = 2
+    imagenet_hw: tuple[int, int] = IMAGENET_HW
+    gtav_hw: tuple[int, int] = GTAV_HW
+    size_1a: int = 224
+    size_1b: int = 512  # also stage 2's base size and crop
+    batch_1a: int = 16
+    batch_gtav: int = 4
+
+
+def measure_sets(
+    root: Path, workload: Workload, rates: dict[str, dict[str, float]], log: Callable[[str], None] = print
+) -> dict[str, dict[str, Any]]:
+    """Per-core images/s of every case (files, prepared, ...) and the cores one GPU at ``rates`` needs.
+
+    Writes the sets under ``root``; runs in this process with one torch thread (restored afterwards).
+    """
+    w, threads = workload, torch.get_num_threads()
+    torch.set_num_threads(1)  # one core: the per-core rate
+    try:
+        tick = time.perf_counter()
+        write_jpegs(root / "imagenet", w.images_1a, *w.imagenet_hw)
+        write_pngs(root / "gtav", w.images_gtav, *w.gtav_hw)
+        mib = {d: sum(p.stat().st_size for p in (root / d).rglob("*.*g")) / 2**20 for d in ("imagenet", "gtav")}
+        log(f"wrote {w.images_1a} JPEGs {w.imagenet_hw[1]}x{w.imagenet_hw[0]} ({mib['imagenet']:.1f} MiB) and "
+            f"{w.images_gtav} PNG pairs {w.gtav_hw[1]}x{w.gtav_hw[0]} ({mib['gtav']:.1f} MiB) in "
+            f"{time.perf_counter() - tick:.0f} s; one process, one torch thread")  # fmt: skip
+        return _measure_cases(root, w, rates, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_cases(
+    root: Path, w: Workload, rates: dict[str, dict[str, float]], log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    cache, sets = root / "prepared", {}
+    crop2 = {"crop": w.size_1b, "base_size": w.size_1b, "scale": (0.5, 2.0), "cat_max_ratio": 0.75}
+    plans: list[tuple[str, Callable[..., Any], int | None, int, int]] = [
+        ("1a", lambda **kw: open_dataset(root / "imagenet", "images", "train", images_only=True,
+                                         transform=Stage1Transform(w.size_1a), **kw),
+         stage_short_side("stage1", image_size=w.size_1a), w.size_1a, w.batch_1a),
+        ("1b", lambda **kw: open_dataset(root / "gtav", "folder", "train", images_only=True,
+                                         transform=Stage1Transform(w.size_1b), **kw),
+         stage_short_side("stage1", image_size=w.size_1b), w.size_1b, w.batch_gtav),
+        ("stage2", lambda photometric=True: open_dataset(
+            root / "gtav", "folder", "train", transform=SegTrainTransform(photometric=photometric, **crop2)),
+         stage_short_side("stage2", image_size=w.size_1b, base_size=w.size_1b, max_scale=2.0), w.size_1b,
+         w.batch_gtav),
+    ]  # fmt: skip
+    for key, make, short, size, batch in plans:
+        log(f"{key} (stored short side {short}):")
+        rec: dict[str, Any] = {"short_side": short, "batch": batch}
+        rec["files"] = _case("files (decode every read)", make(), batch, w.passes, log)
+        tick = time.process_time()
+        ready = prepare(make(), cache, short, num_workers=0)
+        rec["prepare_cpu_s_per_image"] = (time.process_time() - tick) / len(ready)
+        rec["prepared"] = _case("prepared store", ready, batch, w.passes, log)
+        if key != "stage2":  # the trade-off: stored at the training size itself (small crops upsampled more)
+            small = prepare(make(), cache, size, num_workers=0)
+            rec["prepared_at_training_size"] = _case(
+                f"prepared at short side {size} (not the default)", small, batch, w.passes, log
+            )
+        else:
+            deferred = prepare(make(photometric=False), cache, short, num_workers=0)
+            rec["prepared_gpu_photometric"] = _case(
+                "prepared, photometric on the GPU (CUDA path)", DeferredPhotometric(deferred), batch, w.passes, log
+            )
+        gpu = rates["1a" if key == "1a" else "1b"]["images_per_s"]
+        rec["gpu_images_per_s"] = gpu
+        paths = {k: v for k, v in rec.items() if isinstance(v, dict) and "per_core" in v}
+        rec["cores_per_gpu"] = {k: gpu / v["per_core"] for k, v in paths.items()}
+        rec["best_default_cores_per_gpu"] = min(
+            v for k, v in rec["cores_per_gpu"].items() if k != "prepared_at_training_size"
+        )
+        log(f"  prepare once: {rec['prepare_cpu_s_per_image'] * 1e3:.0f} ms CPU per image; GPU at "
+            f"{gpu:.0f} img/s needs {gpu / rec['files']['per_core']:.0f} cores reading files, "
+            f"{rec['best_default_cores_per_gpu']:.0f} with the best default path")  # fmt: skip
+        sets[key] = rec
+    return sets
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -167,63 +243,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mfu", type=float, default=0.4, help="MFU of the paper-size estimate")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # one core: the per-core rate
     rates = measured_stage1_rates(args.gpu_check) if args.gpu_check else {}
     source = "gpu_check (measured)" if len(rates) == 2 else f"paper-size estimate (MFU {args.mfu:.0%} of H100 bf16)"
     if len(rates) < 2:
         rates = paper_stage1_rates(args.mfu)
-    result: dict[str, Any] = {"gpu_rate_source": source, "gpu_rates": rates, "sets": {}}
+    workload = Workload(images_1a=args.images_1a, images_gtav=args.images_gtav, passes=args.passes)
     with tempfile.TemporaryDirectory(prefix="gkd-bench-") as tmp:
-        root = Path(tmp)
-        tick = time.perf_counter()
-        write_jpegs(root / "imagenet", args.images_1a, *IMAGENET_HW)
-        write_pngs(root / "gtav", args.images_gtav, *GTAV_HW)
-        mib = {d: sum(p.stat().st_size for p in (root / d).rglob("*.*g")) / 2**20 for d in ("imagenet", "gtav")}
-        print(f"wrote {args.images_1a} JPEGs {IMAGENET_HW[1]}x{IMAGENET_HW[0]} ({mib['imagenet']:.1f} MiB) and "
-              f"{args.images_gtav} PNG pairs {GTAV_HW[1]}x{GTAV_HW[0]} ({mib['gtav']:.1f} MiB) in "
-              f"{time.perf_counter() - tick:.0f} s; one process, one torch thread")  # fmt: skip
-        cache = root / "prepared"
-        crop2 = {"crop": 512, "base_size": 512, "scale": (0.5, 2.0), "cat_max_ratio": 0.75}
-        plans: list[tuple[str, str, Callable[..., Any], int | None, int]] = [
-            ("1a", "imagenet", lambda **kw: open_dataset(root / "imagenet", "images", "train", images_only=True,
-                                                         transform=Stage1Transform(224), **kw),
-             stage_short_side("stage1", image_size=224), 16),
-            ("1b", "gtav", lambda **kw: open_dataset(root / "gtav", "folder", "train", images_only=True,
-                                                     transform=Stage1Transform(512), **kw),
-             stage_short_side("stage1", image_size=512), 4),
-            ("stage2", "gtav", lambda photometric=True: open_dataset(
-                root / "gtav", "folder", "train", transform=SegTrainTransform(photometric=photometric, **crop2)),
-             stage_short_side("stage2", image_size=512, base_size=512, max_scale=2.0), 4),
-        ]  # fmt: skip
-        for key, _, make, short, batch in plans:
-            print(f"{key} (stored short side {short}):", flush=True)
-            rec: dict[str, Any] = {"short_side": short, "batch": batch}
-            rec["files"] = _case("files (decode every read)", make(), batch, args.passes)
-            tick = time.process_time()
-            ready = prepare(make(), cache, short, num_workers=0)
-            rec["prepare_cpu_s_per_image"] = (time.process_time() - tick) / len(ready)
-            rec["prepared"] = _case("prepared store", ready, batch, args.passes)
-            if key != "stage2":  # the trade-off: stored at the training size itself (small crops upsampled more)
-                size = 224 if key == "1a" else 512
-                small = prepare(make(), cache, size, num_workers=0)
-                rec["prepared_at_training_size"] = _case(f"prepared at short side {size} (not the default)",
-                                                         small, batch, args.passes)  # fmt: skip
-            if key == "stage2":
-                deferred = prepare(make(photometric=False), cache, short, num_workers=0)
-                rec["prepared_gpu_photometric"] = _case(
-                    "prepared, photometric on the GPU (CUDA path)", DeferredPhotometric(deferred),
-                    batch, args.passes,
-                )  # fmt: skip
-            gpu = rates["1a" if key == "1a" else "1b"]["images_per_s"]
-            rec["gpu_images_per_s"] = gpu
-            paths = {k: v for k, v in rec.items() if isinstance(v, dict) and "per_core" in v}
-            rec["cores_per_gpu"] = {k: gpu / v["per_core"] for k, v in paths.items()}
-            best = min(v for k, v in rec["cores_per_gpu"].items() if k != "prepared_at_training_size")
-            print(f"  prepare once: {rec['prepare_cpu_s_per_image'] * 1e3:.0f} ms CPU per image; GPU at "
-                  f"{gpu:.0f} img/s needs {gpu / rec['files']['per_core']:.0f} cores reading files, "
-                  f"{best:.0f} with the best default path", flush=True)  # fmt: skip
-            result["sets"][key] = rec
+        sets = measure_sets(Path(tmp), workload, rates, log=lambda line: print(line, flush=True))
     print(f"GPU stage-1 rate: {source}: " + ", ".join(f"{k} {v['images_per_s']:.0f} img/s" for k, v in rates.items()))
+    result: dict[str, Any] = {"gpu_rate_source": source, "gpu_rates": rates, "sets": sets}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return result

@@ -22,7 +22,8 @@ error halves the batch and retries, recorded):
   frozen student (through bench/stage2_heads.py's ``run`` when that file exists).
 * ``sliding_window_eval``: ``evaluate_segmentation`` (sliding window 512, stride 341) on 1024x512 images.
 * ``checkpoint_resume``: ``fit`` on the device, stopped and resumed from its checkpoint: same next losses.
-* ``input_pipeline``: bench/dataloader.py's measurement (PNG decode + 512 crop augmentation), images/s per core.
+* ``input_pipeline``: bench/dataloader.py's cases (1a, 1b, stage 2; files and prepared) on a smaller set: images/s
+  per core and the cores one GPU needs at the stage-1 rates measured above.
 * ``option_fused_adamw``, ``option_sdpa``, ``option_channels_last``, ``option_compile``: each option
   on and off where it applies; the JSON says which is faster (the default is decided from the figures).
 * ``import_hygiene``: the process loaded none of the server stack (fastapi, sqlalchemy, celery,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from torch import nn
 import gkd_core  # noqa: F401  (torchvision shim before timm)
 
 # isort: split
+from bench.dataloader import Workload
 from gkd_core.config import BackboneConfig, Stage1Config
 from gkd_core.models import Backbone, Teacher, build_backbone, build_teacher
 from gkd_core.stages.stage2 import Stage2Config
@@ -67,11 +67,8 @@ class Plan:
     resume_batch: int = 16
     resume_steps: int = 6
     resume_stop: int = 3
-    pipeline_images: int = 48
-    pipeline_hw: tuple[int, int] = (512, 1024)
-    pipeline_batch: int = 8
-    pipeline_epochs: int = 2
-    pipeline_workers: tuple[int, ...] = (0, 8)
+    # bench/dataloader.py's sets, smaller than its own defaults (the section must fit in about a minute)
+    pipeline: Workload = field(default_factory=lambda: Workload(images_1a=64, images_gtav=8, passes=1))
     matmul_sizes: tuple[int, ...] = (8192, 16384)
     matmul_repeats: int = 20
     warmup: int = 5
@@ -85,7 +82,7 @@ class Plan:
 
 
 def full_plan() -> Plan:
-    return Plan(smoke=False, pipeline_workers=(0, max(1, min(8, (os.cpu_count() or 2) - 1))))
+    return Plan(smoke=False)
 
 
 def smoke_plan(device: torch.device | None = None) -> Plan:
@@ -110,11 +107,17 @@ def smoke_plan(device: torch.device | None = None) -> Plan:
         resume_batch=2,
         resume_steps=4,
         resume_stop=2,
-        pipeline_images=4,
-        pipeline_hw=(64, 128),
-        pipeline_batch=2,
-        pipeline_epochs=1,
-        pipeline_workers=(0,),
+        pipeline=Workload(
+            images_1a=4,
+            images_gtav=2,
+            passes=1,
+            imagenet_hw=(48, 64),
+            gtav_hw=(64, 128),
+            size_1a=32,
+            size_1b=64,
+            batch_1a=2,
+            batch_gtav=2,
+        ),
         matmul_sizes=(512,),
         matmul_repeats=3,
         warmup=1,
@@ -138,6 +141,7 @@ class Context:
     out: Path
     peak_flops: float | None = None
     batches: dict[str, int] = field(default_factory=dict)  # batch each stage-1 size ran at (after OOM halving)
+    stage1_images_per_s: dict[str, float] = field(default_factory=dict)  # "1a"/"1b" as measured here
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -56,7 +56,15 @@ def test_smoke_run_gives_every_section_ok(tmp_path: Path) -> None:
     assert set(sections["stage2_heads"]["per_head"]) == set(sections["stage2_heads"]["heads"])
     assert sections["sliding_window_eval"]["images_per_s"] > 0
     assert sections["checkpoint_resume"]["max_rel_diff"] <= sections["checkpoint_resume"]["tolerance"]
-    assert sections["input_pipeline"]["images_per_s_per_core"] > 0
+    pipeline = sections["input_pipeline"]
+    assert set(pipeline["sets"]) == {"1a", "1b", "stage2"} and min(pipeline["images_per_s_per_core"].values()) > 0
+    # Cores per GPU are set against the stage-1 rates this run measured, not an estimate.
+    assert pipeline["gpu_rate_source"] == "measured here"
+    for key in ("1a", "1b"):
+        assert pipeline["sets"][key]["gpu_images_per_s"] == sections[f"stage1_{key}"]["images_per_s"]
+        paths = {k: v for k, v in pipeline["sets"][key].items() if isinstance(v, dict) and "per_core" in v}
+        best = max(v["per_core"] for k, v in paths.items() if k != "prepared_at_training_size")
+        assert pipeline["cores_per_gpu"][key] == pytest.approx(sections[f"stage1_{key}"]["images_per_s"] / best)
     for name in OPTION_SECTIONS:
         for decision in sections[name]["decisions"]:
             assert decision["faster"] in decision["median_ms"], name
