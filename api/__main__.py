@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
+from api.metrics import MULTIPROC_ENV
 from service.settings import get_settings
 
 _logger = logging.getLogger("api")
@@ -28,13 +32,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def share_metrics(workers: int) -> Path | None:
+    """Give several worker processes one Prometheus folder (see api/metrics.py), emptied of a previous run's files.
+
+    Must run before the workers import prometheus_client; they inherit the variable. A folder given in
+    ``PROMETHEUS_MULTIPROC_DIR`` is used (and its ``*.db`` files removed), else a new temporary one.
+    """
+    if workers < 2:
+        return None
+    given = os.environ.get(MULTIPROC_ENV)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="gkd-prometheus-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     workers = args.workers or get_settings().resolved_api_workers
     if workers < 1:
         raise SystemExit(f"--workers must be at least 1 (got {workers})")
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    metrics = share_metrics(workers)
     _logger.info("serving on %s:%d with %d worker process(es)", args.host, args.port, workers)
+    if metrics is not None:
+        _logger.info("Prometheus metrics of all workers are merged through %s", metrics)
     uvicorn.run(
         "api.main:create_app",
         factory=True,

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from api.deps import CurrentTeam, SessionDep, SettingsDep, get_store
@@ -77,4 +77,4 @@ def metrics(request: Request, team: CurrentTeam, session: SessionDep) -> Respons
     api_metrics = request.app.state.metrics
     for state, count in count_by_status(session=session).items():
         api_metrics.jobs.labels(state=state).set(count)
-    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(api_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

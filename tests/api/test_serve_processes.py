@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 
 from api.__main__ import parse_args
+from service.auth import create_api_key
+from service.db import make_engine, session_factory, session_scope
+from service.models import Base
 from service.settings import Settings
 from tests.support.ports import free_ports
 from tests.support.worker_env import ServerProcess, gkd_env, wait_for
@@ -84,3 +87,55 @@ def test_two_worker_processes_both_answer(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "worker processes outlived the server"
+
+
+def test_metrics_count_the_requests_of_every_worker_process(tmp_path: Path) -> None:
+    """A scrape reaches one process; with two, it must still report what both served (multiprocess mode)."""
+    (port,) = free_ports(1)
+    database_url = f"sqlite:///{tmp_path / 'gkd.db'}"
+    env = gkd_env(
+        mode="production",
+        secret_key=secrets.token_hex(24),
+        database_url=database_url,
+        broker_url="memory://",
+        data_dir=tmp_path,
+        api_workers=2,
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    engine = make_engine(url=database_url)
+    Base.metadata.create_all(engine)
+    with session_scope(session_factory(engine)) as session:
+        key, _ = create_api_key(session=session, team_name="metrics")
+    engine.dispose()
+    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess([sys.executable, "-m", "api", "--port", str(port)], env, tmp_path / "api.log", url)
+    try:
+        server.start().wait_healthy()
+        assert server.process is not None
+        supervisor = server.process.pid
+        wait_for(lambda: _children(supervisor) if len(_children(supervisor)) == 2 else None, timeout_s=30,
+                 what="two uvicorn worker processes")  # fmt: skip
+
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def healthz_served() -> float:
+            text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).raise_for_status().text
+            assert 'gkd_jobs{state="queued"} 0.0' in text  # the database gauge, once, from the scraped process
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("gkd_http_requests_total{") and 'route="/healthz"' in line
+            )
+
+        before = healthz_served()  # wait_healthy's own probes
+
+        def burst(_: int) -> None:
+            for _ in range(25):  # new connections: the kernel spreads them over both processes
+                assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(burst, range(8)))
+        for _ in range(6):  # each scrape on a new connection, so both processes answer some
+            assert healthz_served() == before + 200, server.tail()
+    finally:
+        server.stop()
