@@ -40,6 +40,22 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _two_process_server(tmp_path: Path, database_url: str) -> tuple[ServerProcess, str]:
+    """``python -m api`` with two workers in production mode on a free port (not started); and its URL."""
+    (port,) = free_ports(1)
+    env = gkd_env(
+        mode="production",
+        secret_key=secrets.token_hex(24),
+        database_url=database_url,
+        broker_url="memory://",
+        data_dir=tmp_path,
+        api_workers=2,
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # python -m api chooses it
+    url = f"http://127.0.0.1:{port}"
+    return ServerProcess([sys.executable, "-m", "api", "--port", str(port)], env, tmp_path / "api.log", url), url
+
+
 def test_default_process_count() -> None:
     cores = len(os.sched_getaffinity(0))
     secret = secrets.token_hex(16)
@@ -50,17 +66,7 @@ def test_default_process_count() -> None:
 
 
 def test_two_worker_processes_both_answer(tmp_path: Path) -> None:
-    (port,) = free_ports(1)
-    env = gkd_env(
-        mode="production",
-        secret_key=secrets.token_hex(24),
-        database_url=f"sqlite:///{tmp_path / 'gkd.db'}",
-        broker_url="memory://",
-        data_dir=tmp_path,
-        api_workers=2,
-    )
-    url = f"http://127.0.0.1:{port}"
-    server = ServerProcess([sys.executable, "-m", "api", "--port", str(port)], env, tmp_path / "api.log", url)
+    server, url = _two_process_server(tmp_path, f"sqlite:///{tmp_path / 'gkd.db'}")
     try:
         server.start().wait_healthy()
         assert server.process is not None
@@ -91,24 +97,13 @@ def test_two_worker_processes_both_answer(tmp_path: Path) -> None:
 
 def test_metrics_count_the_requests_of_every_worker_process(tmp_path: Path) -> None:
     """A scrape reaches one process; with two, it must still report what both served (multiprocess mode)."""
-    (port,) = free_ports(1)
     database_url = f"sqlite:///{tmp_path / 'gkd.db'}"
-    env = gkd_env(
-        mode="production",
-        secret_key=secrets.token_hex(24),
-        database_url=database_url,
-        broker_url="memory://",
-        data_dir=tmp_path,
-        api_workers=2,
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     engine = make_engine(url=database_url)
     Base.metadata.create_all(engine)
     with session_scope(session_factory(engine)) as session:
         key, _ = create_api_key(session=session, team_name="metrics")
     engine.dispose()
-    url = f"http://127.0.0.1:{port}"
-    server = ServerProcess([sys.executable, "-m", "api", "--port", str(port)], env, tmp_path / "api.log", url)
+    server, url = _two_process_server(tmp_path, database_url)
     try:
         server.start().wait_healthy()
         assert server.process is not None
