@@ -51,10 +51,14 @@ FULL = DemoSize(
     stage1_steps=200,
     proxy_steps=0,
     stage2_steps=150,
-    teacher={"model": "vit_small_patch16_224", "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 128,
-                                                              "num_heads": 4}},
-    student={"model": "vit_tiny_patch16_224", "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 64,
-                                                             "num_heads": 2}},
+    teacher={
+        "model": "vit_small_patch16_224",
+        "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 128, "num_heads": 4},
+    },
+    student={
+        "model": "vit_tiny_patch16_224",
+        "overrides": {"patch_size": 8, "depth": 4, "embed_dim": 64, "num_heads": 2},
+    },
 )
 QUICK = DemoSize(
     image_size=32,
@@ -123,8 +127,12 @@ def _submit(client: Client, spec: dict[str, Any]) -> Job:
 
 def _watch(client: Client, job: Job, title: str) -> Job:
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[phase]}"), TimeRemainingColumn(), console=_console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[phase]}"),
+        TimeRemainingColumn(),
+        console=_console,
     ) as progress:
         task = progress.add_task(title, total=1.0, phase="queued")
 
@@ -157,6 +165,19 @@ def _table(job: Job, source: str, targets: list[str]) -> Table:
     return table
 
 
+def _lead_line(job: Job) -> str:
+    """What the robustness report says of the teacher's lead over no-KD that the student carries."""
+    report = job.summary.raw.get("report")
+    lead = report.get("teacher_lead_carried") if isinstance(report, dict) else None
+    carried = lead.get("target_average") if isinstance(lead, dict) else None
+    if not isinstance(carried, int | float):
+        return "teacher's lead carried: none to measure (the teacher leads no-KD by under half a point)"
+    return (
+        f"teacher's lead carried: the GKD student closes {100 * carried:.0f}% of the gap between the no-KD student "
+        f"(ref: student_frozen) and the teacher on the target average (report.json among the job's files)"
+    )
+
+
 def _specs(bench: dict[str, Any], size: DemoSize, teacher_job: str | None) -> dict[str, Any]:
     source, pool = bench["source"], bench["pool"]
     targets = [{"dataset": f"synth-{t}", "split": "val"} for t in bench["targets"]]
@@ -168,8 +189,15 @@ def _specs(bench: dict[str, Any], size: DemoSize, teacher_job: str | None) -> di
             "source": {"dataset": f"synth-{pool}", "split": "train"},
             "targets": [{"dataset": f"synth-{source}", "split": "val"}, *targets],
             "method": "none",
-            "stage2": {"steps": size.teacher_steps, "batch_size": 16, "lr": 5e-4, "crop_size": size.image_size,
-                       "head": "fpn", "finetune": True, "checkpoint_every": 100},
+            "stage2": {
+                "steps": size.teacher_steps,
+                "batch_size": 16,
+                "lr": 5e-4,
+                "crop_size": size.image_size,
+                "head": "fpn",
+                "finetune": True,
+                "checkpoint_every": 100,
+            },
             "resources": {"precision": "fp32"},
         }
     return {
@@ -179,10 +207,21 @@ def _specs(bench: dict[str, Any], size: DemoSize, teacher_job: str | None) -> di
         "source": {"dataset": f"synth-{source}", "split": "train"},
         "targets": targets,
         "method": "gkd",
-        "stage1": {"steps": size.stage1_steps, "batch_size": 16, "lr": 5e-4, "image_size": size.image_size,
-                   "checkpoint_every": 100},
-        "stage2": {"steps": size.stage2_steps, "batch_size": 8, "lr": 5e-4, "crop_size": size.image_size,
-                   "head": "fpn", "checkpoint_every": 100},
+        "stage1": {
+            "steps": size.stage1_steps,
+            "batch_size": 16,
+            "lr": 5e-4,
+            "image_size": size.image_size,
+            "checkpoint_every": 100,
+        },
+        "stage2": {
+            "steps": size.stage2_steps,
+            "batch_size": 8,
+            "lr": 5e-4,
+            "crop_size": size.image_size,
+            "head": "fpn",
+            "checkpoint_every": 100,
+        },
         "references": ["teacher", "student_frozen"],
         "resources": {"precision": "fp32"},
     }
@@ -208,6 +247,7 @@ def run_demo(data_dir: Path = Path(".gkd"), *, quick: bool = False, port: int | 
             teacher = _watch(client, _submit(client, _specs(bench, size, None)), "1/2 teacher on the style pool")
             student = _watch(client, _submit(client, _specs(bench, size, teacher.id)), "2/2 GKD distillation")
             _console.print(_table(student, bench["source"], list(bench["targets"])))
+            _console.print(_lead_line(student))
             target = Path.cwd() / "gkd-student.safetensors"
             client.download(client.artifact(student.id, "student.safetensors"), target)
             _console.print(f"distilled student: {target}  (ONNX and model card: gkd download {student.id} ...)")

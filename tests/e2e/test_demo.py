@@ -30,6 +30,7 @@ def test_demo_quick_runs_end_to_end(tmp_path: Path) -> None:
         assert row in out, out
     for domain in ("clear", "night", "fog", "sensor", "retro"):
         assert domain in out
+    assert "teacher's lead carried:" in out
     student = tmp_path / "gkd-student.safetensors"
     _model, meta = load_student(student)
     assert meta.num_classes == 8 and meta.method == "gkd"
