@@ -47,9 +47,9 @@ class DemoSize:
 FULL = DemoSize(
     image_size=64,
     images={"source_train": 300, "source_val": 60, "target_val": 60, "pool_train": 600, "pool_val": 40},
-    teacher_steps=300,
-    stage1_steps=200,
-    proxy_steps=0,
+    teacher_steps=600,
+    stage1_steps=300,
+    proxy_steps=300,
     stage2_steps=150,
     teacher={
         "model": "vit_small_patch16_224",
@@ -65,7 +65,7 @@ QUICK = DemoSize(
     images={"source_train": 8, "source_val": 4, "target_val": 4, "pool_train": 8, "pool_val": 4},
     teacher_steps=4,
     stage1_steps=4,
-    proxy_steps=0,
+    proxy_steps=2,
     stage2_steps=4,
     teacher={"model": "vit_small_patch16_224", "overrides": {"depth": 2, "embed_dim": 48, "num_heads": 2}},
     student={"model": "vit_tiny_patch16_224", "overrides": {"depth": 2, "embed_dim": 32, "num_heads": 2}},
@@ -200,11 +200,14 @@ def _specs(bench: dict[str, Any], size: DemoSize, teacher_job: str | None) -> di
             },
             "resources": {"precision": "fp32"},
         }
+    # Step 1a (the paper's proxy step) distils on the style pool, the teacher's own varied images.
+    proxy = {"proxy": {"dataset": f"synth-{pool}", "split": "train"}} if size.proxy_steps else {}
     return {
         "name": "demo-gkd-student",
         "teacher": {**size.teacher, "weights": f"artifact://{teacher_job}/student.safetensors"},
         "student": {**size.student, "weights": "none"},
         "source": {"dataset": f"synth-{source}", "split": "train"},
+        **proxy,
         "targets": targets,
         "method": "gkd",
         "stage1": {
@@ -213,6 +216,7 @@ def _specs(bench: dict[str, Any], size: DemoSize, teacher_job: str | None) -> di
             "lr": 5e-4,
             "image_size": size.image_size,
             "checkpoint_every": 100,
+            **({"proxy_step": {"steps": size.proxy_steps}} if size.proxy_steps else {}),
         },
         "stage2": {
             "steps": size.stage2_steps,
