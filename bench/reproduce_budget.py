@@ -47,9 +47,12 @@ class Speed:
 SPEEDS: dict[str, Speed] = {
     # H100/H200 dense bf16 peak is ~990 TFLOP/s; small ViTs reach a fraction, so assume 100.
     "cuda": Speed(100.0, 15.0, "assumed for one H100/H200 under bf16 autocast; not yet timed"),
-    # Fitted to the default run of docs/RESULTS.md (one thread, load average 7-10): about 0.3 s per
-    # stage-1 step (5.5 GFLOP) and 0.2-0.45 s per stage-2 step.
-    "cpu": Speed(0.015, 200.0, "fitted to the default-size run in docs/RESULTS.md (one thread, loaded machine)"),
+    # Fitted to the budget sweep of 2026-12-01 (docs/RESULTS.md; one thread per process, two processes on
+    # the 2-core build machine, load near 2): 0.077 s per default-size stage-1 step (5.5 GFLOP) and
+    # 0.1-0.15 s per fine-tuning stage-2 step, whose FPN head the ViT FLOP count leaves out (hence the
+    # floor). The earlier fit (0.015 TFLOP/s, 200 ms; load 7-10) predicted 196 min for a sweep that took
+    # about 97 process-minutes.
+    "cpu": Speed(0.07, 125.0, "fitted to the budget sweep in docs/RESULTS.md (one thread per process)"),
 }
 
 
