@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from service import jobs as job_service
 from service.db import session_scope
@@ -119,9 +118,11 @@ def test_concurrent_duplicates_create_one_job(api: ApiEnv, ready_team: TeamClien
     key = {"Idempotency-Key": str(uuid.uuid4())}
 
     def submit(_: int) -> tuple[int, str]:
-        with TestClient(api.app) as client:
-            r = client.post("/v1/jobs", json=spec_dict(), headers={**ready_team.headers, **key})
-            return r.status_code, r.json().get("id", r.text)
+        # The shared client: its one event loop serves all eight threads' requests concurrently, as uvicorn
+        # would. A TestClient per thread ran the app on eight loops, and the app's per-loop primitives (the
+        # session slots and the closing limiter) could then wake a waiter on another loop: a rare hang.
+        r = api.client.post("/v1/jobs", json=spec_dict(), headers={**ready_team.headers, **key})
+        return r.status_code, r.json().get("id", r.text)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(submit, range(8)))
