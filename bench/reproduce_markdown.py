@@ -98,6 +98,14 @@ def verdict_section(verdicts: list[dict[str, Any]], notes: dict[str, str]) -> li
     return [*lines, ""]
 
 
+def _timing(settings: dict[str, Any], wall_s: float) -> str:
+    """Wall time and threads of a training run; a report-only run knows only when the first run started."""
+    if settings.get("report_only"):
+        return (f"report written {wall_s / 60:.1f} min after the first run in this folder started (training "
+                "processes' threads and idle gaps not recorded here)")  # fmt: skip
+    return f"wall time {wall_s / 60:.1f} min ({settings['threads']} torch threads)"
+
+
 def results_markdown(
     *,
     per_budget: dict[int, dict[str, Any]],
@@ -119,7 +127,7 @@ def results_markdown(
         "# Results: the paper's comparison on the synthetic domain-shift benchmark",
         "",
         f"Size preset **{preset['name']}**, stage-1 budgets {', '.join(map(str, per_budget))}, {s['seeds']} seed(s), "
-        f"device {s['device']}, wall time {wall_s / 60:.1f} min ({s['threads']} torch threads). Every arm is "
+        f"device {s['device']}, {_timing(s, wall_s)}. Every arm is "
         f"trained on the source (`{source}`) only; mIoU % per domain, mean ± sample std over seeds (no spread "
         "shown for one seed). Best student target average in bold.",
         "",

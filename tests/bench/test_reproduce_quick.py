@@ -84,6 +84,14 @@ def test_tiny_sweep_over_two_budgets_writes_the_evidence(tmp_path: Path, monkeyp
         ["--out", str(out), "--size", "tiny", "--stage1-budgets", "2", "--arms", "gkd", "--results-md", str(md)]
     )
     assert again["budgets"]["2"]["arms"]["gkd"]["seeds"]["0"] == written["budgets"]["2"]["arms"]["gkd"]["seeds"]["0"]
+    # A training run states its own wall time and threads; a report-only run cannot, and says so.
+    assert "wall time" in text and "(1 torch threads)" in text
+    only = tmp_path / "ONLY.md"
+    main(
+        ["--out", str(out), "--size", "tiny", "--stage1-budgets", "1", "2", "--report-only", "--results-md", str(only)]
+    )
+    header = only.read_text().splitlines()[2]
+    assert "report written" in header and "torch threads)" not in header
 
 
 def test_bad_arguments_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
