@@ -88,7 +88,9 @@ def test_bad_submission_shows_the_field_error_then_a_good_one_opens_the_job(
     page: Page, server: LiveServer, seeded: dict[str, str]
 ) -> None:
     page.goto(f"{server.url}/dashboard#/submit")
-    # The selects are the server's catalogue, not a list kept in app.js.
+    # The selects are the server's catalogue, not a list kept in app.js (filled once GET /v1/catalog answers).
+    expect(page.locator("#f-method option")).to_have_count(len(gkd_catalog.METHODS))
+    expect(page.locator("#f-stage2-head option")).to_have_count(len(gkd_catalog.HEADS))
     methods = page.locator("#f-method option").evaluate_all("els => els.map(e => e.value)")
     heads = page.locator("#f-stage2-head option").evaluate_all("els => els.map(e => e.value)")
     assert methods == list(gkd_catalog.METHODS) and heads == list(gkd_catalog.HEADS)
