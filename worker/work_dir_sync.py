@@ -4,6 +4,12 @@ gkd_core checkpoints into ``work_dir``; a worker can die at any moment and the n
 on another host. After every checkpoint the worker pushes the files that changed, then writes a
 small manifest listing every file with its sha256 (object first, manifest last, so a manifest
 never names a half-written object). A resumed attempt pulls what the manifest lists.
+
+Each version of a file is a new object (``files/<rel>@<mtime_ns>-<size>``): files the trainer rewrites
+in place (``*.latest.json``, the stage state) would otherwise overwrite the very object the current
+manifest names, and a worker killed between that upload and the next manifest left a manifest whose
+sha256 no longer matched (the resumed attempt failed). The version a new manifest supersedes is deleted
+after that manifest is written. Manifests from before this layout (no ``objects``) name ``files/<rel>``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class WorkDirSync:
     work_dir: Path
     _pushed: dict[str, tuple[int, int]] = field(default_factory=dict)  # rel path -> (size, mtime_ns)
     _hashes: dict[str, str] = field(default_factory=dict)
+    _objects: dict[str, str] = field(default_factory=dict)  # rel path -> object name under files/
 
     @property
     def manifest_key(self) -> str:
@@ -48,10 +55,14 @@ class WorkDirSync:
             files.append(path)
         return files
 
+    def _key(self, name: str) -> str:
+        return f"{checkpoint_prefix(self.job_id)}/files/{name}"
+
     def push(self) -> int:
         """Upload new or changed files, then the manifest; returns how many files were uploaded."""
         uploaded = 0
         present: set[str] = set()
+        superseded: list[str] = []
         for path in self._local_files():
             rel = path.relative_to(self.work_dir).as_posix()
             try:
@@ -60,15 +71,25 @@ class WorkDirSync:
                 if self._pushed.get(rel) == signature:
                     present.add(rel)
                     continue
-                stored = self.store.put_file(f"{checkpoint_prefix(self.job_id)}/files/{rel}", path)
+                name = f"{rel}@{stat.st_mtime_ns}-{stat.st_size}"
+                stored = self.store.put_file(self._key(name), path)
             except FileNotFoundError:  # the trainer pruned it between the listing and the upload: not state
                 continue
             present.add(rel)
-            self._pushed[rel], self._hashes[rel] = signature, stored.sha256
+            previous = self._objects.get(rel)
+            if previous is not None and previous != name:
+                superseded.append(previous)
+            self._pushed[rel], self._hashes[rel], self._objects[rel] = signature, stored.sha256, name
             uploaded += 1
         # Files the trainer pruned locally drop out of the manifest (their objects stay until cleanup).
-        manifest = {rel: self._hashes[rel] for rel in sorted(present) if rel in self._hashes}
-        self.store.put_bytes(self.manifest_key, json.dumps({"files": manifest}, sort_keys=True).encode())
+        listed = [rel for rel in sorted(present) if rel in self._hashes]
+        manifest = {
+            "files": {rel: self._hashes[rel] for rel in listed},
+            "objects": {rel: self._objects[rel] for rel in listed},
+        }
+        self.store.put_bytes(self.manifest_key, json.dumps(manifest, sort_keys=True).encode())
+        for name in superseded:  # no manifest names them any more
+            self.store.delete(self._key(name))
         return uploaded
 
     def pull(self) -> int:
@@ -77,17 +98,23 @@ class WorkDirSync:
             raw = self.store.get_bytes(self.manifest_key)
         except ObjectNotFound:  # a first attempt has nothing to pull
             return 0
-        files: dict[str, str] = json.loads(raw)["files"]
+        manifest = json.loads(raw)
+        files: dict[str, str] = manifest["files"]
+        objects: dict[str, str] = manifest.get("objects", {})
         root = self.work_dir.resolve()
         for rel, sha in files.items():
             dest = (self.work_dir / rel).resolve()
             if root not in dest.parents:
                 raise ValueError(f"manifest of job {self.job_id} names a path outside the work folder: {rel!r}")
+            name = objects.get(rel, rel)
+            if name != rel and not (name.startswith(f"{rel}@") and "/" not in name[len(rel) :]):
+                raise ValueError(f"manifest of job {self.job_id} names object {name!r} for {rel!r}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            stored = self.store.get_file(f"{checkpoint_prefix(self.job_id)}/files/{rel}", dest)
+            stored = self.store.get_file(self._key(name), dest)
             if stored.sha256 != sha:
                 raise ValueError(f"checkpoint file {rel} of job {self.job_id} does not match its manifest sha256")
             stat = dest.stat()
             self._pushed[rel], self._hashes[rel] = (stat.st_size, stat.st_mtime_ns), sha
+            self._objects[rel] = name
         _logger.info("job %s: pulled %d resume files", self.job_id, len(files))
         return len(files)

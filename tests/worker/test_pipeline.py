@@ -78,6 +78,11 @@ class Env:
         files: dict[str, str] = json.loads(raw)["files"]
         return files
 
+    def object_key(self, job_id: str, rel: str) -> str:
+        """Where the manifest says the pushed version of ``rel`` is stored."""
+        raw = self.context.store.get_bytes(f"{checkpoint_prefix(job_id)}/manifest.json")
+        return f"{checkpoint_prefix(job_id)}/files/{json.loads(raw)['objects'][rel]}"
+
 
 def make_env(tmp: Path, bench: Path, *, source_root: Path | None = None, **settings: Any) -> Env:
     """Migrate a SQLite db under ``tmp``, create a team and register every benchmark domain."""
@@ -293,7 +298,7 @@ def test_cancel_stops_a_running_job_after_a_checkpoint(env: Env) -> None:
     assert any("stopped on request at step" in m for m in messages), messages
     stage1 = [rel for rel in env.manifest(job_id) if rel.startswith("checkpoints/stage1/") and rel.endswith(".pt")]
     assert stage1, env.manifest(job_id)
-    assert all(env.context.store.exists(f"{checkpoint_prefix(job_id)}/files/{rel}") for rel in stage1)
+    assert all(env.context.store.exists(env.object_key(job_id, rel)) for rel in stage1)
     print(f"cancel -> cancelled in {stopped_in:.2f} s; stored {stage1}")
 
 

@@ -31,3 +31,72 @@ def test_a_file_pruned_mid_push_is_skipped_and_left_out_of_the_manifest(
     assert sync.push() == 1
     manifest = json.loads(store.get_bytes(f"{checkpoint_prefix('job-1')}/manifest.json"))
     assert list(manifest["files"]) == ["checkpoints/step4.pt"]
+
+
+class _KilledBeforeManifest(Exception):
+    pass
+
+
+def test_a_worker_killed_between_a_rewrite_upload_and_the_manifest_resumes_from_the_last_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``*.latest.json`` is rewritten in place; its new upload must not replace what the manifest names."""
+    work = tmp_path / "work"
+    (work / "checkpoints").mkdir(parents=True)
+    pointer = work / "checkpoints" / "stage1b.latest.json"
+    pointer.write_text('{"step": 10}')
+    store = LocalStore(tmp_path / "store")
+    sync = WorkDirSync(store, "job-1", work)
+    sync.push()
+    pointer.write_text('{"step": 20, "longer": true}')
+    manifest_key = f"{checkpoint_prefix('job-1')}/manifest.json"
+    real_put_bytes = store.put_bytes
+
+    def killed(key: str, data: bytes) -> object:
+        if key == manifest_key:
+            raise _KilledBeforeManifest
+        return real_put_bytes(key, data)
+
+    monkeypatch.setattr(store, "put_bytes", killed)
+    with pytest.raises(_KilledBeforeManifest):
+        sync.push()  # the new version is uploaded, the worker dies before the manifest
+    monkeypatch.setattr(store, "put_bytes", real_put_bytes)
+
+    resumed = tmp_path / "resumed"
+    assert WorkDirSync(store, "job-1", resumed).pull() == 1  # the old layout raised: sha256 mismatch
+    assert (resumed / "checkpoints" / "stage1b.latest.json").read_text() == '{"step": 10}'
+
+
+def test_a_completed_push_deletes_the_version_it_supersedes(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    state = work / "state.json"
+    state.write_text("v1")
+    store = LocalStore(tmp_path / "store")
+    sync = WorkDirSync(store, "job-1", work)
+    sync.push()
+    state.write_text("version 2")
+    sync.push()
+    objects = [k for k in store.list(checkpoint_prefix("job-1")) if "/files/" in k]
+    assert len(objects) == 1 and objects[0].endswith(f"-{len('version 2')}")
+    assert WorkDirSync(store, "job-1", tmp_path / "again").pull() == 1
+    assert (tmp_path / "again" / "state.json").read_text() == "version 2"
+
+
+def test_a_manifest_of_the_earlier_layout_still_pulls(tmp_path: Path) -> None:
+    """Jobs checkpointed before versioned object names (``files/<rel>``, no ``objects``) resume after an upgrade."""
+    store = LocalStore(tmp_path / "store")
+    stored = store.put_bytes(f"{checkpoint_prefix('job-1')}/files/checkpoints/a.json", b"{}")
+    manifest = {"files": {"checkpoints/a.json": stored.sha256}}
+    store.put_bytes(f"{checkpoint_prefix('job-1')}/manifest.json", json.dumps(manifest).encode())
+    assert WorkDirSync(store, "job-1", tmp_path / "w").pull() == 1
+    assert (tmp_path / "w" / "checkpoints" / "a.json").read_text() == "{}"
+
+
+def test_a_manifest_naming_another_files_object_is_refused(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    stored = store.put_bytes(f"{checkpoint_prefix('job-1')}/files/secret.bin", b"x")
+    manifest = {"files": {"a.json": stored.sha256}, "objects": {"a.json": "secret.bin"}}
+    store.put_bytes(f"{checkpoint_prefix('job-1')}/manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(ValueError, match="names object"):
+        WorkDirSync(store, "job-1", tmp_path / "w").pull()
