@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,4 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gkd_core.engine.distributed import exit_rank
+
+    exit_rank(main())  # the outcome file is written: skip interpreter finalization (see exit_rank)

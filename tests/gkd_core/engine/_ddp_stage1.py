@@ -100,3 +100,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    distributed.exit_rank(0)
