@@ -412,11 +412,11 @@ def section_input_pipeline(ctx: Context, rec: dict[str, Any]) -> str:
     with tempfile.TemporaryDirectory(prefix="gkd-gpu-check-") as tmp:
         rec["sets"] = measure_sets(Path(tmp), w, rates, log=lines.append)
     rec["log"] = lines
-    rec["images_per_s_per_core"] = {
-        key: max(v["per_core"] for v in s.values() if isinstance(v, dict) and "per_core" in v)
-        for key, s in rec["sets"].items()
-    }
+    # Both figures are of the best path a job takes by default (not the "prepared at training size" trade-off).
     rec["cores_per_gpu"] = {key: s["best_default_cores_per_gpu"] for key, s in rec["sets"].items()}
+    rec["images_per_s_per_core"] = {
+        key: s["gpu_images_per_s"] / s["best_default_cores_per_gpu"] for key, s in rec["sets"].items()
+    }
     return ", ".join(
         f"{k} {rec['images_per_s_per_core'][k]:.0f} img/s/core ({rec['cores_per_gpu'][k]:.0f} cores per GPU)"
         for k in rec["sets"]

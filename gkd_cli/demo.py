@@ -171,7 +171,10 @@ def _lead_line(job: Job) -> str:
     lead = report.get("teacher_lead_carried") if isinstance(report, dict) else None
     carried = lead.get("target_average") if isinstance(lead, dict) else None
     if not isinstance(carried, int | float):
-        return "teacher's lead carried: none to measure (the teacher leads no-KD by under half a point)"
+        return (
+            "teacher's lead carried: none to measure (the report gives no fraction: the teacher leads the no-KD "
+            "student by under half a point, or a reference row is missing)"
+        )
     return (
         f"teacher's lead carried: the GKD student closes {100 * carried:.0f}% of the gap between the no-KD student "
         f"(ref: student_frozen) and the teacher on the target average (report.json among the job's files)"
