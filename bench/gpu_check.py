@@ -65,6 +65,7 @@ import torch
 
 import gkd_core  # noqa: F401  (torchvision shim before timm)
 from gkd_catalog.throughput import THROUGHPUT_PATH, record_gpu_check
+from gkd_core.engine.speed import SPEED_DEFAULTS_PATH, record_defaults
 
 # isort: split
 import timm
@@ -75,7 +76,16 @@ from bench.gpu_check_options import (
     section_option_fused_adamw,
     section_option_sdpa,
 )
-from bench.gpu_check_plan import Context, Plan, Section, free_memory, full_plan, halving_batch, smoke_plan
+from bench.gpu_check_plan import (
+    Context,
+    Plan,
+    Section,
+    cpu_plan,
+    free_memory,
+    full_plan,
+    halving_batch,
+    smoke_plan,
+)
 from bench.gpu_check_sections import (
     FORBIDDEN_MODULES,
     section_checkpoint_resume,
@@ -220,7 +230,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--smoke", action="store_true", help="toy sizes on the CPU (or --device) in well under a minute"
     )
     parser.add_argument("--budget", type=float, default=450.0, help="seconds for the whole run (default 7.5 min)")
-    parser.add_argument("--device", default=None, help="default: cuda (full), cpu (smoke)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cuda (full sizes), cpu (smoke); --device cpu without --smoke: bench/stage1_step.py's sizes",
+    )
     parser.add_argument("--only", nargs="+", choices=SECTION_NAMES, help="run only these sections")
     parser.add_argument("--skip", nargs="+", choices=SECTION_NAMES, default=[], help="leave these sections out")
     parser.add_argument(
@@ -230,6 +244,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="file the measured FLOP/s per phase under this GPU's name here (full sizes on CUDA only; "
         f"default {THROUGHPUT_PATH.name} in gkd_catalog, which job estimates read); '-' to skip",
     )
+    parser.add_argument(
+        "--defaults",
+        type=Path,
+        default=SPEED_DEFAULTS_PATH,
+        help="file the option verdicts as this device's training defaults here (not smoke runs; default "
+        f"{SPEED_DEFAULTS_PATH.name} in gkd_core/engine, which training reads); '-' to skip",
+    )
     return parser.parse_args(argv)
 
 
@@ -237,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
-    plan = smoke_plan(device) if args.smoke else full_plan()
+    plan = smoke_plan(device) if args.smoke else full_plan() if device.type == "cuda" else cpu_plan()
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_check: CUDA is not available here; use --smoke for the CPU check", file=sys.stderr)
         return 2
@@ -281,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = record_gpu_check(report, args.throughput)
         note = f"rates of {kind} filed in {args.throughput}" if kind else "no rates filed (smoke, CPU or none measured)"
         print(f"throughput table: {note}")
+    if str(args.defaults) != "-":
+        keys = record_defaults(report, args.defaults)
+        filed = f"filed under {', '.join(keys)} in {args.defaults}"
+        print(f"speed defaults: {filed if keys else 'nothing filed (smoke, or no option timed)'}")
     (args.out / "gpu_check.txt").write_text(f"{top}\n\n{final}\n\n{tail}\n")
     return 1 if counts["failed"] else 0
 

@@ -12,7 +12,7 @@ import collections
 import contextlib
 import copy
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ from bench.gpu_check_plan import (
 from bench.gpu_check_sections import _stage2_step
 from bench.stage1_step import make_steps
 from gkd_core.config import Stage1Config
+from gkd_core.engine.speed import NOISE, attention
 from gkd_core.models import Backbone, Teacher, build_backbone, build_teacher
 from gkd_core.stages.stage2 import Stage2Config
 
@@ -48,11 +49,13 @@ def _s1b_setup(ctx: Context) -> tuple[Backbone, Teacher, torch.Tensor, Stage1Con
     return student, teacher, random_images(batch, plan.s1b_size, ctx.device), stage1_cfg(batch, plan.s1b_size)
 
 
-NOISE = 0.02  # medians closer than this are called a tie
+def _decide(
+    rec: dict[str, Any], option: str, where: str, times: dict[str, dict[str, float]], **extra: Any
+) -> str:
+    """Record which setting was fastest (median ms) and return the summary line for it.
 
-
-def _decide(rec: dict[str, Any], option: str, where: str, times: dict[str, dict[str, float]]) -> str:
-    """Record which setting was fastest (median ms) and return the summary line for it."""
+    ``gkd_core.engine.speed.decide`` turns these records into the training defaults; ``extra``
+    (compile's first-call seconds) travels with the record."""
     medians = {name: t["median_ms"] for name, t in times.items()}
     best, speedup = faster_of(medians)
     figures = ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())
@@ -74,6 +77,7 @@ def _decide(rec: dict[str, Any], option: str, where: str, times: dict[str, dict[
             "speedup_over_slowest": speedup,
             "clear": speedup >= 1 + NOISE,
             "line": line,
+            **extra,
         }
     )
     return line
@@ -91,25 +95,13 @@ def section_option_fused_adamw(ctx: Context, rec: dict[str, Any]) -> str:
     return _decide(rec, "fused AdamW", f"stage-1 1b step x{images.shape[0]}", time_calls(ctx, calls))
 
 
-@contextlib.contextmanager
-def _timm_attention(modules: Sequence[Any], fused: bool) -> Iterator[None]:
-    """Switch timm's ``fused_attn`` (F.scaled_dot_product_attention) on or off for a while."""
-    saved = [m.fused_attn for m in modules]
-    for m in modules:
-        m.fused_attn = fused
-    try:
-        yield
-    finally:
-        for m, value in zip(modules, saved, strict=True):
-            m.fused_attn = value
-
-
 def section_option_sdpa(ctx: Context, rec: dict[str, Any]) -> str:
     """Step 1b under each SDPA backend (sdpa_kernel) and with timm's fused attention off (eager softmax)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     student, teacher, images, cfg = _s1b_setup(ctx)
-    attn = [m for m in (*student.modules(), *teacher.modules()) if hasattr(m, "fused_attn")]
+    pair = torch.nn.ModuleList([student, teacher])
+    attn = [m for m in pair.modules() if hasattr(m, "fused_attn")]
     rec["attention_modules"] = len(attn)
     rec["fused_attn_on"] = sum(bool(m.fused_attn) for m in attn)
     step = make_steps(student, teacher, cfg, images, precision=ctx.plan.precision)["full"]
@@ -123,7 +115,7 @@ def section_option_sdpa(ctx: Context, rec: dict[str, Any]) -> str:
         name: under(functools.partial(sdpa_kernel, b), step) for name, b in backends.items()
     }
     variants["default"] = under(contextlib.nullcontext, step)
-    variants["timm_eager"] = under(lambda: _timm_attention(attn, False), step)
+    variants["timm_eager"] = under(lambda: attention(pair, "eager"), step)
     usable, unsupported = {}, {}
     for name, call in variants.items():  # one try each: a backend this device lacks is recorded, not fatal
         try:
@@ -196,7 +188,12 @@ def section_option_compile(ctx: Context, rec: dict[str, Any]) -> str:
     breaks = _graph_breaks() - breaks_before
     rec["graph_breaks"] = {reason[:200]: n for reason, n in breaks.items()}
     line = _decide(
-        rec, "torch.compile", f"stage-1 1b step x{images.shape[0]}", time_calls(ctx, {"off": eager, "on": compiled})
+        rec,
+        "torch.compile",
+        f"stage-1 1b step x{images.shape[0]}",
+        time_calls(ctx, {"off": eager, "on": compiled}),
+        first_call_s=rec["first_call_s"],
+        backend=backend,
     )
     return f"{line}; first call {rec['first_call_s']:.1f} s (backend {backend})"
 

@@ -85,6 +85,38 @@ def full_plan() -> Plan:
     return Plan(smoke=False)
 
 
+def cpu_plan() -> Plan:
+    """bench/stage1_step.py's sizes (ViT-S/14 teacher, ViT-Ti/16 student, 128 px, batch 16), fp32, inductor.
+
+    What a CPU can time in minutes; its option verdicts are the CPU's training defaults.
+    """
+    return Plan(
+        smoke=False,
+        teacher=ModelSpec("vit_small_patch14_dinov2"),
+        student=ModelSpec("vit_tiny_patch16_224"),
+        cnn=ModelSpec("resnet50"),
+        s1b_size=128,
+        s1b_batch=16,
+        s1a_size=112,
+        s1a_batch=16,
+        s2_size=128,
+        s2_batch=4,
+        eval_hw=(128, 256),
+        eval_window=128,
+        eval_images=4,
+        resume_size=64,
+        resume_batch=4,
+        pipeline=Workload(images_1a=32, images_gtav=4, passes=1),
+        matmul_sizes=(2048,),
+        matmul_repeats=5,
+        warmup=2,
+        repeats=10,
+        timing_cap_s=90.0,
+        precision="fp32",  # bf16 matmuls are emulated on most CPUs
+        head_options={"mask2former": {"num_queries": 20, "num_layers": 3, "encoder_layers": 1}},
+    )
+
+
 def smoke_plan(device: torch.device | None = None) -> Plan:
     """Toy sizes; on a CPU in fp32 with one thread (bf16 only on a GPU)."""
     on_gpu = device is not None and device.type == "cuda"

@@ -121,14 +121,16 @@ def adamw_cosine(
     min_lr: float = 1e-5,
     warmup: int = 0,
     betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
 ) -> tuple[torch.optim.AdamW, LambdaLR]:
     """AdamW plus a per-step cosine schedule from ``lr`` to ``min_lr`` over ``steps`` (stage 1).
 
-    Call ``scheduler.step()`` after every ``optimizer.step()`` (the trainer does).
+    Call ``scheduler.step()`` after every ``optimizer.step()`` (the trainer does). ``fused`` is
+    AdamW's (None: torch's own choice; see gkd_core.engine.speed for the measured default).
     """
     min_lr = min(min_lr, lr)
     _check(lr, weight_decay, steps, min_lr, warmup)
-    optimizer = torch.optim.AdamW(param_groups(params, weight_decay), lr=lr, betas=betas)
+    optimizer = torch.optim.AdamW(param_groups(params, weight_decay), lr=lr, betas=betas, fused=fused)
     return optimizer, LambdaLR(optimizer, CosineFactor(steps, warmup, min_lr / lr))
 
 
@@ -142,10 +144,12 @@ def adamw_poly(
     min_lr: float = 0.0,
     warmup: int = 0,
     betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
 ) -> tuple[torch.optim.AdamW, LambdaLR]:
-    """AdamW plus a per-step poly decay ``(1 - step/steps)^power`` (stage 2, mmseg-style)."""
+    """AdamW plus a per-step poly decay ``(1 - step/steps)^power`` (stage 2, mmseg-style); ``fused`` as
+    in :func:`adamw_cosine`."""
     if power <= 0:
         raise ValueError(f"power must be > 0, got {power}")
     _check(lr, weight_decay, steps, min_lr, warmup)
-    optimizer = torch.optim.AdamW(param_groups(params, weight_decay), lr=lr, betas=betas)
+    optimizer = torch.optim.AdamW(param_groups(params, weight_decay), lr=lr, betas=betas, fused=fused)
     return optimizer, LambdaLR(optimizer, PolyFactor(steps, warmup, power, min_lr / lr))

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +35,13 @@ from gkd_core.engine.batches import BatchSource, to_device
 from gkd_core.engine.callbacks import Callbacks, MetricRow
 from gkd_core.engine.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, save_checkpoint
 from gkd_core.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
+from gkd_core.engine.speed import (
+    SpeedOptions,
+    attention,
+    images_channels_last,
+    set_memory_format,
+    to_channels_last,
+)
 from gkd_core.errors import CheckpointError, ConfigError, GKDError
 
 _logger = logging.getLogger(__name__)
@@ -155,6 +162,7 @@ def fit(
     track_best: str | None = None,
     keep_last: int = 2,
     raise_on_stop: bool = True,
+    speed: SpeedOptions | None = None,
 ) -> FitResult:
     """Train ``task`` for ``steps`` optimizer steps, resumably.
 
@@ -185,6 +193,9 @@ def fit(
         track_best: a logged metric name whose minimum is kept as the checkpoint's best metric.
         keep_last: checkpoints of the stage to keep on disk.
         raise_on_stop: raise ``StopRequested`` on a stop (else return ``FitResult(stopped=True)``).
+        speed: attention kernel, channels-last CNN parts and ``torch.compile`` (when the steps left
+            repay it); None runs eagerly with torch's defaults. Fused AdamW is the optimizer's own
+            setting. The stages pass ``gkd_core.engine.speed.speed_defaults(device)``.
 
     Under a process group every rank calls ``fit`` with the same arguments; ``batches`` must shard by
     rank (``StepBatches`` does), and only rank 0's callbacks hear about metrics and checkpoints.
@@ -268,75 +279,93 @@ def fit(
         report.on_checkpoint(path, stage, step)
         return path
 
-    steps_per_epoch = getattr(batches, "steps_per_epoch", None)
-    model = distributed.wrap(task, device)
-    task.train()
-    eval_frozen_submodules(task)
-    iterator: Iterator[Any] = iter(batches(start))
-    ema: float | None = None
-    last_saved: tuple[int, Path | None] | None = None
-    params = _trainable(optimizer)
-    step = start
-    while step < steps:
-        if distributed.any_rank(callbacks.should_stop()):
-            path = last_saved[1] if last_saved and last_saved[0] == step else save(step)
-            report.on_event(f"{stage}: stopped on request at step {step} of {steps}")
-            if raise_on_stop:
-                raise StopRequested(stage, step, path)
-            return FitResult(step, last_metrics, True, path, start if resumed_path else None, best)
-        tick = time.perf_counter()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            raise ConfigError(
-                f"stage {stage!r}: the batch source ran out at step {step} of {steps}; "
-                "it must yield a batch for every step (StepBatches cycles epochs)"
-            ) from None
-        batch = to_device(batch, device)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_context(device, precision):
-            output = model(batch)
-        if not isinstance(output, Mapping) or "loss" not in output:
-            raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
-        loss = output["loss"]
-        loss.backward()
-        scalars = _scalars(output)
-        if grad_clip is not None:
-            scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, grad_clip).detach()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        step += 1
+    speed = speed or SpeedOptions()
+    converted = to_channels_last(task, optimizer) if speed.channels_last else []
+    try:
+        steps_per_epoch = getattr(batches, "steps_per_epoch", None)
+        channels_last = bool(converted)
+        model: Callable[..., Any] = distributed.wrap(task, device)
+        compiled = speed.compiles(steps - start)
+        if compiled:
+            model = torch.compile(model)
+        if speed != SpeedOptions():
+            report.on_event(
+                f"{stage}: speed options: attention {speed.attention}, fused AdamW "
+                f"{'on' if optimizer.defaults.get('fused') else 'off'}, channels-last "
+                f"{'on' if channels_last else 'off'}, compile {'on' if compiled else 'off'}"
+            )
+        task.train()
+        eval_frozen_submodules(task)
+        iterator: Iterator[Any] = iter(batches(start))
+        ema: float | None = None
+        last_saved: tuple[int, Path | None] | None = None
+        params = _trainable(optimizer)
+        step = start
+        while step < steps:
+            if distributed.any_rank(callbacks.should_stop()):
+                path = last_saved[1] if last_saved and last_saved[0] == step else save(step)
+                report.on_event(f"{stage}: stopped on request at step {step} of {steps}")
+                if raise_on_stop:
+                    raise StopRequested(stage, step, path)
+                return FitResult(step, last_metrics, True, path, start if resumed_path else None, best)
+            tick = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                raise ConfigError(
+                    f"stage {stage!r}: the batch source ran out at step {step} of {steps}; "
+                    "it must yield a batch for every step (StepBatches cycles epochs)"
+                ) from None
+            batch = to_device(batch, device)
+            if channels_last:
+                batch = images_channels_last(batch)
+            optimizer.zero_grad(set_to_none=True)
+            with attention(task, speed.attention):
+                with autocast_context(device, precision):
+                    output = model(batch)
+                if not isinstance(output, Mapping) or "loss" not in output:
+                    raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
+                loss = output["loss"]
+                loss.backward()
+            scalars = _scalars(output)
+            if grad_clip is not None:
+                scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, grad_clip).detach()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
 
-        if step % log_every == 0 or step == steps:
-            values = distributed.mean_over_ranks(_values(scalars))
-            if not math.isfinite(values["loss"]):
-                parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-                raise NonFiniteLossError(f"stage {stage!r}: non-finite loss at step {step} ({parts})")
-            values["lr"] = float(optimizer.param_groups[0]["lr"])
-            last_metrics = values
-            if track_best is not None and track_best in values:
-                best = values[track_best] if best is None else min(best, values[track_best])
-            epoch = (step - 1) // steps_per_epoch if steps_per_epoch else 0
-            report.on_metrics([MetricRow(stage, step, epoch, name, v) for name, v in values.items()])
-        # Time a step after its metrics are read, so that on a GPU the sync is inside the window.
-        took = time.perf_counter() - tick
-        ema = took if ema is None else (1 - _EMA_ALPHA) * ema + _EMA_ALPHA * took
-        if step % log_every == 0 or step == steps:
-            report.on_progress(stage, step / steps, ema * (steps - step))
+            if step % log_every == 0 or step == steps:
+                values = distributed.mean_over_ranks(_values(scalars))
+                if not math.isfinite(values["loss"]):
+                    parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                    raise NonFiniteLossError(f"stage {stage!r}: non-finite loss at step {step} ({parts})")
+                values["lr"] = float(optimizer.param_groups[0]["lr"])
+                last_metrics = values
+                if track_best is not None and track_best in values:
+                    best = values[track_best] if best is None else min(best, values[track_best])
+                epoch = (step - 1) // steps_per_epoch if steps_per_epoch else 0
+                report.on_metrics([MetricRow(stage, step, epoch, name, v) for name, v in values.items()])
+            # Time a step after its metrics are read, so that on a GPU the sync is inside the window.
+            took = time.perf_counter() - tick
+            ema = took if ema is None else (1 - _EMA_ALPHA) * ema + _EMA_ALPHA * took
+            if step % log_every == 0 or step == steps:
+                report.on_progress(stage, step / steps, ema * (steps - step))
 
-        if step == steps or (checkpoint_every and step % checkpoint_every == 0):
-            last_saved = (step, save(step))
+            if step == steps or (checkpoint_every and step % checkpoint_every == 0):
+                last_saved = (step, save(step))
 
-    report.on_event(f"{stage}: finished {steps} steps")
-    return FitResult(
-        steps,
-        last_metrics,
-        False,
-        last_saved[1] if last_saved else None,
-        start if resumed_path else None,
-        best,
-    )
+        report.on_event(f"{stage}: finished {steps} steps")
+        return FitResult(
+            steps,
+            last_metrics,
+            False,
+            last_saved[1] if last_saved else None,
+            start if resumed_path else None,
+            best,
+        )
+    finally:
+        set_memory_format(converted, torch.contiguous_format, optimizer)  # exports want plain contiguous tensors
 
 
 def _restore(

@@ -79,6 +79,8 @@ class Backbone(nn.Module):
         self.name = name
         self.img_size = img_size
         self.is_vit = _is_vit_like(model)
+        # CNNs run faster in channels-last memory on most devices; gkd_core.engine.speed decides whether to use it.
+        self.prefers_channels_last = not self.is_vit
         cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", {}) or {})
         mean = cfg.get("mean", (0.485, 0.456, 0.406))
         std = cfg.get("std", (0.229, 0.224, 0.225))

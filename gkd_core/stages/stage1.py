@@ -34,6 +34,7 @@ from torch import nn
 
 from gkd_core.config import Stage1Config
 from gkd_core.engine import BatchSource, Callbacks, FitResult, adamw_cosine, fit
+from gkd_core.engine.speed import SpeedOptions, adamw_fused, speed_defaults
 from gkd_core.errors import ConfigError
 from gkd_core.losses.qsd import ProjectionHead, build_token_head
 from gkd_core.models.backbone import Backbone, TokenOutput
@@ -214,6 +215,7 @@ def run_stage1(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     seed: int = 0,
+    speed: SpeedOptions | None = None,
 ) -> Stage1Result:
     """Run stage 1: the optional proxy step 1a, then the source step 1b.
 
@@ -239,12 +241,15 @@ def run_stage1(
         device: where to train.
         precision: "fp32" or "bf16" autocast for the student (the teacher follows ``teacher_precision``).
         seed: seeds every RNG at a fresh start of each step (1b uses ``seed + 1``).
+        speed: fused AdamW, attention kernel, channels-last, compile; None: the defaults measured
+            for ``device`` (:func:`gkd_core.engine.speed.speed_defaults`).
 
     Raises:
         ConfigError: no image set at all, epochs not resolved to steps, or a geometry the student cannot take.
         gkd_core.engine.StopRequested: the callbacks asked to stop (a checkpoint was saved).
     """
     callbacks = callbacks or Callbacks()
+    speed = speed if speed is not None else speed_defaults(device)
     plan: list[tuple[str, BatchesLike, Stage1Config, int]] = []
     if proxy is not None:
         plan.append((STAGE1A, proxy, proxy_cfg or cfg, seed))
@@ -267,7 +272,13 @@ def run_stage1(
         torch.manual_seed(stage_seed)  # fresh heads are initialised reproducibly
         task = Stage1Task(student, step_teacher, step_cfg)
         optimizer, scheduler = adamw_cosine(
-            task, step_cfg.effective_lr, step_cfg.weight_decay, steps=step_cfg.steps, min_lr=step_cfg.min_lr, warmup=0
+            task,
+            step_cfg.effective_lr,
+            step_cfg.weight_decay,
+            steps=step_cfg.steps,
+            min_lr=step_cfg.min_lr,
+            warmup=0,
+            fused=adamw_fused(speed, device),
         )
         callbacks.on_event(
             f"{stage}: {step_cfg.steps} steps at batch {step_cfg.batch_size}, {step_cfg.image_size} px, "
@@ -288,6 +299,7 @@ def run_stage1(
             seed=stage_seed,
             config={"stage1": asdict(step_cfg), "student": student.name, "teacher": step_teacher.backbone.name},
             exclude_prefixes=("teacher.",),
+            speed=speed,
         )
     student.eval()
     return result

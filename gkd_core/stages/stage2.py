@@ -27,6 +27,7 @@ from gkd_core.engine.callbacks import Callbacks
 from gkd_core.engine.inference import sliding_window_logits
 from gkd_core.engine.metrics import ConfusionMatrix, SegMetrics
 from gkd_core.engine.optim import adamw_poly, param_groups
+from gkd_core.engine.speed import SpeedOptions, adamw_fused, speed_defaults
 from gkd_core.engine.trainer import FitResult, autocast_context, fit
 from gkd_core.errors import ConfigError
 from gkd_core.models.heads import HEADS, SegHead
@@ -385,12 +386,17 @@ def train_segmentation(
     seed: int = 0,
     exclude_prefixes: tuple[str, ...] = (),
     config: Any = None,
+    speed: SpeedOptions | None = None,
 ) -> FitResult:
     """Run one segmentation stage (stage 2, a baseline or a reference) with AdamW + poly decay.
 
     Gradients are clipped as ``cfg.clip_norm()`` says (Mask2Former: global norm 0.01 as published).
+    ``speed`` None takes the defaults measured for ``device`` (gkd_core.engine.speed).
     """
-    optimizer, scheduler = adamw_poly(groups, cfg.lr, cfg.weight_decay, steps=cfg.steps, power=cfg.power)
+    speed = speed if speed is not None else speed_defaults(device)
+    optimizer, scheduler = adamw_poly(
+        groups, cfg.lr, cfg.weight_decay, steps=cfg.steps, power=cfg.power, fused=adamw_fused(speed, device)
+    )
     return fit(
         task,
         optimizer,
@@ -407,6 +413,7 @@ def train_segmentation(
         seed=seed,
         config=config,
         exclude_prefixes=exclude_prefixes,
+        speed=speed,
     )
 
 

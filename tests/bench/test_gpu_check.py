@@ -18,6 +18,7 @@ import torch
 from bench.gpu_check import SECTION_NAMES, run_sections
 from bench.gpu_check_plan import Context, Section, halving_batch, smoke_plan
 from bench.gpu_check_sections import FORBIDDEN_MODULES, junit_counts
+from gkd_core.engine.speed import SpeedOptions, record_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 OPTION_SECTIONS = [n for n in SECTION_NAMES if n.startswith("option_")]
@@ -70,6 +71,19 @@ def test_smoke_run_gives_every_section_ok(tmp_path: Path) -> None:
             assert decision["faster"] in decision["median_ms"], name
     assert {d["option"] for d in report["options"]} == {"fused AdamW", "SDPA backend", "channels-last", "torch.compile"}
     assert sections["import_hygiene"]["forbidden_loaded"] == []
+    # Toy sizes decide no training default; the same report at real sizes would file the CPU's row.
+    assert "speed defaults: nothing filed" in proc.stdout
+    real = {**report, "meta": {**report["meta"], "smoke": False}}
+    assert record_defaults(real, tmp_path / "speed.json") == ["cpu"]
+    row = json.loads((tmp_path / "speed.json").read_text())["devices"]["cpu"]
+    SpeedOptions(**row["options"])
+    assert any(why.startswith("compile: timed with backend 'eager'") for why in row["measured"]["why"])
+    assert {why.split(":")[0] for why in row["measured"]["why"]} == {
+        "fused_adamw",
+        "attention",
+        "channels_last",
+        "compile",
+    }
     # The printed table names every section, and the same report is on disk.
     text = (out / "gpu_check.txt").read_text()
     assert all(name in proc.stdout and name in text for name in SECTION_NAMES)

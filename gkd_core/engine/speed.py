@@ -1,0 +1,291 @@
+"""Speed options of a training step, and their defaults per device as measured (speed_defaults.json).
+
+Four switches change how fast a step runs but not what it computes (beyond rounding): fused AdamW,
+the attention kernel (an SDPA backend, or timm's eager softmax), channels-last memory for CNN
+students and ``torch.compile``. Which setting is faster depends on the device, so the defaults are
+not guessed here: ``bench/gpu_check.py`` times each on and off (on CUDA; ``--device cpu`` for a CPU)
+and files the faster setting, with the figures that decided it, in ``speed_defaults.json`` under
+the device's name and its type. A device never measured keeps torch's defaults (all off).
+
+``torch.compile`` pays a one-time cost (tracing and code generation, tens of seconds), so its default
+carries ``compile_min_steps``: the step count from which the per-step saving repays that cost; a
+shorter stage runs eagerly. ``GKD_SPEED`` (for example ``"compile=off,attention=flash"``) overrides
+the defaults on one worker; a value this module does not know is refused, not ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gkd_core.errors import ConfigError
+
+SPEED_DEFAULTS_PATH = Path(__file__).with_name("speed_defaults.json")
+ENV_OVERRIDES = "GKD_SPEED"
+
+# attention choice -> the torch SDPA backend it pins (None: torch picks; "eager": timm's softmax path)
+_SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
+ATTENTION_CHOICES = ("default", "eager", *_SDPA_BACKENDS)
+_ON = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How a step runs; every value leaves the maths unchanged up to rounding."""
+
+    fused_adamw: bool = False
+    attention: str = "default"
+    channels_last: bool = False
+    compile: bool = False
+    compile_min_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_CHOICES:
+            raise ConfigError(f"attention must be one of {ATTENTION_CHOICES}, got {self.attention!r}")
+        if self.compile_min_steps < 0:
+            raise ConfigError(f"compile_min_steps must be >= 0, got {self.compile_min_steps}")
+
+    def compiles(self, steps: int) -> bool:
+        """Whether a stage of ``steps`` steps is long enough to repay compiling."""
+        return self.compile and steps >= self.compile_min_steps
+
+    def with_overrides(self, text: str) -> SpeedOptions:
+        """Apply ``"name=value,..."`` (``GKD_SPEED``'s form); unknown names or values raise ConfigError."""
+        changes: dict[str, Any] = {}
+        known = {f.name: f for f in fields(self)}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = (s.strip() for s in part.partition("="))
+            if not sep or name not in known:
+                raise ConfigError(f"{ENV_OVERRIDES}: {part!r} is not name=value with a name of {sorted(known)}")
+            kind = known[name].type
+            if kind == "bool":
+                if value.lower() not in _ON:
+                    raise ConfigError(f"{ENV_OVERRIDES}: {name} takes on/off, got {value!r}")
+                changes[name] = _ON[value.lower()]
+            elif kind == "int":
+                if not value.isdigit():
+                    raise ConfigError(f"{ENV_OVERRIDES}: {name} takes a whole number >= 0, got {value!r}")
+                changes[name] = int(value)
+            else:
+                changes[name] = value
+        return replace(self, **changes)
+
+
+def device_keys(device: torch.device) -> list[str]:
+    """Keys a device's defaults are filed under, most specific first (GPU name, then the type)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return [torch.cuda.get_device_name(device), device.type]
+    return [device.type]
+
+
+@cache
+def load_speed_defaults(path: Path = SPEED_DEFAULTS_PATH) -> dict[str, Any]:
+    """The committed table: ``{"devices": {key: {"options": {...}, "measured": {...}}}}``."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def speed_defaults(device: str | torch.device, table: Mapping[str, Any] | None = None) -> SpeedOptions:
+    """The measured defaults for ``device`` (torch's defaults if never measured), then ``GKD_SPEED``."""
+    devices = (table if table is not None else load_speed_defaults()).get("devices", {})
+    options = SpeedOptions()
+    for key in device_keys(torch.device(device)):
+        if key in devices:
+            options = SpeedOptions(**devices[key]["options"])
+            break
+    overrides = os.environ.get(ENV_OVERRIDES, "")
+    return options.with_overrides(overrides) if overrides else options
+
+
+# ------------------------------------------------------------------------------------------- applying
+
+
+def fused_supported(device: torch.device) -> bool:
+    """Whether torch has a fused AdamW kernel for this device type."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return device.type in _get_fused_kernels_supported_devices()
+
+
+def adamw_fused(options: SpeedOptions, device: str | torch.device) -> bool | None:
+    """AdamW's ``fused`` argument: True where asked and supported, else None (torch's own choice)."""
+    return True if options.fused_adamw and fused_supported(torch.device(device)) else None
+
+
+def _sdpa_context(choice: str) -> contextlib.AbstractContextManager[Any]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
+    backend = getattr(SDPBackend, names[choice])
+    # MATH stays allowed after the pinned backend: inputs it cannot take (fp32 on flash) still run.
+    return sdpa_kernel([backend, SDPBackend.MATH], set_priority=True)
+
+
+@contextlib.contextmanager
+def attention(module: nn.Module, choice: str) -> Iterator[None]:
+    """Run ``module``'s attention as ``choice`` says for a while (restored after).
+
+    ``eager`` turns timm's ``fused_attn`` off (softmax in plain ops); an SDPA backend name pins that
+    backend for every ``scaled_dot_product_attention`` call, with the math kernel as fallback.
+    """
+    if choice not in ATTENTION_CHOICES:
+        raise ConfigError(f"attention must be one of {ATTENTION_CHOICES}, got {choice!r}")
+    timm_attention: list[Any] = [m for m in module.modules() if hasattr(m, "fused_attn")] if choice == "eager" else []
+    saved = [m.fused_attn for m in timm_attention]
+    for m in timm_attention:
+        m.fused_attn = False
+    try:
+        with _sdpa_context(choice) if choice in _SDPA_BACKENDS else contextlib.nullcontext():
+            yield
+    finally:
+        for m, value in zip(timm_attention, saved, strict=True):
+            m.fused_attn = value
+
+
+def channels_last_modules(module: nn.Module) -> list[nn.Module]:
+    """Submodules that run faster in channels-last memory (they say so: ``prefers_channels_last``)."""
+    return [m for m in module.modules() if getattr(m, "prefers_channels_last", False)]
+
+
+def set_memory_format(
+    modules: list[nn.Module], memory_format: torch.memory_format, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Move ``modules``' 4-d parameters, and the optimizer state kept beside them, to ``memory_format``.
+
+    Fused and foreach AdamW want a parameter and its moments in the same layout, so a resumed
+    optimizer's state follows its parameters.
+    """
+    for module in modules:
+        module.to(memory_format=memory_format)  # type: ignore[call-overload]  # documented; the stubs lack it
+        if optimizer is None:
+            continue
+        for param in module.parameters():
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.ndim == 4:
+                    state[key] = value.contiguous(memory_format=memory_format)
+
+
+def to_channels_last(module: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[nn.Module]:
+    """Convert the CNN parts of ``module`` (and their optimizer state) to channels-last; returns those parts."""
+    found = channels_last_modules(module)
+    set_memory_format(found, torch.channels_last, optimizer)
+    return found
+
+
+def images_channels_last(batch: Any) -> Any:
+    """A batch with its ``image`` tensor in channels-last memory (other entries untouched)."""
+    if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].ndim == 4:
+        return {**batch, "image": batch["image"].contiguous(memory_format=torch.channels_last)}
+    return batch
+
+
+# ------------------------------------------------------------------------------------------- deciding
+
+NOISE = 0.02  # settings whose medians are closer than this are a tie: the default stays as it was
+
+# gpu_check decision option name -> the SpeedOptions field it decides
+_DECIDES = {
+    "fused AdamW": "fused_adamw",
+    "SDPA backend": "attention",
+    "channels-last": "channels_last",
+    "torch.compile": "compile",
+}
+
+
+def decide(
+    decisions: Sequence[Mapping[str, Any]], previous: SpeedOptions | None = None
+) -> tuple[SpeedOptions, list[str]]:
+    """Defaults from gpu_check's option decisions, and one line per option saying why.
+
+    A clear winner (at least ``NOISE`` faster) becomes the default; a tie keeps the previous value.
+    Where one option was timed in several places (channels-last: stage 1 and stage 2), it is on
+    only if it won everywhere it was clear. ``torch.compile`` on also sets ``compile_min_steps``
+    from the first call's extra time over the per-step saving.
+    """
+    options = previous or SpeedOptions()
+    reasons: list[str] = []
+    by_field: dict[str, list[Mapping[str, Any]]] = {}
+    for d in decisions:
+        if d.get("option") == "torch.compile" and d.get("backend", "inductor") != "inductor":
+            reasons.append(f"compile: timed with backend {d['backend']!r}, not the inductor training uses; ignored")
+            continue
+        if d.get("option") in _DECIDES:
+            by_field.setdefault(_DECIDES[d["option"]], []).append(d)
+    for name, found in by_field.items():
+        clear = [d for d in found if d.get("clear")]
+        where = "; ".join(str(d.get("line", "")) for d in found)
+        if not clear:
+            reasons.append(f"{name}: no clear winner, kept {getattr(options, name)!r} ({where})")
+            continue
+        if name == "attention":
+            choice = str(clear[0]["faster"])
+            value: Any = "eager" if choice == "timm_eager" else choice
+        else:
+            value = all(d["faster"] == "on" for d in clear)
+        options = replace(options, **{name: value})
+        if name == "compile":
+            options = replace(options, compile_min_steps=_compile_break_even(clear) if value else 0)
+        reasons.append(f"{name}: {value!r} ({where})")
+    return options, reasons
+
+
+def _compile_break_even(decisions: list[Mapping[str, Any]]) -> int:
+    """Steps after which compiling has paid for its first call: extra first-call time / saving per step."""
+    worst = 0
+    for d in decisions:
+        medians = d["median_ms"]
+        saved_s = (medians["off"] - medians["on"]) / 1e3
+        extra_s = float(d.get("first_call_s") or 0.0) - medians["on"] / 1e3
+        worst = max(worst, math.ceil(max(extra_s, 0.0) / saved_s) if saved_s > 0 else 0)
+    return worst
+
+
+def filed(options: SpeedOptions, measured: Mapping[str, Any]) -> dict[str, Any]:
+    """One table row: the options and where they came from."""
+    return {"options": asdict(options), "measured": dict(measured)}
+
+
+def record_defaults(report: Mapping[str, Any], path: Path = SPEED_DEFAULTS_PATH) -> list[str]:
+    """File the defaults a gpu_check report decides under its device's keys in ``path``; returns the keys.
+
+    Smoke runs (toy sizes) file nothing: a toy model's winner says little about a real step. Each key's
+    previous options are the starting point, so an option this run left undecided keeps its value.
+    """
+    meta = report.get("meta", {})
+    decisions = list(report.get("options") or [])
+    if meta.get("smoke") or not decisions:
+        return []
+    device_type = torch.device(str(meta.get("device", "cpu"))).type
+    keys = [str(meta["device_name"]), device_type] if device_type == "cuda" else [device_type]
+    table = json.loads(path.read_text()) if path.exists() else {"devices": {}}
+    devices = table.setdefault("devices", {})
+    for key in keys:
+        previous = SpeedOptions(**devices[key]["options"]) if key in devices else None
+        options, reasons = decide(decisions, previous)
+        devices[key] = filed(
+            options,
+            {
+                "device_name": meta.get("device_name"),
+                "torch": meta.get("torch"),
+                "threads": meta.get("torch_threads"),
+                "at": meta.get("finished") or meta.get("started"),
+                "precision": report.get("plan", {}).get("precision"),
+                "why": reasons,
+            },
+        )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(table, indent=1) + "\n")
+    os.replace(tmp, path)
+    load_speed_defaults.cache_clear()
+    return keys
