@@ -157,6 +157,15 @@ def run_sections(
             on_done(section.name)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     import numpy
     import PIL
@@ -170,7 +179,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "host": platform.node(),
@@ -194,7 +203,7 @@ def header(env: dict[str, Any], plan: Plan, budget: float) -> str:
     mem = f", {env['memory_gib']:.0f} GiB, cc {env['capability']}" if "memory_gib" in env else ""
     return "\n".join(
         [
-            f"GKD gpu_check ({'smoke: toy sizes' if plan.smoke else 'full sizes'}), budget {budget:.0f} s",
+            f"GKD gpu_check ({plan.label}), budget {budget:.0f} s",
             f"device  {env['device']}: {env['device_name']}{mem}",
             f"torch   {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}), timm {env['timm']}, "
             f"numpy {env['numpy']}, python {env['python']}, {env['cpu_count']} CPUs",

@@ -73,6 +73,7 @@ def _decide(
             "option": option,
             "where": where,
             "median_ms": medians,
+            "min_ms": {name: t["min_ms"] for name, t in times.items()},
             "faster": best,
             "speedup_over_slowest": speedup,
             "clear": speedup >= 1 + NOISE,

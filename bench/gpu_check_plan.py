@@ -50,6 +50,7 @@ class Plan:
     """Every size the check uses; :func:`full_plan` is the paper's, :func:`smoke_plan` a toy."""
 
     smoke: bool
+    label: str = "full sizes"
     teacher: ModelSpec = ModelSpec("vit_base_patch14_dinov2")
     student: ModelSpec = ModelSpec("deit_small_patch16_224")
     cnn: ModelSpec = ModelSpec("resnet50")
@@ -92,6 +93,7 @@ def cpu_plan() -> Plan:
     """
     return Plan(
         smoke=False,
+        label="CPU sizes: ViT-S/14 teacher, ViT-Ti/16 student, 128 px",
         teacher=ModelSpec("vit_small_patch14_dinov2"),
         student=ModelSpec("vit_tiny_patch16_224"),
         cnn=ModelSpec("resnet50"),
@@ -123,6 +125,7 @@ def smoke_plan(device: torch.device | None = None) -> Plan:
     tiny_vit = {"depth": 2, "num_heads": 2}
     return Plan(
         smoke=True,
+        label="smoke: toy sizes",
         teacher=ModelSpec("vit_base_patch14_dinov2", {**tiny_vit, "embed_dim": 48}),
         student=ModelSpec("deit_small_patch16_224", {**tiny_vit, "embed_dim": 32}),
         cnn=ModelSpec("resnet50", {"layers": [1, 1, 1, 1]}),

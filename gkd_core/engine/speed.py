@@ -192,7 +192,10 @@ def images_channels_last(batch: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------- deciding
 
-NOISE = 0.02  # settings whose medians are closer than this are a tie: the default stays as it was
+NOISE = 0.02  # settings whose times are closer than this are a tie: the default stays as it was
+# torch.compile changes how the step is built (graph breaks, recompiles, a compiler on the worker): it must
+# win by more than the noise to be worth that
+COMPILE_MARGIN = 0.05
 
 # gpu_check decision option name -> the SpeedOptions field it decides
 _DECIDES = {
@@ -203,15 +206,40 @@ _DECIDES = {
 }
 
 
+def _timed_as(name: str, value: Any) -> str:
+    """The gpu_check setting name that times a SpeedOptions value."""
+    if name == "attention":
+        return "timm_eager" if value == "eager" else str(value)
+    return "on" if value else "off"
+
+
+def wins(decision: Mapping[str, Any], against: str, margin: float) -> bool:
+    """Whether the fastest setting beats ``against`` by ``margin`` on the medians and on the minima.
+
+    The minimum is the call least disturbed by the rest of the machine; asking both to agree keeps
+    a noisy run from flipping a default. A setting that was not timed counts as the slowest one.
+    """
+    best = str(decision["faster"])
+    for key in ("median_ms", "min_ms"):
+        figures = decision.get(key)
+        if not figures or best not in figures:
+            continue
+        other = figures.get(against, max(figures.values()))
+        if other < figures[best] * (1 + margin):
+            return False
+    return best != against
+
+
 def decide(
     decisions: Sequence[Mapping[str, Any]], previous: SpeedOptions | None = None
 ) -> tuple[SpeedOptions, list[str]]:
     """Defaults from gpu_check's option decisions, and one line per option saying why.
 
-    A clear winner (at least ``NOISE`` faster) becomes the default; a tie keeps the previous value.
-    Where one option was timed in several places (channels-last: stage 1 and stage 2), it is on
-    only if it won everywhere it was clear. ``torch.compile`` on also sets ``compile_min_steps``
-    from the first call's extra time over the per-step saving.
+    A setting becomes the default when it beats the current one by ``NOISE`` (``COMPILE_MARGIN``
+    for compile) on both medians and minima; otherwise the previous value stays. Where an option
+    was timed in several places (channels-last: stage 1 and stage 2), it changes only if every place
+    agrees. ``torch.compile`` on also sets ``compile_min_steps`` from the first call's extra time over
+    the per-step saving.
     """
     options = previous or SpeedOptions()
     reasons: list[str] = []
@@ -223,19 +251,18 @@ def decide(
         if d.get("option") in _DECIDES:
             by_field.setdefault(_DECIDES[d["option"]], []).append(d)
     for name, found in by_field.items():
-        clear = [d for d in found if d.get("clear")]
+        current = getattr(options, name)
+        margin = COMPILE_MARGIN if name == "compile" else NOISE
         where = "; ".join(str(d.get("line", "")) for d in found)
-        if not clear:
-            reasons.append(f"{name}: no clear winner, kept {getattr(options, name)!r} ({where})")
+        winners = {str(d["faster"]) for d in found}
+        if len(winners) > 1 or not all(wins(d, _timed_as(name, current), margin) for d in found):
+            reasons.append(f"{name}: no winner by {margin:.0%} over {current!r} everywhere, kept it ({where})")
             continue
-        if name == "attention":
-            choice = str(clear[0]["faster"])
-            value: Any = "eager" if choice == "timm_eager" else choice
-        else:
-            value = all(d["faster"] == "on" for d in clear)
+        choice = winners.pop()
+        value: Any = ("eager" if choice == "timm_eager" else choice) if name == "attention" else choice == "on"
         options = replace(options, **{name: value})
         if name == "compile":
-            options = replace(options, compile_min_steps=_compile_break_even(clear) if value else 0)
+            options = replace(options, compile_min_steps=_compile_break_even(found) if value else 0)
         reasons.append(f"{name}: {value!r} ({where})")
     return options, reasons
 
@@ -254,6 +281,15 @@ def _compile_break_even(decisions: list[Mapping[str, Any]]) -> int:
 def filed(options: SpeedOptions, measured: Mapping[str, Any]) -> dict[str, Any]:
     """One table row: the options and where they came from."""
     return {"options": asdict(options), "measured": dict(measured)}
+
+
+def _iso(epoch: Any) -> str | None:
+    """A report's epoch seconds as an ISO date-time in UTC (None stays None)."""
+    if epoch is None:
+        return None
+    import datetime
+
+    return datetime.datetime.fromtimestamp(float(epoch), datetime.UTC).isoformat(timespec="seconds")
 
 
 def record_defaults(report: Mapping[str, Any], path: Path = SPEED_DEFAULTS_PATH) -> list[str]:
@@ -279,7 +315,7 @@ def record_defaults(report: Mapping[str, Any], path: Path = SPEED_DEFAULTS_PATH)
                 "device_name": meta.get("device_name"),
                 "torch": meta.get("torch"),
                 "threads": meta.get("torch_threads"),
-                "at": meta.get("finished") or meta.get("started"),
+                "at": _iso(meta.get("finished") or meta.get("started")),
                 "precision": report.get("plan", {}).get("precision"),
                 "why": reasons,
             },

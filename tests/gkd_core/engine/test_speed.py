@@ -93,12 +93,30 @@ def test_clear_winners_become_defaults_and_ties_keep_the_previous_value() -> Non
     ]
     options, reasons = decide(decisions, previous)
     assert options == SpeedOptions(fused_adamw=True, attention="efficient", channels_last=False)
-    assert any("no clear winner, kept True" in r for r in reasons)
+    assert any(r.startswith("fused_adamw: no winner by 2% over True") for r in reasons)
 
     options, _ = decide([_decision("channels-last", 100.0, 80.0), _decision("channels-last", 50.0, 40.0)])
     assert options.channels_last
     eager, _ = decide([{**_decision("SDPA backend", 0, 0), "faster": "timm_eager", "clear": True, "median_ms": {}}])
     assert eager.attention == "eager"
+
+
+def test_an_attention_variant_must_beat_the_current_one_not_only_the_slowest() -> None:
+    medians = {"flash": 417.5, "math": 429.6, "default": 416.3, "timm_eager": 406.1}
+    sdpa = {"option": "SDPA backend", "median_ms": medians, "faster": "timm_eager", "clear": True, "line": "sdpa"}
+    kept, reasons = decide([sdpa])  # 2.5 % over torch's choice: enough
+    assert kept.attention == "eager"
+    close, reasons = decide([{**sdpa, "median_ms": {**medians, "default": 410.0}}])  # 1 %: a tie with the default
+    assert close.attention == "default" and "no winner by 2%" in reasons[0]
+
+
+def test_a_win_must_show_in_the_minima_too_and_compile_needs_a_wider_margin() -> None:
+    noisy = {**_decision("fused AdamW", 100.0, 90.0), "min_ms": {"off": 88.0, "on": 87.5}}
+    assert not decide([noisy])[0].fused_adamw  # the medians moved, the undisturbed calls did not
+    steady = {**_decision("fused AdamW", 100.0, 90.0), "min_ms": {"off": 95.0, "on": 85.0}}
+    assert decide([steady])[0].fused_adamw
+    three_percent = _decision("torch.compile", 103.0, 100.0, first_call_s=10.0)
+    assert not decide([three_percent])[0].compile
 
 
 def test_compile_defaults_carry_the_steps_that_repay_the_first_call() -> None:
