@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gkd_catalog.speed import parse_speed_overrides
+
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 
 
@@ -102,6 +104,24 @@ class Settings(BaseSettings):
     api_workers: int | None = Field(
         default=None, ge=1, le=64, description="API server processes; default: the cores in production, 1 embedded."
     )
+
+    speed: str = Field(
+        default="",
+        description="Worker: override the measured training speed defaults of its device for its jobs, as "
+        "'name=value,...' (fused_adamw, attention, channels_last, compile, compile_min_steps; see "
+        "docs/PERFORMANCE.md); empty keeps them. Checked when the settings load.",
+    )
+
+    @field_validator("speed")
+    @classmethod
+    def _check_speed(cls, value: str) -> str:
+        """A misspelt override must stop the worker at start, not fail every job it runs."""
+        parse_speed_overrides(value)  # ValueError naming the bad part
+        return value
+
+    @property
+    def speed_overrides(self) -> dict[str, bool | int | str]:
+        return parse_speed_overrides(self.speed)
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

@@ -174,6 +174,8 @@ class JobRun:
             "device": device_kind,
             # Decoded-once dataset stores live beside the dataset cache (gkd_core.data.prepared).
             "prepared_dir": self._prepared_dir(),
+            # GKD_SPEED of this worker, over the speed defaults measured for the device (gkd_core.engine.speed)
+            "speed": self.context.settings.speed_overrides,
         }
 
     def run(self) -> None:

@@ -61,6 +61,7 @@ def build_config(launch: dict[str, Any], device: str) -> Any:
         device=device,
         source_eval=decode_split(source_eval) if source_eval else None,
         prepared_dir=Path(launch["prepared_dir"]) if launch.get("prepared_dir") else None,
+        speed_overrides=launch.get("speed") or {},
     )
 
 

@@ -28,6 +28,7 @@ def to_experiment_config(
     device: str,
     source_eval: DatasetSplit | None = None,
     prepared_dir: Path | None = None,
+    speed_overrides: dict[str, Any] | None = None,
 ) -> ExperimentConfig:
     """Build the library config; callers supply how dataset names and weight URIs become local paths."""
     s2 = spec.stage2
@@ -72,6 +73,7 @@ def to_experiment_config(
         export_int8=spec.export.int8,
         int8_calibration_images=spec.export.calibration_images,
         prepared_dir=prepared_dir,
+        speed_overrides=dict(speed_overrides or {}),
     )
 
 

@@ -9,8 +9,9 @@ the device's name and its type. A device never measured keeps torch's defaults (
 
 ``torch.compile`` pays a one-time cost (tracing and code generation, tens of seconds), so its default
 carries ``compile_min_steps``: the step count from which the per-step saving repays that cost; a
-shorter stage runs eagerly. ``GKD_SPEED`` (for example ``"compile=off,attention=flash"``) overrides
-the defaults on one worker; a value this module does not know is refused, not ignored.
+shorter stage runs eagerly. A worker's ``GKD_SPEED`` (for example ``"compile=off,attention=flash"``,
+parsed by gkd_catalog/speed.py when the worker's settings load) overrides the defaults for its jobs
+through ``ExperimentConfig.speed_overrides``; a name or value this module does not know is refused.
 """
 
 from __future__ import annotations
@@ -31,12 +32,10 @@ from torch import nn
 from gkd_core.errors import ConfigError
 
 SPEED_DEFAULTS_PATH = Path(__file__).with_name("speed_defaults.json")
-ENV_OVERRIDES = "GKD_SPEED"
 
-# attention choice -> the torch SDPA backend it pins (None: torch picks; "eager": timm's softmax path)
+# attention choices that pin a torch SDPA backend ("default": torch picks; "eager": timm's softmax path)
 _SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
 ATTENTION_CHOICES = ("default", "eager", *_SDPA_BACKENDS)
-_ON = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -59,26 +58,17 @@ class SpeedOptions:
         """Whether a stage of ``steps`` steps is long enough to repay compiling."""
         return self.compile and steps >= self.compile_min_steps
 
-    def with_overrides(self, text: str) -> SpeedOptions:
-        """Apply ``"name=value,..."`` (``GKD_SPEED``'s form); unknown names or values raise ConfigError."""
-        changes: dict[str, Any] = {}
-        known = {f.name: f for f in fields(self)}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            name, sep, value = (s.strip() for s in part.partition("="))
-            if not sep or name not in known:
-                raise ConfigError(f"{ENV_OVERRIDES}: {part!r} is not name=value with a name of {sorted(known)}")
-            kind = known[name].type
-            if kind == "bool":
-                if value.lower() not in _ON:
-                    raise ConfigError(f"{ENV_OVERRIDES}: {name} takes on/off, got {value!r}")
-                changes[name] = _ON[value.lower()]
-            elif kind == "int":
-                if not value.isdigit():
-                    raise ConfigError(f"{ENV_OVERRIDES}: {name} takes a whole number >= 0, got {value!r}")
-                changes[name] = int(value)
-            else:
-                changes[name] = value
-        return replace(self, **changes)
+    def with_overrides(self, overrides: Mapping[str, Any]) -> SpeedOptions:
+        """These options with some replaced; an unknown name or a value of the wrong type raises ConfigError."""
+        known = {f.name: f.type for f in fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown speed options {unknown}; known: {sorted(known)}")
+        for name, value in overrides.items():
+            kind = {"bool": bool, "int": int, "str": str}[str(known[name])]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"speed option {name} takes a {kind.__name__}, got {value!r}")
+        return replace(self, **overrides)
 
 
 def device_keys(device: torch.device) -> list[str]:
@@ -95,15 +85,16 @@ def load_speed_defaults(path: Path = SPEED_DEFAULTS_PATH) -> dict[str, Any]:
     return data
 
 
-def speed_defaults(device: str | torch.device, table: Mapping[str, Any] | None = None) -> SpeedOptions:
-    """The measured defaults for ``device`` (torch's defaults if never measured), then ``GKD_SPEED``."""
+def speed_defaults(
+    device: str | torch.device, table: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
+) -> SpeedOptions:
+    """The measured defaults for ``device`` (torch's defaults if never measured), then ``overrides``."""
     devices = (table if table is not None else load_speed_defaults()).get("devices", {})
     options = SpeedOptions()
     for key in device_keys(torch.device(device)):
         if key in devices:
             options = SpeedOptions(**devices[key]["options"])
             break
-    overrides = os.environ.get(ENV_OVERRIDES, "")
     return options.with_overrides(overrides) if overrides else options
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gkd_core.config import BackboneConfig, Stage1Config
+from gkd_core.engine.speed import SpeedOptions
 from gkd_core.errors import ConfigError
 from gkd_core.stages.stage2 import Stage2Config
 
@@ -77,6 +78,9 @@ class ExperimentConfig:
     # beside the dataset cache. None reads the image files as they are. A stage uses its store when it
     # reads the split more than once over and the store fits on that disk (see prepared.decide).
     prepared_dir: Path | None = None
+    # The worker's GKD_SPEED as {option: value}, over the speed defaults measured for the device
+    # (gkd_core.engine.speed); empty keeps them.
+    speed_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from gkd_core.methods import get_method
@@ -111,6 +115,7 @@ class ExperimentConfig:
             raise ConfigError(f"int8_calibration_images must be >= 1, got {self.int8_calibration_images}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        SpeedOptions().with_overrides(self.speed_overrides)  # ConfigError naming the bad part
 
     @property
     def two_stage(self) -> bool:

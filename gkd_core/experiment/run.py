@@ -29,6 +29,7 @@ from gkd_core.engine import distributed
 from gkd_core.engine.batches import StepBatches
 from gkd_core.engine.callbacks import Callbacks, Phase
 from gkd_core.engine.metrics import SegMetrics
+from gkd_core.engine.speed import speed_defaults
 from gkd_core.engine.trainer import StopRequested
 from gkd_core.errors import CheckpointError, ConfigError
 from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
@@ -93,6 +94,7 @@ class ExperimentRun:
         self.cb = callbacks
         self.state = RunState(work_dir)
         self.device = torch.device(cfg.device)
+        self.speed = speed_defaults(self.device, overrides=cfg.speed_overrides)
         train_ds = cfg.source.open()
         self.classes: list[str] = list(train_ds.classes)
         self.num_classes = int(train_ds.num_classes)
@@ -234,6 +236,7 @@ class ExperimentRun:
             device=self.device,
             precision=self.cfg.precision,
             seed=self.cfg.seed + seed_offset,
+            speed=self.speed,
             exclude_prefixes=exclude,
             config={"experiment": self.cfg.to_json(), "stage": key},
         )
@@ -288,6 +291,7 @@ class ExperimentRun:
             device=self.device,
             precision=cfg.precision,
             seed=cfg.seed,
+            speed=self.speed,
         )
         back = student.set_geometry(img_size=cfg.student.img_size, patch_size=native_patch)
         self.cb.on_event(f"stage1: student handed to stage 2 as {back}")

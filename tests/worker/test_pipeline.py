@@ -201,6 +201,17 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
     print(f"tiny job through run_job: {took:.1f} s")
 
 
+def test_the_worker_speed_setting_reaches_the_ranks(tmp_path: Path, tiny_bench: Path) -> None:
+    """GKD_SPEED travels in the launch file: every training stage of the job runs with it, and says so."""
+    env = make_env(tmp_path, tiny_bench, speed="attention=eager,fused_adamw=on")
+    job_id = env.submit(tiny_spec("speed"))
+    run_job(job_id, context=env.context)
+    assert env.job(job_id).status == JobStatus.SUCCEEDED.value, env.job(job_id).error_detail
+    lines = [e.message for e in env.events(job_id) if "speed options" in e.message]
+    assert {m.split(":")[0] for m in lines} == {"stage1b", "stage2", "ref_student_frozen"}, lines
+    assert all("attention eager, fused AdamW on" in m for m in lines), lines
+
+
 def test_corrupt_image_fails_with_reason_user_naming_the_file(tmp_path: Path, tiny_bench: Path) -> None:
     source = tmp_path / "toon"
     shutil.copytree(tiny_bench / "toon", source)

@@ -50,25 +50,52 @@ def _decision(option: str, off: float, on: float, **extra: Any) -> dict[str, Any
 # ------------------------------------------------------------------------------------------ the table
 
 
-def test_defaults_are_the_table_row_of_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GKD_SPEED", raising=False)
+def test_defaults_are_the_table_row_of_the_device() -> None:
     assert speed_defaults("cpu", TABLE) == SpeedOptions(fused_adamw=True, attention="math")
     assert speed_defaults("meta", TABLE) == SpeedOptions()  # never measured: torch's defaults
 
 
-def test_env_overrides_the_table_and_refuses_what_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GKD_SPEED", "fused_adamw=off, attention=eager,compile=on,compile_min_steps=40")
-    assert speed_defaults("cpu", TABLE) == SpeedOptions(attention="eager", compile=True, compile_min_steps=40)
+def test_overrides_replace_the_table_and_unknown_ones_are_refused() -> None:
+    overrides = {"fused_adamw": False, "attention": "eager", "compile": True, "compile_min_steps": 40}
+    assert speed_defaults("cpu", TABLE, overrides) == SpeedOptions(
+        attention="eager", compile=True, compile_min_steps=40
+    )
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"turbo": True}, "unknown speed options"),
+        ({"compile": "yes"}, "takes a bool"),
+        ({"compile_min_steps": True}, "takes a int"),
+        ({"attention": "fastest"}, "attention must be one of"),
+        ({"compile_min_steps": -1}, "must be >= 0"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            speed_defaults("cpu", TABLE, bad)
+
+
+def test_the_catalogue_parses_the_worker_setting_into_these_options() -> None:
+    """GKD_SPEED is read by the torch-free settings (gkd_catalog) and applied here: the names must agree."""
+    from dataclasses import fields
+
+    from gkd_catalog.speed import ATTENTION_CHOICES as CATALOGUE_CHOICES
+    from gkd_catalog.speed import SPEED_OPTIONS, parse_speed_overrides
+    from gkd_core.engine.speed import ATTENTION_CHOICES
+
+    assert CATALOGUE_CHOICES == ATTENTION_CHOICES
+    assert {f.name: str(f.type) for f in fields(SpeedOptions)} == {
+        name: kind if isinstance(kind, str) else "str" for name, kind in SPEED_OPTIONS.items()
+    }
+    parsed = parse_speed_overrides(" fused_adamw=on, attention=flash,compile=off,compile_min_steps=7 ,")
+    expected = SpeedOptions(fused_adamw=True, attention="flash", compile_min_steps=7)
+    assert SpeedOptions().with_overrides(parsed) == expected
     for bad, message in [
         ("turbo=on", "name=value"),
         ("compile", "name=value"),
         ("compile=maybe", "on/off"),
-        ("attention=fastest", "attention must be one of"),
+        ("attention=fastest", "must be one of"),
         ("compile_min_steps=-1", "whole number"),
     ]:
-        monkeypatch.setenv("GKD_SPEED", bad)
-        with pytest.raises(ConfigError, match=message):
-            speed_defaults("cpu", TABLE)
+        with pytest.raises(ValueError, match=message):
+            parse_speed_overrides(bad)
 
 
 def test_the_committed_table_loads_and_every_row_is_valid() -> None:
@@ -244,15 +271,35 @@ def test_fused_adamw_is_asked_for_only_where_torch_has_the_kernel() -> None:
     assert adamw_fused(SpeedOptions(), "cpu") is None
 
 
-def test_stages_take_the_defaults_of_their_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CNN student under GKD_SPEED: the step runs fused and channels-last, and hands back plain weights."""
-    monkeypatch.setenv("GKD_SPEED", "fused_adamw=on,channels_last=on,attention=math")
+def test_stages_take_the_defaults_of_their_device() -> None:
+    """A CNN student: the step runs with the CPU's measured defaults and hands back plain weights."""
+    expected = speed_defaults("cpu")
     student = build_backbone(tiny_resnet(32))
     teacher = build_teacher(tiny_teacher(32), student)
     callbacks = RecordingCallbacks()
     cfg = Stage1Config(steps=2, batch_size=2, image_size=32, teacher_precision="fp32", checkpoint_every=0,
-                       mask_probability=0.0)
+                       mask_probability=0.0)  # fmt: skip
     run_stage1(student, teacher, cfg, source=[{"image": torch.rand(2, 3, 32, 32)}], callbacks=callbacks)
+    lines = [e for e in callbacks.events if "speed options" in e]
+    if expected == SpeedOptions():
+        assert not lines  # nothing to say: torch's defaults
+    else:
+        on = {True: "on", False: "off"}
+        assert lines == [
+            f"stage1b: speed options: attention {expected.attention}, fused AdamW {on[expected.fused_adamw]}, "
+            f"channels-last {on[expected.channels_last]}, compile {on[expected.compiles(2)]}"
+        ]
+    assert all(p.is_contiguous() for p in student.parameters())
+
+
+def test_an_explicit_choice_wins_over_the_defaults() -> None:
+    student = build_backbone(tiny_resnet(32))
+    teacher = build_teacher(tiny_teacher(32), student)
+    callbacks = RecordingCallbacks()
+    cfg = Stage1Config(steps=2, batch_size=2, image_size=32, teacher_precision="fp32", checkpoint_every=0,
+                       mask_probability=0.0)  # fmt: skip
+    speed = SpeedOptions(fused_adamw=True, channels_last=True, attention="math")
+    run_stage1(student, teacher, cfg, source=[{"image": torch.rand(2, 3, 32, 32)}], callbacks=callbacks, speed=speed)
     line = next(e for e in callbacks.events if "speed options" in e)
-    assert "attention math, fused AdamW on, channels-last on, compile off" in line
+    assert line.endswith("attention math, fused AdamW on, channels-last on, compile off")
     assert all(p.is_contiguous() for p in student.parameters())

@@ -263,6 +263,17 @@ def test_benchmark_averages_test_time_resize_and_stage2_epochs(
     assert "## Averages" in result.exports["readme"].read_text()
 
 
+def test_speed_overrides_reach_every_training_stage(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
+    cb = RecordingCallbacks()
+    overrides = {"attention": "eager", "fused_adamw": True}
+    run_experiment(_config(domains, speed_overrides=overrides), work_dir=tmp_path, callbacks=cb)
+    lines = [e for e in cb.events if "speed options" in e]
+    assert sorted(e.split(":")[0] for e in lines) == ["stage1b", "stage2"], cb.events
+    assert all("attention eager, fused AdamW on" in e for e in lines), lines
+    with pytest.raises(ConfigError, match="unknown speed options"):
+        _config(domains, speed_overrides={"turbo": True})
+
+
 def test_prepared_stores_train_exactly_like_the_image_files(domains: dict[str, DatasetSplit], tmp_path: Path) -> None:
     # 32 px images are below both stages' stored short side, so the stores hold native pixels and the
     # run must be the same run, step for step, as reading the PNG files.
