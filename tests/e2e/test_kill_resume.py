@@ -31,7 +31,9 @@ from worker.work_dir_sync import checkpoint_prefix
 pytestmark = pytest.mark.e2e
 
 QUEUE = "a100"  # not the default queue: the requeued job must come back here
-STEPS = 30
+# Long enough that the kill lands mid-stage on a fast machine too: the tiny model's steps take about
+# 10 ms on a 2-core AMD EPYC build machine, where 30 steps ended before the poll saw step 12.
+STEPS = 300
 CHECKPOINT_EVERY = 5
 KILL_AFTER_STEP = 10
 _CKPT = re.compile(r"^checkpoints/stage1/stage1b-step(\d+)\.pt$")
@@ -88,6 +90,7 @@ def test_sigkill_mid_stage1_then_resume(
         ),
         timeout_s=120,
         what=f"stage 1 past step {KILL_AFTER_STEP} with a stored checkpoint\n{first.tail()}",
+        interval_s=0.02,
     )
     first.kill_group()
     killed_at = time.monotonic()
