@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     if metrics is not None:
         _logger.info("Prometheus metrics of all workers are merged through %s", metrics)
     uvicorn.run(
-        "api.main:create_app",
+        "api.main:serving_app",
         factory=True,
         host=args.host,
         port=args.port,

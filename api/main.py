@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.heap import FrozenHeap
 from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
 from api.openapi_errors import document_errors
@@ -40,4 +41,16 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics, templates=templates)
+    return app
+
+
+def serving_app() -> FastAPI:
+    """The app as the servers run it (``python -m api``, ``gkd serve``): :func:`create_app` with its heap
+    frozen after start-up (api/heap.py), which takes full garbage collections off the latency tail.
+
+    Tests build :func:`create_app` instead: freezing the test process would keep every test's cyclic
+    garbage for the rest of the run.
+    """
+    app = create_app()
+    app.add_middleware(FrozenHeap)
     return app

@@ -133,12 +133,12 @@ def serve(host: str, port: int, data_dir: Path) -> None:
     """Run the API in this process and the worker beside it until interrupted."""
     import uvicorn
 
-    from api.main import create_app
+    from api.main import serving_app
 
     data_dir = data_dir.expanduser().resolve()
     settings, _ = prepare(data_dir)
     worker = start_worker(data_dir, settings)
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        uvicorn.run(serving_app(), host=host, port=port, log_level="info")
     finally:
         stop_worker(worker)
