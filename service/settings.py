@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         description="Let jobs decode their datasets once into prepared stores under data_dir/prepared (beside the "
         "dataset cache), used when a stage reads more images than the split holds and the disk has room.",
     )
+    rank_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of a job's training processes: under CPU contention the worker's own "
+        "threads (heartbeat, reports, checkpoint pushes) and an API on the same machine come first. 0 disables.",
+    )
     stop_grace_s: float = Field(
         default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
     )

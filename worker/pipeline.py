@@ -204,6 +204,7 @@ class JobRun:
             result = launcher.run_ranks(
                 self.control, nproc=ranks, device_kind=slots.kind, callbacks=callbacks,
                 stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
+                nice=settings.rank_nice,
             )  # fmt: skip
             callbacks.flush()
             tensorboard.close()

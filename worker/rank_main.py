@@ -91,6 +91,8 @@ def _run(control: Any, launch: dict[str, Any]) -> dict[str, Any]:
                 f"{world} ranks joined ({distributed.backend_for(kind)} on {kind}); "
                 f"each takes 1/{world} of every global batch"
             )
+        if rank == 0 and os.nice(0):  # GKD_RANK_NICE, as the process actually runs it
+            callbacks.on_event(f"training processes run at niceness {os.nice(0)}: the worker and the API come first")
         config = build_config(launch, str(device))
         result = run_experiment(config, work_dir=Path(launch["work_dir"]), callbacks=callbacks)
         if rank != 0:
