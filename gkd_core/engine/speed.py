@@ -103,8 +103,10 @@ def speed_defaults(
 
 def fused_supported(device: torch.device) -> bool:
     """Whether torch has a fused AdamW kernel for this device type."""
-    from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
+    try:  # torch's own list (private, so it may move)
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:
+        return device.type in ("cuda", "cpu")
     return device.type in _get_fused_kernels_supported_devices()
 
 
