@@ -137,8 +137,17 @@ def collector_paused() -> Iterator[None]:
 
 
 def measure(
-    service: LiveService, path: str, route: str, condition: str, *, rate: float, duration_s: float
+    service: LiveService,
+    path: str,
+    route: str,
+    condition: str,
+    *,
+    rate: float,
+    duration_s: float,
+    loadgen_nice: int = 0,
 ) -> RouteResult:
+    """One route under one condition. The services were started before, at normal priority (their processes
+    must not inherit the load generator's niceness); only the measurement runs at ``loadgen_nice``."""
     async def run() -> tuple[list[float], Counter[str]]:
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         headers = {"Authorization": f"Bearer {service.key}"}
@@ -147,7 +156,8 @@ def measure(
             with collector_paused():
                 return await open_loop(client, path, rate=rate, duration_s=duration_s)
 
-    latencies, errors = asyncio.run(run())
+    with loadgen_priority(loadgen_nice):
+        latencies, errors = asyncio.run(run())
     ms = sorted(1000 * value for value in latencies)
     return RouteResult(
         mode=service.mode, condition=condition, route=route, rate=rate, duration_s=duration_s, sent=len(ms),
@@ -178,7 +188,10 @@ def run_mode(mode: Mode, work_dir: Path, args: argparse.Namespace) -> list[Route
         for condition in args.conditions:
             with training_job(service) if condition == "training" else contextlib.nullcontext():
                 for route, path in routes.items():
-                    result = measure(service, path, route, condition, rate=args.rate, duration_s=args.duration)
+                    result = measure(
+                        service, path, route, condition, rate=args.rate, duration_s=args.duration,
+                        loadgen_nice=args.loadgen_nice,
+                    )  # fmt: skip
                     print(format_row(result), flush=True)
                     results.append(result)
     return results
@@ -211,13 +224,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--work-dir", type=Path, default=None, help="where services keep their data (default: a temp dir)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--loadgen-nice",
+        type=int,
+        default=-10,
+        help="niceness of the load generator while it runs (default -10, root only; 0 to share the CPU fairly)",
+    )
     return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def loadgen_priority(nice: int) -> Iterator[str]:
+    """Run the load generator ahead of the service it measures, for a while; yields what was applied.
+
+    Start the services before entering: processes started inside inherit the niceness.
+
+    With the kernel's autogroup scheduling every session gets an equal share of the CPU, whatever its
+    processes' niceness. On a 2-core machine shared with the API, PostgreSQL, Redis, the worker and a
+    training rank (each in its own session), that share was too small for the load generator with a job
+    training: it sent late, and the delay was charged to the server (p99 1.0-1.4 s, against 46-81 ms with
+    the load generator's group at -10 and all under 250 ms in the API's own histogram). So this process's
+    niceness, and its session's group's (``/proc/self/autogroup``), are lowered, and restored after.
+    """
+    if not nice:
+        yield "niceness 0 (shares the CPU fairly with the service)"
+        return
+    group = Path("/proc/self/autogroup")
+    before_process = os.getpriority(os.PRIO_PROCESS, 0)
+    before_group = group.read_text().split()[-1] if group.exists() else None
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        if before_group is not None:
+            group.write_text(str(nice))
+    except OSError as exc:
+        yield f"niceness {before_process}: could not set {nice} ({exc.strerror}; needs root)"
+        return
+    try:
+        yield f"niceness {nice}, scheduling group too" if before_group is not None else f"niceness {nice}"
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, before_process)
+            if before_group is not None:
+                group.write_text(before_group)
 
 
 def main(argv: list[str] | None = None) -> list[RouteResult]:
     args = parse_args(argv)
+    with loadgen_priority(args.loadgen_nice) as priority:  # a dry run: say what the measurements will get
+        pass
     print(f"open loop, {args.rate:.0f} req/s for {args.duration:.0f} s per route; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)  # fmt: skip
+          f"load average {os.getloadavg()[0]:.1f} at start; load generator at {priority} while measuring",
+          flush=True)  # fmt: skip
     print(HEADER, flush=True)
     results: list[RouteResult] = []
     with tempfile.TemporaryDirectory(prefix="gkd-api-latency-") as tmp:
