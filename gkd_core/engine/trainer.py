@@ -281,7 +281,9 @@ def fit(
 
     speed = speed or SpeedOptions()
     converted = to_channels_last(task, optimizer) if speed.channels_last else []
+    kernels = contextlib.ExitStack()  # the attention kernel, for the whole loop (restored at the end)
     try:
+        kernels.enter_context(attention(task, speed.attention))
         steps_per_epoch = getattr(batches, "steps_per_epoch", None)
         channels_last = bool(converted)
         model: Callable[..., Any] = distributed.wrap(task, device)
@@ -320,13 +322,12 @@ def fit(
             if channels_last:
                 batch = images_channels_last(batch)
             optimizer.zero_grad(set_to_none=True)
-            with attention(task, speed.attention):
-                with autocast_context(device, precision):
-                    output = model(batch)
-                if not isinstance(output, Mapping) or "loss" not in output:
-                    raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
-                loss = output["loss"]
-                loss.backward()
+            with autocast_context(device, precision):
+                output = model(batch)
+            if not isinstance(output, Mapping) or "loss" not in output:
+                raise ConfigError(f"stage {stage!r}: task.forward must return a dict with a 'loss' entry")
+            loss = output["loss"]
+            loss.backward()
             scalars = _scalars(output)
             if grad_clip is not None:
                 scalars["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, grad_clip).detach()
@@ -365,6 +366,7 @@ def fit(
             best,
         )
     finally:
+        kernels.close()
         set_memory_format(converted, torch.contiguous_format, optimizer)  # exports want plain contiguous tensors
 
 

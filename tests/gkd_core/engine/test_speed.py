@@ -186,9 +186,11 @@ class ConvTask(torch.nn.Module):
         self.conv.prefers_channels_last = True  # type: ignore[assignment]
         self.head = torch.nn.Linear(4, 1)
         self.compiling: list[bool] = []
+        self.flash_enabled: list[bool] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.compiling.append(torch.compiler.is_compiling())
+        self.flash_enabled.append(torch.backends.cuda.flash_sdp_enabled())
         pred = self.head(self.conv(batch["image"]).relu().mean(dim=(2, 3))).squeeze(-1)
         return {"loss": (pred - batch["target"]).pow(2).mean()}
 
@@ -243,6 +245,13 @@ def test_a_compiled_stage_trains_like_the_eager_one() -> None:
     assert any("compile on" in e for e in calls.events) and task.compiling[0]  # traced by dynamo
     _, eager = _toy_fit(None, steps=6, checkpoint_dir=None)
     assert calls.values("loss", "toy") == pytest.approx(eager.values("loss", "toy"), rel=1e-4)
+
+
+def test_fit_runs_every_step_under_the_chosen_attention_kernel() -> None:
+    assert torch.backends.cuda.flash_sdp_enabled()
+    task, _ = _toy_fit(SpeedOptions(attention="math"), steps=3, checkpoint_dir=None)
+    assert task.flash_enabled == [False, False, False]  # only MATH allowed while training
+    assert torch.backends.cuda.flash_sdp_enabled()  # and torch's choice is back afterwards
 
 
 def test_attention_eager_switches_timm_off_for_a_while_and_back() -> None:
