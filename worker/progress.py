@@ -67,7 +67,10 @@ class JobCallbacks(Callbacks):
 
     def on_checkpoint(self, path: Path, stage: str, step: int) -> None:
         self.flush()
-        uploaded = self.outage.call(f"storing the {stage} checkpoint of step {step}", self.sync.push)
+        # Later checkpoints already on disk wait for their own report (their metric rows are not written yet).
+        uploaded = self.outage.call(
+            f"storing the {stage} checkpoint of step {step}", lambda: self.sync.push(up_to=(stage, step))
+        )
         _logger.info("job %s: checkpoint %s step %d stored (%d files uploaded)", self.job_id, stage, step, uploaded)
 
     def on_progress(self, stage: str, fraction: float, eta_s: float | None) -> None:

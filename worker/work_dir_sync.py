@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,13 +59,43 @@ class WorkDirSync:
     def _key(self, name: str) -> str:
         return f"{checkpoint_prefix(self.job_id)}/files/{name}"
 
-    def push(self) -> int:
-        """Upload new or changed files, then the manifest; returns how many files were uploaded."""
+    def _held_back(self, files: list[Path], up_to: tuple[str, int] | None) -> set[str]:
+        """Checkpoint files of stage ``up_to[0]`` from steps after ``up_to[1]``, when one at or before it exists.
+
+        The trainer runs ahead of the reports the worker replays: when checkpoint N is replayed, the rank
+        may already have written N+5 to disk, and its metric rows are not recorded yet. Storing that file
+        would let a resumed attempt start after steps whose loss rows were never written (a gap in the
+        curve, seen in tests/e2e/test_kill_resume.py). It is stored with its own report instead, unless
+        nothing at or before N is left on disk (the trainer pruned it), where a newer checkpoint beats none.
+        """
+        if up_to is None:
+            return set()
+        stage, step = up_to
+        pattern = re.compile(rf"^{re.escape(stage)}-step(\d+)\.pt$")
+        steps = {
+            path.relative_to(self.work_dir).as_posix(): int(match.group(1))
+            for path in files
+            if (match := pattern.match(path.name))
+        }
+        if not any(n <= step for n in steps.values()):
+            return set()
+        return {rel for rel, n in steps.items() if n > step}
+
+    def push(self, *, up_to: tuple[str, int] | None = None) -> int:
+        """Upload new or changed files, then the manifest; returns how many files were uploaded.
+
+        ``up_to`` (stage, step) is the checkpoint being reported: later checkpoints of that stage wait
+        for their own report (see :meth:`_held_back`).
+        """
         uploaded = 0
         present: set[str] = set()
         superseded: list[str] = []
-        for path in self._local_files():
+        files = self._local_files()
+        held = self._held_back(files, up_to)
+        for path in files:
             rel = path.relative_to(self.work_dir).as_posix()
+            if rel in held:
+                continue
             try:
                 stat = path.stat()
                 signature = (stat.st_size, stat.st_mtime_ns)

@@ -100,3 +100,34 @@ def test_a_manifest_naming_another_files_object_is_refused(tmp_path: Path) -> No
     store.put_bytes(f"{checkpoint_prefix('job-1')}/manifest.json", json.dumps(manifest).encode())
     with pytest.raises(ValueError, match="names object"):
         WorkDirSync(store, "job-1", tmp_path / "w").pull()
+
+
+def _manifest_files(store: LocalStore, job_id: str) -> set[str]:
+    return set(json.loads(store.get_bytes(f"{checkpoint_prefix(job_id)}/manifest.json"))["files"])
+
+
+def test_checkpoints_ahead_of_the_reported_one_wait_for_their_own_report(tmp_path: Path) -> None:
+    """The rank wrote step 20 while the worker was storing step 15: 20's loss rows are not recorded yet."""
+    work = tmp_path / "work"
+    (work / "checkpoints" / "stage1").mkdir(parents=True)
+    for step in (15, 20):
+        (work / "checkpoints" / "stage1" / f"stage1b-step{step}.pt").write_bytes(b"x" * step)
+    (work / "checkpoints" / "stage1" / "stage1a-step30.pt").write_bytes(b"other stage")
+    store = LocalStore(tmp_path / "store")
+    sync = WorkDirSync(store, "job-1", work)
+    sync.push(up_to=("stage1b", 15))
+    assert _manifest_files(store, "job-1") == {
+        "checkpoints/stage1/stage1b-step15.pt",
+        "checkpoints/stage1/stage1a-step30.pt",  # another stage's files are not held
+    }
+    sync.push(up_to=("stage1b", 20))  # its own report
+    assert "checkpoints/stage1/stage1b-step20.pt" in _manifest_files(store, "job-1")
+
+
+def test_a_newer_checkpoint_is_stored_when_the_reported_one_was_pruned_already(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "ck").mkdir(parents=True)
+    (work / "ck" / "stage1b-step20.pt").write_bytes(b"20")  # 15 is gone: 20 beats nothing
+    store = LocalStore(tmp_path / "store")
+    WorkDirSync(store, "job-1", work).push(up_to=("stage1b", 15))
+    assert _manifest_files(store, "job-1") == {"ck/stage1b-step20.pt"}
