@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.live_service import LiveService, Mode, job_spec, live_service, training_job, wait_status
+from worker.sched_group import group_nice, set_group_nice
 
 SEED_JOBS = 20
 CONNECTIONS = 64  # senders, each with its own connection: enough for 200 req/s at up to 300 ms per request
@@ -148,6 +149,7 @@ def measure(
 ) -> RouteResult:
     """One route under one condition. The services were started before, at normal priority (their processes
     must not inherit the load generator's niceness); only the measurement runs at ``loadgen_nice``."""
+
     async def run() -> tuple[list[float], Counter[str]]:
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         headers = {"Authorization": f"Bearer {service.key}"}
@@ -248,23 +250,21 @@ def loadgen_priority(nice: int) -> Iterator[str]:
     if not nice:
         yield "niceness 0 (shares the CPU fairly with the service)"
         return
-    group = Path("/proc/self/autogroup")
     before_process = os.getpriority(os.PRIO_PROCESS, 0)
-    before_group = group.read_text().split()[-1] if group.exists() else None
+    before_group = group_nice("self")
     try:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
-        if before_group is not None:
-            group.write_text(str(nice))
     except OSError as exc:
         yield f"niceness {before_process}: could not set {nice} ({exc.strerror}; needs root)"
         return
+    grouped = before_group is not None and set_group_nice("self", nice)
     try:
-        yield f"niceness {nice}, scheduling group too" if before_group is not None else f"niceness {nice}"
+        yield f"niceness {nice}, scheduling group too" if grouped else f"niceness {nice}"
     finally:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, before_process)
-            if before_group is not None:
-                group.write_text(before_group)
+        if grouped and before_group is not None:
+            set_group_nice("self", before_group)
 
 
 def main(argv: list[str] | None = None) -> list[RouteResult]:

@@ -33,6 +33,7 @@ from typing import Any
 from gkd_core.engine.callbacks import Callbacks
 from worker.reports import ControlDir, ReportReader
 from worker.retry import RankLost
+from worker.sched_group import set_group_nice
 
 _logger = logging.getLogger(__name__)
 
@@ -176,8 +177,7 @@ def lower_priority(pid: int, nice: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         target = min(19, os.getpriority(os.PRIO_PROCESS, pid) + nice)
         os.setpriority(os.PRIO_PROCESS, pid, target)
-        with contextlib.suppress(OSError):  # no autogroup support, or the process is gone
-            Path(f"/proc/{pid}/autogroup").write_text(str(target))
+        set_group_nice(pid, target)  # nothing to do without a group (no kernel support, or a cgroup owns it)
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:

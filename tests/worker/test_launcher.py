@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from worker.launcher import lower_priority
+from worker.sched_group import group_nice, set_group_nice
 
 
 def test_lower_priority_adds_to_the_niceness_and_caps_it() -> None:
@@ -16,12 +17,24 @@ def test_lower_priority_adds_to_the_niceness_and_caps_it() -> None:
         base = os.getpriority(os.PRIO_PROCESS, child.pid)
         lower_priority(child.pid, 5)
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, base + 5)
-        group = Path(f"/proc/{child.pid}/autogroup")
-        if group.exists():  # the session's scheduling group follows, or the niceness would not count
-            assert group.read_text().split()[-1] == str(min(19, base + 5))
+        if group_nice(child.pid) is not None:  # the session's scheduling group follows, or the niceness would not count
+            assert group_nice(child.pid) == min(19, base + 5)
         lower_priority(child.pid, 40)
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
     finally:
         child.kill()
         child.wait()
     lower_priority(child.pid, 5)  # gone by now: nothing to do, no error
+
+
+def test_a_process_without_a_scheduling_group_reads_none_and_is_left_alone(tmp_path: Path) -> None:
+    """Without kernel support the file is absent; where a cgroup owns the process's scheduling it reads empty
+    (as on the CI machines): neither is a group to read or set, and neither is an error."""
+    (tmp_path / "7").mkdir()
+    assert group_nice(7, tmp_path) is None and not set_group_nice(7, 5, tmp_path)  # absent
+    (tmp_path / "7" / "autogroup").write_text("")
+    assert group_nice(7, tmp_path) is None and not set_group_nice(7, 5, tmp_path)  # empty
+    assert (tmp_path / "7" / "autogroup").read_text() == ""
+    (tmp_path / "7" / "autogroup").write_text("/autogroup-85 nice 3\n")
+    assert group_nice(7, tmp_path) == 3
+    assert set_group_nice(7, 9, tmp_path) and (tmp_path / "7" / "autogroup").read_text() == "9"
