@@ -257,7 +257,6 @@ class Stage2Spec(_Strict):
         "freezing it (how a robust teacher is pretrained on a style pool before it is distilled).",
     )
 
-
     @model_validator(mode="after")
     def _schedule_and_head_options(self) -> Stage2Spec:
         self.steps = _steps_or_epochs(self.steps, self.epochs, 40_000)
@@ -267,9 +266,7 @@ class Stage2Spec(_Strict):
         for option in ("queries", "layers"):
             if getattr(self, f"head_{option}") is not None and option not in takes:
                 owners = [h.name for h in gkd_catalog.HEADS.values() if option in h.options]
-                raise ValueError(
-                    f"head_{option} applies to the {', '.join(owners)} head, not {self.head!r}; remove it"
-                )
+                raise ValueError(f"head_{option} applies to the {', '.join(owners)} head, not {self.head!r}; remove it")
         return self
 
 
@@ -570,6 +567,22 @@ class ArtifactRead(_Read):
     created_at: datetime
 
 
+class ArtifactLink(BaseModel):
+    """Where to fetch an artifact from, for clients that should not carry the API key there (a browser).
+
+    ``requires_key`` is false for a presigned object-store URL: open it as it is, until ``expires_at``, and
+    the file arrives under ``name``. It is true where the store has no URLs (local artifacts): the URL is
+    then this API's own download route, which needs the usual Authorization header.
+    """
+
+    name: str
+    size: int
+    sha256: str
+    url: str
+    requires_key: bool
+    expires_at: datetime | None
+
+
 class EvaluationCreate(_Strict):
     """Evaluate a finished job's student on more domains."""
 
@@ -614,7 +627,7 @@ class DatasetCreate(_Strict):
     options: dict[str, LayoutOptionValue] = Field(
         default_factory=dict,
         max_length=16,
-        description="Layout options (GET /v1/catalog lists each layout's), e.g. {\"condition\": \"fog\"} for acdc; "
+        description='Layout options (GET /v1/catalog lists each layout\'s), e.g. {"condition": "fog"} for acdc; '
         "stored with the dataset and used by the validator and by every job that reads it",
     )
 

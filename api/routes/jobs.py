@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
@@ -20,6 +21,7 @@ from service.pagination import decode_token, encode_token
 from service.plan import plan_json
 from service.schemas import (
     JOB_SPEC_EXAMPLE,
+    ArtifactLink,
     ArtifactList,
     ArtifactRead,
     JobEventList,
@@ -260,6 +262,38 @@ def job_artifacts(job_id: str, team: CurrentTeam, session: SessionDep) -> Artifa
 
 
 @router.get(
+    "/{job_id}/artifacts/{name:path}:link",
+    response_model=ArtifactLink,
+    summary="Get a link to an artifact",
+    description="A presigned URL that needs no API key (S3), valid for the server's `GKD_PRESIGN_EXPIRY_S`; "
+    "with a local store, the download route itself (`requires_key`: send the Authorization header there). "
+    "Browsers use it to download straight from the object store, with no CORS setup on the bucket.",
+    responses=responses(401, 404, 503),
+)
+def artifact_link(
+    job_id: str, name: str, team: CurrentTeam, session: SessionDep, settings: SettingsDep, store: StoreDep
+) -> ArtifactLink:
+    job_service.get_job(session=session, job_id=job_id, team_id=team.id)
+    artifact = job_service.get_artifact(session=session, job_id=job_id, name=name)
+    issued = datetime.now(UTC)
+    try:
+        url = store.presigned_url(artifact.storage_key, settings.presign_expiry_s, filename=artifact.name)
+    except StorageError as exc:
+        raise StorageUnavailable(f"could not sign a link to artifact {name!r}: {exc}") from exc
+    requires_key = url is None
+    if url is None:
+        url = f"{router.prefix}/{quote(job_id, safe='')}/artifacts/{quote(artifact.name)}"
+    return ArtifactLink(
+        name=artifact.name,
+        size=artifact.size,
+        sha256=artifact.sha256,
+        url=url,
+        requires_key=requires_key,
+        expires_at=None if requires_key else issued + timedelta(seconds=settings.presign_expiry_s),
+    )
+
+
+@router.get(
     "/{job_id}/artifacts/{name:path}",
     summary="Download an artifact",
     description="307 redirect to a presigned URL (S3), or the file itself (local store). "
@@ -278,7 +312,7 @@ def download_artifact(
     artifact = job_service.get_artifact(session=session, job_id=job_id, name=name)
     headers = {"X-Checksum-SHA256": artifact.sha256}
     try:
-        url = store.presigned_url(artifact.storage_key, settings.presign_expiry_s)
+        url = store.presigned_url(artifact.storage_key, settings.presign_expiry_s, filename=artifact.name)
         path = store.local_path(artifact.storage_key) if url is None else None
     except StorageError as exc:
         raise StorageUnavailable(f"could not read artifact {name!r}: {exc}") from exc

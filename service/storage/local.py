@@ -97,7 +97,7 @@ class LocalStore:
                 break
             parent = parent.parent
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
+    def presigned_url(self, key: str, expires_s: int, *, filename: str | None = None) -> str | None:
         """Local files have no URL: the API streams ``local_path(key)`` instead."""
         validate_key(key)
         return None

@@ -56,8 +56,12 @@ class ArtifactStore(Protocol):
         """Remove the object; deleting a missing key is not an error."""
         ...
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
-        """A URL that downloads the object for ``expires_s`` seconds, or None if the store has no URLs."""
+    def presigned_url(self, key: str, expires_s: int, *, filename: str | None = None) -> str | None:
+        """A URL that downloads the object for ``expires_s`` seconds, or None if the store has no URLs.
+
+        With ``filename`` the answer carries ``Content-Disposition: attachment`` with that name, so a
+        browser that simply follows the link saves the file under the artifact's name.
+        """
         ...
 
     def local_path(self, key: str) -> Path | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -302,16 +303,16 @@ class S3Store:
         full = self._full(key)
         self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
 
-    def presigned_url(self, key: str, expires_s: int) -> str:
+    def presigned_url(self, key: str, expires_s: int, *, filename: str | None = None) -> str:
         if not 1 <= expires_s <= MAX_PRESIGN_S:
             raise StorageError(f"expires_s={expires_s} must be between 1 and {MAX_PRESIGN_S} seconds")
-        full = self._full(key)
+        params = {"Bucket": self.bucket, "Key": self._full(key)}
+        if filename is not None:  # S3 sends back the response header the signed URL asks for
+            params["ResponseContentDisposition"] = attachment_disposition(filename)
         url = self._call(
             "presign",
             key,
-            lambda: self._presigner().generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=expires_s
-            ),
+            lambda: self._presigner().generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s),
         )
         return str(url)
 
@@ -351,3 +352,11 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error(exc, "create bucket") from exc
         _logger.info("created bucket %s", self.bucket)
+
+
+def attachment_disposition(filename: str) -> str:
+    """``Content-Disposition: attachment`` for the name's last segment (RFC 6266; RFC 5987 outside plain ASCII)."""
+    name = filename.rsplit("/", 1)[-1]
+    if name.isascii() and name.isprintable() and not any(c in name for c in '"\\;'):
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"

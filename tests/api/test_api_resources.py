@@ -62,6 +62,7 @@ def test_a_team_never_sees_another_teams_resources(api: ApiEnv, ready_team: Team
         f"/v1/jobs/{job_id}/metrics",
         f"/v1/jobs/{job_id}/artifacts",
         f"/v1/jobs/{job_id}/artifacts/student.safetensors",
+        f"/v1/jobs/{job_id}/artifacts/student.safetensors:link",
         f"/v1/jobs/{job_id}/evaluations",
         f"/v1/evaluations/{evaluation_id}",
         "/v1/datasets/src",

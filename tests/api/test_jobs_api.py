@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -195,14 +196,14 @@ def test_cancel(ready_team: TeamClient, api: ApiEnv) -> None:
 class PresigningStore(LocalStore):
     """A local folder that answers downloads with presigned URLs, the way S3Store does."""
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
-        return f"https://s3.example/{key}?expires={expires_s}"
+    def presigned_url(self, key: str, expires_s: int, *, filename: str | None = None) -> str | None:
+        return f"https://s3.example/{key}?expires={expires_s}&filename={filename}"
 
 
 class UnreachableStore(LocalStore):
     """A store whose server cannot be reached."""
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
+    def presigned_url(self, key: str, expires_s: int, *, filename: str | None = None) -> str | None:
         raise StorageUnavailable("injected: cannot reach the object store")
 
 
@@ -244,12 +245,31 @@ def test_worker_progress_is_visible(api: ApiEnv, ready_team: TeamClient, tmp_pat
     assert download.status_code == 200 and download.content == payload
     assert download.headers["x-checksum-sha256"] == hashlib.sha256(payload).hexdigest()
     assert download.headers["content-disposition"] == 'attachment; filename="student.safetensors"'
+    local_link = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors:link").json()
+    assert local_link == {
+        "name": "student.safetensors",
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "url": f"/v1/jobs/{job_id}/artifacts/student.safetensors",  # no URLs here: the key is needed
+        "requires_key": True,
+        "expires_at": None,
+    }
+    assert ready_team.get(local_link["url"]).content == payload
     api.app.state.store = PresigningStore(tmp_path)
     redirect = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors", follow_redirects=False)
     assert redirect.status_code == 307 and redirect.headers["location"].startswith("https://s3.example/jobs/")
+    assert redirect.headers["location"].endswith("&filename=student.safetensors")  # saved under its own name
     assert redirect.headers["x-checksum-sha256"] == hashlib.sha256(payload).hexdigest()
+    before = datetime.now(UTC)
+    link = ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors:link").json()
+    assert link["url"] == "https://s3.example/jobs/student.safetensors?expires=3600&filename=student.safetensors"
+    assert link["requires_key"] is False and link["sha256"] == hashlib.sha256(payload).hexdigest()
+    expires_in = datetime.fromisoformat(link["expires_at"]) - before
+    assert timedelta(seconds=3599) <= expires_in <= timedelta(seconds=3610)
     api.app.state.store = UnreachableStore(tmp_path)
-    down = _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/student.safetensors"), 503)
-    assert down["title"] == "Storage unavailable" and "cannot reach the object store" in down["detail"]
+    for route in ("student.safetensors", "student.safetensors:link"):
+        down = _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/{route}"), 503)
+        assert down["title"] == "Storage unavailable" and "cannot reach the object store" in down["detail"]
     _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx"), 404)
+    _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx:link"), 404)
     _problem(ready_team.get(f"/v1/jobs/{job_id}/metrics", params={"since_step": "x"}), 422)

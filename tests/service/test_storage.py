@@ -26,6 +26,7 @@ from service.storage import (
     get_store,
     validate_key,
 )
+from service.storage.s3 import attachment_disposition
 from tests.support.ports import free_ports
 from tests.support.seaweed import SeaweedS3
 
@@ -245,6 +246,10 @@ def test_presigned_url_downloads_then_expires(seaweed_s3: SeaweedS3) -> None:
     assert url is not None and "X-Amz-Signature" in url
     response = httpx.get(url)
     assert response.status_code == 200 and response.content == b"onnx bytes"
+    named = store.presigned_url("jobs/j/artifacts/student.onnx", expires_s=60, filename="student.onnx")
+    answer = httpx.get(named)
+    assert answer.content == b"onnx bytes"
+    assert answer.headers["content-disposition"] == 'attachment; filename="student.onnx"'
     time.sleep(2.1)
     expired = httpx.get(url)
     assert expired.status_code == 403
@@ -330,3 +335,9 @@ def test_server_without_checksum_support_falls_back_to_plain_uploads(seaweed_s3:
         stub.assert_no_pending_responses()
     assert stored.sha256 == hashlib.sha256(b"v").hexdigest()
     assert store.checksum_algorithm is None, "later uploads skip the checksum the server refused"
+
+
+def test_attachment_names_are_quoted_for_any_filename() -> None:
+    assert attachment_disposition("reports/report.png") == 'attachment; filename="report.png"'
+    assert attachment_disposition('a"b;c.onnx') == "attachment; filename*=UTF-8''a%22b%3Bc.onnx"
+    assert attachment_disposition("schüler.onnx") == "attachment; filename*=UTF-8''sch%C3%BCler.onnx"
