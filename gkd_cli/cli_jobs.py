@@ -26,7 +26,7 @@ from gkd_cli.compare import comparison_table
 from gkd_cli.estimate_view import estimate_views
 from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
 from gkd_cli.remote import client as _client
-from gkd_client import ClientError, Job, MetricRow
+from gkd_client import ArtifactLink, ClientError, Job, MetricRow
 
 PHASES = ("stage1", "stage2", "references", "evaluating", "exporting")
 EXIT_FAILED = 1
@@ -344,12 +344,20 @@ def register(app: typer.Typer) -> None:
     def download(
         job_id: Annotated[str, typer.Argument(help="Job id.")],
         name: Annotated[str | None, typer.Argument(help="Artifact name; omit to list them.")] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="File or directory to write.")] = Path("."),
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="File or directory to write [default: .].")
+        ] = None,
+        link: Annotated[
+            bool,
+            typer.Option("--link", help="Print a URL to hand on instead of downloading (presigned: no key needed)."),
+        ] = False,
         url: UrlOpt = None,
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Download an artifact with a progress bar and sha256 verification (no NAME: list artifacts)."""
+        if link and (name is None or out is not None):
+            output.fail("--link needs an artifact NAME and writes no file (drop --out)", code=2)
         with _client(url, api_key) as client:
             if name is None:
                 items = client.artifacts(job_id)
@@ -357,6 +365,9 @@ def register(app: typer.Typer) -> None:
                     output.emit_json([dataclass_json(a) for a in items])
                 else:
                     output.console.print(output.artifacts_table(items))
+                return
+            if link:
+                _print_link(client.artifact_link(job_id, name), as_json)
                 return
             artifact = client.artifact(job_id, name)
             bar = Progress(
@@ -370,7 +381,9 @@ def register(app: typer.Typer) -> None:
             with bar:
                 task = bar.add_task(escape(artifact.name), total=artifact.size)
                 path = client.download(
-                    artifact, out, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                    artifact,
+                    out or Path("."),
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
         if as_json:
             output.emit_json({"path": str(path), "sha256": artifact.sha256, "size": path.stat().st_size})
@@ -453,6 +466,20 @@ def register(app: typer.Typer) -> None:
             output.emit_json(evaluation.raw)
             return
         output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
+
+
+def _print_link(link: ArtifactLink, as_json: bool) -> None:
+    """The URL alone on stdout (for scripts), and on stderr what it takes to open it."""
+    if as_json:
+        output.emit_json(dataclass_json(link))
+        return
+    output.emit_line(link.url)
+    if link.requires_key:
+        output.err_console.print("this server keeps artifacts without URLs: send the API key (Authorization: Bearer)")
+    elif link.expires_at is not None:
+        output.err_console.print(
+            f"anyone with this URL can download {escape(link.name)} until {link.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def dataclass_json(value: Any) -> Any:

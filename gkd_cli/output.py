@@ -49,6 +49,12 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+def emit_line(text: str) -> None:
+    """One plain line on stdout, never wrapped or styled, for values a script reads (a URL)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def age(when: datetime | None, now: datetime | None = None) -> str:
     """Short human age: ``42s``, ``5m``, ``3h``, ``2d``."""
     if when is None:

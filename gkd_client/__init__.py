@@ -27,6 +27,7 @@ from gkd_client.errors import (
 from gkd_client.models import (
     TERMINAL_STATUSES,
     Artifact,
+    ArtifactLink,
     Dataset,
     DatasetProblem,
     DatasetReport,
@@ -53,6 +54,7 @@ __all__ = [
     "URL_ENV",
     "APIError",
     "Artifact",
+    "ArtifactLink",
     "AuthError",
     "ChecksumError",
     "Client",

@@ -253,6 +253,30 @@ class Artifact:
 
 
 @dataclass
+class ArtifactLink:
+    """Where an artifact can be fetched: a presigned URL anyone may open until ``expires_at``, or, with
+    ``requires_key``, the API's own download route, which needs the API key (stores without URLs)."""
+
+    name: str
+    url: str
+    requires_key: bool
+    size: int | None = None
+    sha256: str | None = None
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> ArtifactLink:
+        return cls(
+            name=str(obj["name"]),
+            url=str(obj["url"]),
+            requires_key=bool(obj.get("requires_key", True)),
+            size=obj.get("size"),
+            sha256=obj.get("sha256"),
+            expires_at=parse_time(obj.get("expires_at")),
+        )
+
+
+@dataclass
 class Evaluation:
     """An evaluation of a job's student on more domains."""
 

@@ -29,7 +29,18 @@ import httpx
 
 from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
 from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
-from gkd_client.models import Artifact, Dataset, Evaluation, Event, Job, JobEstimate, JobPage, MetricRow, parse_time
+from gkd_client.models import (
+    Artifact,
+    ArtifactLink,
+    Dataset,
+    Evaluation,
+    Event,
+    Job,
+    JobEstimate,
+    JobPage,
+    MetricRow,
+    parse_time,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -215,6 +226,15 @@ class Client:
         names = ", ".join(a.name for a in found) or "none yet"
         raise ClientError(f"job {job_id} has no artifact {name!r} (artifacts: {names})")
 
+    def artifact_link(self, job_id: str, name: str) -> ArtifactLink:
+        """A URL for one artifact that can be handed on: presigned (no key needed, until ``expires_at``)
+        where the server stores artifacts in S3; otherwise the download route, which needs the key."""
+        body = self.http.json("GET", f"/v1/jobs/{quote(job_id, safe='')}/artifacts/{quote(name)}:link")
+        link = ArtifactLink.from_obj(body)
+        if link.url.startswith("/"):  # the server's own route, under whatever prefix base_url carries
+            link.url = self.base_url.rstrip("/") + link.url
+        return link
+
     def download(
         self,
         artifact: Artifact,
@@ -359,7 +379,6 @@ class Client:
         if options:
             body["options"] = dict(options)
         return dict(self.http.json("POST", "/v1/datasets", json=body))
-
 
     # ----- keys -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from service import auth, evaluations, jobs
 from service.db import make_engine, session_factory, session_scope, upgrade_database
 from service.models import Dataset, utcnow
 from service.settings import Settings, get_settings
-from service.storage import LocalStore
+from service.storage import ArtifactStore, get_store
 
 SUMMARY = {
     "student": {"synth-fog": {"miou": 0.412}, "synth-night": {"miou": 0.335}},
@@ -58,7 +58,7 @@ class LiveServer:
     team_id: str
     settings: Settings
     factory: sessionmaker[Session]
-    store: LocalStore
+    store: ArtifactStore
     enqueuer: RecordingEnqueuer
 
     @contextlib.contextmanager
@@ -162,14 +162,21 @@ class RecordingEnqueuer:
 
 @contextlib.contextmanager
 def live_server(
-    tmp: Path, datasets: tuple[str, ...] = ("synth-source", "synth-fog", "synth-night")
+    tmp: Path,
+    datasets: tuple[str, ...] = ("synth-source", "synth-fog", "synth-night"),
+    storage: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
-    """Start the API on a free port over a fresh database with one team, one key and datasets."""
+    """Start the API on a free port over a fresh database with one team, one key and datasets.
+
+    Artifacts go to a local folder, or where ``storage`` (GKD_STORAGE_URL and the GKD_S3_* variables,
+    e.g. ``SeaweedS3.env``) points.
+    """
     env = {
         "GKD_DATA_DIR": str(tmp),
         "GKD_DATABASE_URL": f"sqlite:///{tmp / 'gkd.db'}",
         "GKD_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
         "GKD_STORAGE_URL": (tmp / "artifacts").as_uri(),
+        **(storage or {}),
     }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -180,7 +187,7 @@ def live_server(
         engine = make_engine(settings)
         factory = session_factory(engine)
         (tmp / "artifacts").mkdir(exist_ok=True)
-        store = LocalStore(tmp / "artifacts")
+        store = get_store(settings, create_bucket=True)
         with session_scope(factory) as s:
             key, row = auth.create_api_key(session=s, team_name="vision-team")
             team_id = row.team_id
