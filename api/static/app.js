@@ -529,26 +529,38 @@
     return el("div", { class: "miou" }, bars.figure, table);
   }
 
+  /**
+   * Where an artifact can be fetched. Over S3 that is a presigned URL the browser opens itself: no API key
+   * leaves for the bucket, the bucket needs no CORS rules, and a large file never sits in page memory.
+   * A local store has no URLs: then the link is the keyed download route.
+   */
+  function artifactLink(jobId, name) {
+    return api("/v1/jobs/" + encodeURIComponent(jobId) + "/artifacts/" + encodeURIComponent(name) + ":link");
+  }
+
+  /** The file behind a keyed link as a blob URL (an <a> or <img> cannot send the key). */
+  async function keyedBlobUrl(url) {
+    const response = await fetch(url, { headers: { Authorization: "Bearer " + apiKey() } });
+    if (!response.ok) {
+      let problem = null;
+      try { problem = await response.json(); } catch (err) { problem = null; }
+      throw new ApiError(response.status, problem);
+    }
+    return URL.createObjectURL(await response.blob());
+  }
+
   async function downloadArtifact(jobId, artifact, button) {
     button.disabled = true;
     const original = button.textContent;
     button.textContent = "Downloading…";
     try {
-      const response = await fetch("/v1/jobs/" + encodeURIComponent(jobId) + "/artifacts/" + encodeURIComponent(artifact.name), {
-        headers: { Authorization: "Bearer " + apiKey() },
-      });
-      if (!response.ok) {
-        let problem = null;
-        try { problem = await response.json(); } catch (err) { problem = null; }
-        throw new ApiError(response.status, problem);
-      }
-      const blob = await response.blob();
-      const url = URL.createObjectURL(blob);
-      const link = el("a", { href: url, download: artifact.name });
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      const link = await artifactLink(jobId, artifact.name);
+      const href = link.requires_key ? await keyedBlobUrl(link.url) : link.url;
+      const anchor = el("a", { href: href, download: artifact.name, rel: "noopener" });
+      document.body.append(anchor);
+      anchor.click();
+      anchor.remove();
+      if (link.requires_key) setTimeout(() => URL.revokeObjectURL(href), 10000);
       button.textContent = original;
     } catch (err) {
       button.textContent = "Failed: " + err.message;
@@ -724,12 +736,11 @@
     return [el("h3", {}, "Robustness report"), el("p", { id: "report-lead" }, carried), ckaTable, chart];
   }
 
-  /** Fetch report.png with the API key (an <img src> cannot send it) and show it from a blob URL. */
+  /** Show report.png from its presigned URL, or from a blob fetched with the key where the store has no URLs. */
   async function loadReportChart(jobId, img) {
     try {
-      const response = await fetch("/v1/jobs/" + encodeURIComponent(jobId) + "/artifacts/report.png", { headers: { Authorization: "Bearer " + apiKey() } });
-      if (!response.ok) return;
-      img.src = URL.createObjectURL(await response.blob());
+      const link = await artifactLink(jobId, "report.png");
+      img.src = link.requires_key ? await keyedBlobUrl(link.url) : link.url;
       img.hidden = false;
     } catch (err) {
       img.hidden = true;
