@@ -167,21 +167,34 @@ def _deployed_cell(summary: Summary, kind: str, domain: str, scores: dict[str, D
     """A shipped file's mIoU on a domain, with its difference to PyTorch when that exceeds the tolerance."""
     text = _miou(scores.get(domain))
     student = summary.student.get(domain)
-    check = student.deployed.get(kind) if student is not None else None
+    return text + _drift(student.deployed.get(kind) if student is not None else None)
+
+
+def _drift(check: Any) -> str:
+    """`` (+0.42)`` in red where a shipped file's parity check is past the tolerance, else nothing."""
     if isinstance(check, dict) and check.get("within_tolerance") is False:
-        text += f" [red]({float(check.get('diff_points', 0.0)):+.2f})[/]"
-    return text
+        return f" [red]({float(check.get('diff_points', 0.0)):+.2f})[/]"
+    return ""
 
 
 def results_table(results: dict[str, DomainScore]) -> Table:
-    """Per-domain metrics of one evaluation."""
+    """Per-domain metrics of one evaluation, with a column per shipped file (ONNX, INT8) scored beside it."""
     table = Table(title="evaluation", header_style="bold")
-    for column in ("domain", "mIoU (%)", "pixel acc (%)", "images"):
+    kinds = sorted({kind for score in results.values() for kind in score.deployed})
+    for column in ("domain", "mIoU (%)", *(f"{kind} (%)" for kind in kinds), "pixel acc (%)", "images"):
         table.add_column(column, justify="left" if column == "domain" else "right")
     for domain, score in results.items():
         acc = "-" if score.pixel_accuracy is None else f"{score.pixel_accuracy * 100:.1f}"
-        table.add_row(escape(domain), _miou(score), acc, "-" if score.images is None else str(score.images))
+        shipped = [_parity_cell(score.deployed.get(kind)) for kind in kinds]
+        table.add_row(escape(domain), _miou(score), *shipped, acc, "-" if score.images is None else str(score.images))
     return table
+
+
+def _parity_cell(check: Any) -> str:
+    """A shipped file's mIoU, with its difference from PyTorch in red when past the tolerance."""
+    if not isinstance(check, dict) or check.get("miou") is None:
+        return "-"
+    return f"{float(check['miou']) * 100:.1f}" + _drift(check)
 
 
 def events_table(events: list[Event]) -> Table:

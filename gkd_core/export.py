@@ -72,6 +72,10 @@ class ExportMeta:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+ONNX_FILE = "student.onnx"
+"""The exported ONNX student's file name (an artifact of that name when a job ships it)."""
+
+
 def _default_builder(meta: ExportMeta) -> nn.Module:
     from gkd_core.config import BackboneConfig
     from gkd_core.models.backbone import build_backbone
@@ -407,6 +411,6 @@ def export_all(
     meta = _with_head_options(model, meta)  # the card shows the head's options too
     paths = {"student": save_student(model, out_dir / "student.safetensors", meta)}
     if onnx:
-        paths["onnx"] = export_onnx(model, out_dir / "student.onnx", meta.image_size)
+        paths["onnx"] = export_onnx(model, out_dir / ONNX_FILE, meta.image_size)
     paths.update(write_model_card(out_dir, meta, results, references, source=source, averages=averages))
     return paths

@@ -1,4 +1,5 @@
-"""Follow-up evaluations: a finished job's exported student, scored on more target domains.
+"""Follow-up evaluations: a finished job's exported student, scored on more target domains, and the
+files it shipped (ONNX, INT8) beside it, each domain's row with their parity as in the job's summary.
 
 An evaluation lives the same life as a job (worker/attempts.py): claimed with attempt + 1 and the
 worker's node name, kept alive by a heartbeat (a killed worker's evaluation is requeued by the
@@ -13,9 +14,10 @@ import functools
 import logging
 import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
-from gkd_core.experiment import evaluate_student
+from gkd_core.experiment import SHIPPED_FILES, evaluate_shipped, evaluate_student
 from service import evaluations, jobs
 from service.models import Evaluation, JobStatus
 from service.schemas import TargetRef
@@ -23,6 +25,7 @@ from worker import attempts, shutdown
 from worker.context import WorkerContext, get_context
 from worker.heartbeat import Heartbeat
 from worker.outage import OutageWindow
+from worker.parity import fold_parity, parity_warnings
 from worker.pipeline import device, resolve_split
 
 _logger = logging.getLogger(__name__)
@@ -81,15 +84,13 @@ class EvaluationRun:
         _logger.info("evaluation %s done: %s", self.id, {d: r.get("miou") for d, r in results.items()})
 
     def _score(self) -> dict[str, Any] | None:
-        """Per-domain results, or None when asked to stop (checked between targets)."""
+        """Per-domain results, or None when asked to stop (checked between targets).
 
-        def student_key() -> str:
-            with self.context.session() as session:
-                return jobs.get_artifact(session=session, job_id=self.job_id, name=STUDENT_ARTIFACT).storage_key
-
-        key = self.outage.call("finding the student", student_key)
-        local = self.folder / STUDENT_ARTIFACT
-        self.outage.call("downloading the student", lambda: self.context.store.get_file(key, local))
+        Each domain's row is the PyTorch student's metrics plus, for every file the job shipped (ONNX, its
+        INT8 version), that file's mIoU there and its difference from PyTorch's, as in the job's summary.
+        """
+        local = self._download(STUDENT_ARTIFACT)
+        shipped = {kind: self._download(name) for kind, name in self._shipped().items()}
         resolver = self.context.resolver(team_id=self.team_id)
         results: dict[str, Any] = {}
         for target in self.targets:
@@ -100,8 +101,35 @@ class EvaluationRun:
                 functools.partial(resolve_split, self.context, resolver, self.team_id, target),
             )
             metrics = evaluate_student(local, [split], device=device())
-            results.update({domain: m.to_dict() for domain, m in metrics.items()})
+            rows = {domain: m.to_dict() for domain, m in metrics.items()}
+            deployed = evaluate_shipped(local, shipped, [split], device=device()) if shipped else {}
+            fold_parity(rows, {kind: {d: m.to_dict() for d, m in per.items()} for kind, per in deployed.items()})
+            for message in parity_warnings({"student": rows, "deployed": deployed}):
+                _logger.warning("evaluation %s: %s", self.id, message)
+            results.update(rows)
         return results
+
+    def _shipped(self) -> dict[str, str]:
+        """The deployable files this job shipped, by kind (jobs exported without ONNX have none)."""
+
+        def names() -> set[str]:
+            with self.context.session() as session:
+                return {a.name for a in jobs.list_artifacts(session=session, job_id=self.job_id)}
+
+        stored = self.outage.call("listing the job's files", names)
+        return {kind: name for kind, name in SHIPPED_FILES.items() if name in stored}
+
+    def _download(self, name: str) -> Path:
+        """One of the job's artifacts into this attempt's scratch folder."""
+
+        def key() -> str:
+            with self.context.session() as session:
+                return jobs.get_artifact(session=session, job_id=self.job_id, name=name).storage_key
+
+        stored = self.outage.call(f"finding {name}", key)
+        local = self.folder / name
+        self.outage.call(f"downloading {name}", lambda: self.context.store.get_file(stored, local))
+        return local
 
     def _beat(self) -> None:
         if attempts.beat(self.context, attempts.EVALUATION, self.id, self.attempt):

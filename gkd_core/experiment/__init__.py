@@ -9,7 +9,7 @@ registry. A resumed attempt picks up mid-stage and never reruns a finished stage
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,22 +17,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from gkd_core.deployed import OnnxSegmenter
 from gkd_core.engine.callbacks import Callbacks, Phase
 from gkd_core.engine.metrics import SegMetrics
 from gkd_core.engine.seeding import seed_everything
 from gkd_core.experiment.config import REFERENCES, DatasetSplit, ExperimentConfig
+from gkd_core.experiment.deployed_eval import SHIPPED_FILES
 from gkd_core.experiment.run import ExperimentRun, evaluate_split
-from gkd_core.export import load_student
+from gkd_core.export import load_student, read_export_meta
 from gkd_core.stages.stage2 import SegmentationModel, Stage2Config
 
 _logger = logging.getLogger(__name__)
 
 __all__ = [
     "REFERENCES",
+    "SHIPPED_FILES",
     "DatasetSplit",
     "ExperimentConfig",
     "ExperimentResult",
     "Stage2Config",
+    "evaluate_shipped",
     "evaluate_student",
     "run_experiment",
 ]
@@ -116,7 +120,35 @@ def evaluate_student(
     if path.is_dir():
         path = path / "student.safetensors"
     model, meta = load_student(path, device=device)
-    win = window or meta.image_size
-    s2 = Stage2Config(steps=1, crop_size=max(32, win), eval_window=win, eval_stride=stride)
+    s2 = _protocol(window or meta.image_size, stride)
     dev = torch.device(device)
     return {ref.label: evaluate_split(model, ref, meta.num_classes, s2, dev) for ref in targets}
+
+
+def evaluate_shipped(
+    student: Path,
+    files: Mapping[str, Path],
+    targets: Sequence[DatasetSplit],
+    *,
+    device: str | torch.device = "cpu",
+    stride: int | None = None,
+) -> dict[str, dict[str, SegMetrics]]:
+    """Score a job's deployable files (kind -> ``.onnx``, run by onnxruntime) on more domains, with the
+    sliding-window protocol ``evaluate_student`` gives the PyTorch ``student`` file they were exported
+    from: what ships can drift on a domain the job never saw, so it is measured there too.
+
+    The ONNX models take the export's window only, so the window is the student's, never a choice.
+    """
+    meta = read_export_meta(student)
+    s2 = _protocol(meta.image_size, stride)
+    dev = torch.device(device)
+    results: dict[str, dict[str, SegMetrics]] = {}
+    for kind, file in files.items():
+        model = OnnxSegmenter(file, device=dev)
+        results[kind] = {ref.label: evaluate_split(model, ref, meta.num_classes, s2, dev) for ref in targets}
+    return results
+
+
+def _protocol(window: int, stride: int | None) -> Stage2Config:
+    """The evaluation settings of a follow-up evaluation: sliding windows of ``window`` pixels."""
+    return Stage2Config(steps=1, crop_size=max(32, window), eval_window=window, eval_stride=stride)

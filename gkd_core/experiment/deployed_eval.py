@@ -19,11 +19,14 @@ import numpy as np
 from gkd_core.deployed import OnnxSegmenter, calibration_windows, quantize_int8
 from gkd_core.engine.callbacks import Phase
 from gkd_core.engine.metrics import SegMetrics
+from gkd_core.export import ONNX_FILE
 
 if TYPE_CHECKING:
     from gkd_core.experiment.run import ExperimentRun
 
 INT8_FILE = "student.int8.onnx"
+SHIPPED_FILES = {"onnx": ONNX_FILE, "int8": INT8_FILE}
+"""Each deployable kind's file name, as a job's export writes it: what a follow-up evaluation looks for."""
 
 
 @contextmanager

@@ -146,6 +146,7 @@ def test_production_shape(
             assert evaluation["status"] == "succeeded", (evaluation, worker.tail())
             retro = evaluation["results"]["retro/val"]
             assert 0.0 <= retro["miou"] <= 1.0 and retro["images"] > 0 and len(retro["per_class_iou"]) == 8
+            assert abs(retro["onnx"]["diff_points"]) < 1.0  # the shipped ONNX file, scored beside PyTorch
     finally:
         api.stop()
         api.kill_group()

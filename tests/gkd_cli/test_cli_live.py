@@ -133,10 +133,12 @@ def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path:
     assert info["sha256"] == hashlib.sha256(payload).hexdigest() and out.read_bytes() == payload
     assert "no artifact 'nope'" in _one_clean_line(gkd("download", job.id, "nope"))
 
-    server.finish_evaluations({"synth-snow": {"miou": 0.3125, "pixel_accuracy": 0.9, "images": 8}})
+    onnx = {"miou": 0.3055, "diff_points": -0.70, "within_tolerance": False}  # what the worker folds in
+    server.finish_evaluations({"synth-snow": {"miou": 0.3125, "pixel_accuracy": 0.9, "images": 8, "onnx": onnx}})
     result = gkd("eval", job.id, "--target", "synth-fog:val", "--poll", "0.05", "--timeout", "10")
     assert result.exit_code == 0, result.output
     assert "synth-snow" in result.stdout and "31.2" in result.stdout
+    assert "onnx (%)" in result.stdout and "30.6 (-0.70)" in result.stdout  # the shipped file, past tolerance
 
     queued_eval = client.evaluate(job.id, [{"dataset": "synth-fog", "split": "val"}])
     result = gkd("cancel-eval", queued_eval.id, "--json")

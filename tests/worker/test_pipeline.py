@@ -24,15 +24,16 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from service import auth, jobs
+from service import auth, evaluations, jobs
 from service.datasets import register_dataset
 from service.db import upgrade_database
 from service.models import Job, JobEvent, JobStatus, utcnow
-from service.schemas import DatasetCreate, JobSpec
+from service.schemas import DataRef, DatasetCreate, JobSpec
 from service.settings import Settings
 from service.storage import LocalStore, StorageUnavailable, StoredObject
 from tests.support.worker_env import tiny_spec
 from worker.context import WorkerContext
+from worker.evaluation import run_evaluation
 from worker.pipeline import run_job
 from worker.sweeper import sweep_once
 from worker.work_dir_sync import checkpoint_prefix
@@ -200,6 +201,25 @@ def test_job_runs_end_to_end_and_redelivery_does_nothing(env: Env) -> None:
     again = env.job(job_id)
     assert (again.status, again.attempt, again.summary) == ("succeeded", 1, summary)
     print(f"tiny job through run_job: {took:.1f} s")
+
+    # A follow-up evaluation scores what shipped too: the ONNX file and its INT8 version beside PyTorch.
+    with env.context.session() as session:
+        evaluation_id = evaluations.create_evaluation(
+            session=session, job=jobs.get_job(session=session, job_id=job_id),
+            targets=[DataRef(dataset="night", split="val")],
+        ).id  # fmt: skip
+    run_evaluation(evaluation_id, context=env.context, worker="w@host")
+    with env.context.session() as session:
+        evaluation = evaluations.get_evaluation(session=session, evaluation_id=evaluation_id)
+        assert evaluation.status == "succeeded", evaluation.error
+        results = evaluation.results
+    assert results is not None and set(results) == {"night/val"}
+    night = results["night/val"]
+    assert 0.0 <= night["miou"] <= 1.0 and night["images"] > 0
+    for kind in ("onnx", "int8"):
+        assert set(night[kind]) == {"miou", "diff_points", "within_tolerance"}, kind
+        assert night[kind]["diff_points"] == pytest.approx((night[kind]["miou"] - night["miou"]) * 100, abs=1e-3)
+    assert abs(night["onnx"]["diff_points"]) < 1.0
 
 
 def test_the_worker_speed_setting_reaches_the_ranks(tmp_path: Path, tiny_bench: Path) -> None:
