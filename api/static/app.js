@@ -197,6 +197,14 @@
     return [];
   }
 
+  /** An API error as lines: its title and detail, then each field error ("targets.0.dataset: ..."). */
+  function problemLines(err) {
+    const fields = (err && err.errors) || [];
+    if (!fields.length) return [el("div", {}, err && err.message ? err.message : String(err))];
+    const title = (err.problem && err.problem.title) || err.message;
+    return [el("div", {}, title), ...fields.map((e) => el("div", { class: "field-error" }, (e.field ? e.field + ": " : "") + e.msg))];
+  }
+
   function errorBox(err) {
     return el("div", { class: "error", role: "alert" }, err && err.message ? err.message : String(err));
   }
@@ -597,17 +605,17 @@
     const gen = routeGen;
     async function refresh() {
       if (gen !== routeGen) return;
-      let cat, job, events, artifacts, newRows;
+      let cat, job, events, artifacts, newRows, evals;
       try {
-        const base = "/v1/jobs/" + encodeURIComponent(jobId);
         const stageRows = Array.from(metrics.values()).filter((r) => r.stage === undefined || r.stage === currentStage);
         const since = stageRows.length ? Math.max(...stageRows.map((r) => r.step)) : null;
-        [cat, job, events, artifacts, newRows] = await Promise.all([
+        [cat, job, events, artifacts, newRows, evals] = await Promise.all([
           catalog(),
           api(base),
           api(base + "/events"),
           api(base + "/artifacts"),
           api(base + "/metrics" + (since === null ? "" : "?since_step=" + since)),
+          api(base + "/evaluations"),
         ]);
       } catch (err) {
         if (gen !== routeGen) return;
@@ -618,12 +626,82 @@
       if (gen !== routeGen) return;
       for (const r of listOf(newRows, "rows")) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
       currentStage = job.phase;
-      paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"), cat.phases);
-      if (!TERMINAL.has(job.status)) later(refresh, 2000);
+      evals = listOf(evals, "items");
+      paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"), cat.phases, evals);
+      if (!TERMINAL.has(job.status) || evals.some((e) => !TERMINAL.has(e.status))) later(refresh, 2000);
     }
     let currentStage = null;
+    const base = "/v1/jobs/" + encodeURIComponent(jobId);
+    // What is typed into the evaluation form, and its last error, survive the repaints while polling.
+    let evalDraft = "";
+    let evalError = null;
 
-    function paint(job, events, artifacts, phaseNames) {
+    function evaluationSection(job, evals) {
+      const ready = job.status === "succeeded";
+      const input = el("input", { id: "eval-targets", type: "text", size: 40, placeholder: "dataset:split, dataset:split", disabled: !ready });
+      input.value = evalDraft;
+      input.addEventListener("input", () => { evalDraft = input.value; });
+      const submit = el("button", { type: "submit", id: "eval-submit", disabled: !ready }, "Evaluate");
+      const form = el(
+        "form",
+        { id: "eval-form", class: "eval-form" },
+        el("label", { for: "eval-targets" }, "Score the student, and each file it shipped, on more domains"),
+        el("div", { class: "eval-row" }, input, submit),
+        ready ? null : el("p", { class: "muted" }, "A job can be evaluated once it has succeeded."),
+        evalError ? el("div", { class: "error", id: "eval-error", role: "alert" }, problemLines(evalError)) : null
+      );
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const targets = parseTargets(input.value);
+        if (!targets.length) return;
+        submit.disabled = true;
+        try {
+          await api(base + "/evaluations", { method: "POST", body: { targets: targets } });
+          evalDraft = "";
+          evalError = null;
+        } catch (err) {
+          evalError = err;
+        }
+        stopTimers();
+        refresh();
+      });
+      const list = evals.length ? evals.map(evaluationCard) : el("p", { class: "muted", id: "no-evaluations" }, "No evaluations yet.");
+      return [el("h3", {}, "Evaluations"), form, el("div", { id: "evaluations" }, list)];
+    }
+
+    function evaluationCard(evaluation) {
+      let cancel = null;
+      if (!TERMINAL.has(evaluation.status)) {
+        cancel = el("button", { type: "button", class: "danger cancel-eval", disabled: evaluation.status === "cancelling" }, "Cancel");
+        cancel.addEventListener("click", async () => {
+          cancel.disabled = true;
+          try {
+            await api("/v1/evaluations/" + encodeURIComponent(evaluation.id) + "/cancel", { method: "POST" });
+          } catch (err) {
+            evalError = err;
+          }
+          stopTimers();
+          refresh();
+        });
+      }
+      const targets = (evaluation.targets || []).map((t) => t.dataset + ":" + t.split).join(", ");
+      return el(
+        "div",
+        { class: "evaluation", "data-evaluation": evaluation.id, "data-status": evaluation.status },
+        el(
+          "div",
+          { class: "evaluation-head" },
+          badge(evaluation.status),
+          el("span", { class: "eval-targets" }, targets),
+          el("span", { class: "muted", title: evaluation.created_at || "" }, age(evaluation.created_at) + " ago"),
+          cancel
+        ),
+        evaluation.error ? el("div", { class: "error" }, evaluation.error) : null,
+        evaluation.results ? evaluationResults(evaluation.results) : null
+      );
+    }
+
+    function paint(job, events, artifacts, phaseNames, evals) {
       const cancel = el("button", { type: "button", id: "cancel-job", class: "danger", disabled: TERMINAL.has(job.status) || job.status === "cancelling" }, "Cancel job");
       cancel.addEventListener("click", async () => {
         if (!window.confirm("Cancel this job?")) return;
@@ -667,11 +745,14 @@
         reportSection(jobId, job.summary, artifacts),
         el("h3", {}, "Artifacts"),
         artifactTable(jobId, artifacts),
+        evaluationSection(job, evals),
         el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
       ];
       const scrollY = window.scrollY;
+      const focused = document.activeElement && document.activeElement.id === "eval-targets";
       clear(root);
       appendAll(root, sections);
+      if (focused) document.getElementById("eval-targets").focus();
       if (!firstPaint) window.scrollTo(0, scrollY);
       firstPaint = false;
     }
@@ -693,21 +774,40 @@
       { "data-domain": domain },
       el("td", {}, domain),
       el("td", {}, row && typeof row.miou === "number" ? pct(row.miou).toFixed(1) : "-"),
-      kinds.flatMap((kind) => {
-        const check = row && row[kind];
-        if (!check || typeof check !== "object") return [el("td", {}, "-"), el("td", {}, "-")];
-        const drift = check.within_tolerance === false;
-        const diff = typeof check.diff_points === "number" ? (check.diff_points >= 0 ? "+" : "") + check.diff_points.toFixed(2) : "-";
-        return [
-          el("td", {}, typeof check.miou === "number" ? pct(check.miou).toFixed(1) : "-"),
-          el("td", { class: drift ? "drift" : "", "data-kind": kind, title: drift ? "differs from PyTorch by more than the tolerance" : "" }, diff + (drift ? " ⚠" : "")),
-        ];
-      })
+      kinds.flatMap((kind) => parityCells(row && row[kind], kind))
     ));
     return [
       el("h3", {}, "Deployed files (onnxruntime)"),
       el("table", { id: "deployed-table", class: "scores" }, el("thead", {}, head), el("tbody", {}, body)),
     ];
+  }
+
+  /** A shipped file's mIoU and its difference from PyTorch in points, marked past the tolerance. */
+  function parityCells(check, kind) {
+    if (!check || typeof check !== "object") return [el("td", {}, "-"), el("td", {}, "-")];
+    const drift = check.within_tolerance === false;
+    const diff = typeof check.diff_points === "number" ? (check.diff_points >= 0 ? "+" : "") + check.diff_points.toFixed(2) : "-";
+    return [
+      el("td", {}, typeof check.miou === "number" ? pct(check.miou).toFixed(1) : "-"),
+      el("td", { class: drift ? "drift" : "", "data-kind": kind, title: drift ? "differs from PyTorch by more than the tolerance" : "" }, diff + (drift ? " ⚠" : "")),
+    ];
+  }
+
+  /** One evaluation's rows: PyTorch mIoU per domain, each shipped file beside it, pixel accuracy, images. */
+  function evaluationResults(results) {
+    const rows = Object.entries(results || {}).filter(([, row]) => row && typeof row === "object");
+    const kinds = Array.from(new Set(rows.flatMap(([, row]) => Object.keys(row).filter((k) => row[k] && typeof row[k] === "object" && "diff_points" in row[k])))).sort();
+    const head = el("tr", {}, el("th", {}, "domain"), el("th", {}, "mIoU"), kinds.flatMap((k) => [el("th", {}, k), el("th", {}, k + " diff (points)")]), el("th", {}, "pixel acc"), el("th", {}, "images"));
+    const body = rows.map(([domain, row]) => el(
+      "tr",
+      { "data-domain": domain },
+      el("td", {}, domain),
+      el("td", { class: "num" }, typeof row.miou === "number" ? pct(row.miou).toFixed(1) : "-"),
+      kinds.flatMap((kind) => parityCells(row[kind], kind)),
+      el("td", { class: "num" }, typeof row.pixel_accuracy === "number" ? pct(row.pixel_accuracy).toFixed(1) : "-"),
+      el("td", { class: "num" }, row.images === undefined || row.images === null ? "-" : String(row.images))
+    ));
+    return el("table", { class: "scores eval-results" }, el("thead", {}, head), el("tbody", {}, body));
   }
 
   /**
@@ -957,16 +1057,21 @@
     cur[parts[parts.length - 1]] = value;
   }
 
+  /** "fog:val, night" -> [{dataset: "fog", split: "val"}, {dataset: "night", split: "val"}] */
+  function parseTargets(raw) {
+    return raw.split(",").map((t) => t.trim()).filter(Boolean).map((t) => {
+      const [dataset, split] = t.split(":");
+      return { dataset: dataset, split: split || "val" };
+    });
+  }
+
   function specFromFields(form) {
     const spec = {};
     for (const [path, , type] of FIELDS) {
       const raw = form.elements.namedItem(path).value.trim();
       if (raw === "") continue;
       if (path === "targets") {
-        setPath(spec, path, raw.split(",").map((t) => t.trim()).filter(Boolean).map((t) => {
-          const [dataset, split] = t.split(":");
-          return { dataset: dataset, split: split || "val" };
-        }));
+        setPath(spec, path, parseTargets(raw));
       } else if (type === "number") {
         setPath(spec, path, Number(raw));
       } else {
