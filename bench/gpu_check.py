@@ -296,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = results[name]
         print(f"[{time.monotonic() - _T0:6.1f} s] {name}: {r['status']} - {r.get('summary', '')}", flush=True)
         report["elapsed_s"] = time.monotonic() - _T0
+        report["options"] = [d for r in results.values() for d in r.get("decisions", [])]  # a killed run keeps them
         write_json(json_path, report)
 
     run_sections(ctx, wanted, results, done)

@@ -109,7 +109,6 @@ def section_option_sdpa(ctx: Context, rec: dict[str, Any]) -> str:
     backends = {
         "flash": SDPBackend.FLASH_ATTENTION,
         "efficient": SDPBackend.EFFICIENT_ATTENTION,
-        "cudnn": SDPBackend.CUDNN_ATTENTION,
         "math": SDPBackend.MATH,
     }
     variants: dict[str, Callable[[], None]] = {
@@ -117,12 +116,15 @@ def section_option_sdpa(ctx: Context, rec: dict[str, Any]) -> str:
     }
     variants["default"] = under(contextlib.nullcontext, step)
     variants["timm_eager"] = under(lambda: attention(pair, "eager"), step)
+    # Last: some torch releases' cuDNN attention faulted (an illegal memory access ends the CUDA context),
+    # and whatever runs after such a fault fails too.
+    variants["cudnn"] = under(functools.partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION), step)
     usable, unsupported = {}, {}
     for name, call in variants.items():  # one try each: a backend this device lacks is recorded, not fatal
         try:
             call()
             usable[name] = call
-        except RuntimeError as exc:  # no kernel for these inputs on this device, or out of memory (math)
+        except (RuntimeError, NotImplementedError, ValueError) as exc:  # no kernel here, or out of memory (math)
             unsupported[name] = (str(exc).splitlines() or [""])[0][:300]
         free_memory(ctx.device)
     rec["unsupported"] = unsupported

@@ -434,11 +434,25 @@ def _imports_of(path: Path) -> set[str]:
     return names
 
 
+def _loaded_by(packages: frozenset[str]) -> set[str]:
+    """Top-level modules a fresh interpreter holds after importing ``packages`` and, of ours, only the
+    torchvision shim (gkd_core/_compat.py imports torch alone; timm cannot be imported here without it)."""
+    code = "import sys\nimport gkd_core._compat\n" + "".join(f"import {name}\n" for name in sorted(packages))
+    code += "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"importing {sorted(packages)} alone failed: {out.stderr.strip()[-300:]}")
+    return set(out.stdout.split())
+
+
 def section_import_hygiene(ctx: Context, rec: dict[str, Any]) -> str:
     """No server-stack module loaded in this process; what the touched gkd_core modules import."""
     loaded = {name.split(".")[0] for name in list(sys.modules)}
     stdlib = set(sys.stdlib_module_names)
-    rec["forbidden_loaded"] = sorted(loaded & set(FORBIDDEN_MODULES))
+    # What the allowed libraries pull in themselves (huggingface_hub 1.x, under timm, imports httpx) is theirs.
+    by_dependencies = _loaded_by(GKD_CORE_ALLOWED_IMPORTS - {"gkd_core", "gkd_catalog"}) & set(FORBIDDEN_MODULES)
+    rec["forbidden_loaded_by_dependencies"] = sorted(by_dependencies)
+    rec["forbidden_loaded"] = sorted((loaded & set(FORBIDDEN_MODULES)) - by_dependencies)
     rec["third_party_loaded"] = sorted(n for n in loaded - stdlib if not n.startswith("_") and n not in {"bench"})
     core_dir = REPO / "gkd_core"
     touched = {}

@@ -5,7 +5,8 @@ the attention kernel (an SDPA backend, or timm's eager softmax), channels-last m
 students and ``torch.compile``. Which setting is faster depends on the device, so the defaults are
 not guessed here: ``bench/gpu_check.py`` times each on and off (on CUDA; ``--device cpu`` for a CPU)
 and files the faster setting, with the figures that decided it, in ``speed_defaults.json`` under
-the device's name and its type. A device never measured keeps torch's defaults (all off).
+the device's name (and under its type what holds for any GPU: ``PORTABLE_ON_CUDA``). A device never
+measured keeps torch's defaults (all off).
 
 ``torch.compile`` pays a one-time cost (tracing and code generation, tens of seconds), so its default
 carries ``compile_min_steps``: the step count from which the per-step saving repays that cost; a
@@ -121,7 +122,10 @@ def _sdpa_context(choice: str) -> contextlib.AbstractContextManager[Any]:
     names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
     backend = getattr(SDPBackend, names[choice])
     # MATH stays allowed after the pinned backend: inputs it cannot take (fp32 on flash) still run.
-    return sdpa_kernel([backend, SDPBackend.MATH], set_priority=True)
+    try:
+        return sdpa_kernel([backend, SDPBackend.MATH], set_priority=True)
+    except TypeError:  # torch < 2.6 has no set_priority; its fixed order already ranks MATH last
+        return sdpa_kernel([backend, SDPBackend.MATH])
 
 
 @contextlib.contextmanager
@@ -285,6 +289,12 @@ def _iso(epoch: Any) -> str | None:
     return datetime.datetime.fromtimestamp(float(epoch), datetime.UTC).isoformat(timespec="seconds")
 
 
+PORTABLE_ON_CUDA = frozenset({"fused_adamw"})
+"""Options one GPU's timing may set for every GPU (the ``cuda`` row): fused AdamW helps wherever torch has
+the kernel, while the attention kernel (flash needs Ampere or newer, cuDNN's varies by release), channels-last
+and compile (Triton's code for that architecture) are filed under the measured GPU's name only."""
+
+
 def record_defaults(report: Mapping[str, Any], path: Path = SPEED_DEFAULTS_PATH) -> list[str]:
     """File the defaults a gpu_check report decides under its device's keys in ``path``; returns the keys.
 
@@ -301,7 +311,13 @@ def record_defaults(report: Mapping[str, Any], path: Path = SPEED_DEFAULTS_PATH)
     devices = table.setdefault("devices", {})
     for key in keys:
         previous = SpeedOptions(**devices[key]["options"]) if key in devices else None
-        options, reasons = decide(decisions, previous)
+        portable = key == "cuda"  # the row every other GPU falls back to: only what holds on any of them
+        kept = (
+            [d for d in decisions if _DECIDES.get(str(d.get("option"))) in PORTABLE_ON_CUDA] if portable else decisions
+        )
+        options, reasons = decide(kept, previous)
+        if portable and len(kept) < len(decisions):
+            reasons.append(f"only {sorted(PORTABLE_ON_CUDA)} filed here; the rest is under {keys[0]!r}")
         devices[key] = filed(
             options,
             {

@@ -177,3 +177,13 @@ def test_junit_report_gives_counts_and_outcomes(tmp_path: Path) -> None:
         "collected": 3, "passed": 1, "failed": 1, "errors": 0, "skipped": 1,
     }  # fmt: skip
     assert sorted(counts["tests"].values()) == ["failed", "passed", "skipped"]
+
+
+def test_import_hygiene_blames_what_we_imported_not_what_our_dependencies_import(tmp_path: Path) -> None:
+    from bench.gpu_check_sections import _loaded_by, section_import_hygiene
+
+    rec: dict[str, Any] = {}
+    with pytest.raises(RuntimeError, match="server-stack modules were imported"):
+        section_import_hygiene(_ctx(tmp_path), rec)  # this pytest process loaded boto3 (the S3 test server)
+    assert "boto3" in rec["forbidden_loaded"] and rec["forbidden_loaded_by_dependencies"] == []
+    assert "httpx" in _loaded_by(frozenset({"httpx"}))  # a dependency's own import would be subtracted

@@ -170,7 +170,18 @@ def test_a_report_is_filed_under_its_device_and_smoke_reports_are_not(tmp_path: 
     assert table["devices"]["NVIDIA H200"]["options"]["fused_adamw"] is False
     assert table["devices"]["NVIDIA H200"]["options"]["channels_last"] is True
     assert table["devices"]["cuda"]["measured"]["precision"] == "bf16"
-    assert any("channels_last" in why for why in table["devices"]["cuda"]["measured"]["why"])
+    assert any("channels_last" in why for why in table["devices"]["NVIDIA H200"]["measured"]["why"])
+    # Another GPU falls back to the generic row: one H200's channels-last win is not filed there.
+    assert table["devices"]["cuda"]["options"]["channels_last"] is False
+    assert any("under 'NVIDIA H200'" in why for why in table["devices"]["cuda"]["measured"]["why"])
+    timed = {"default": 10.0, "flash": 8.0}
+    attention = {**_decision("SDPA backend", 10.0, 8.0), "faster": "flash", "median_ms": timed, "min_ms": timed}
+    unfused = _decision("fused AdamW", 8.0, 10.0)  # off clearly faster: that does reach the generic row
+    record_defaults({"meta": meta, "options": [attention, unfused]}, path)
+    table = json.loads(path.read_text())
+    assert table["devices"]["NVIDIA H200"]["options"]["attention"] == "flash"
+    assert table["devices"]["cuda"]["options"]["attention"] == "default"
+    assert table["devices"]["cuda"]["options"]["fused_adamw"] is False
 
 
 # ------------------------------------------------------------------------------------------ applying
