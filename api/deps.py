@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import auth
+from service.dataset_validation import DatasetValidator
 from service.db import POOL_OVERFLOW, POOL_SIZE
 from service.models import ApiKey, Team
 from service.queue import Enqueuer
@@ -120,7 +121,14 @@ def get_store(request: Request) -> ArtifactStore:
     return store
 
 
+def get_dataset_validator(request: Request) -> DatasetValidator:
+    """The app's dataset validation pool (service/dataset_validation.py)."""
+    validator: DatasetValidator = request.app.state.dataset_validator
+    return validator
+
+
 CurrentTeam = Annotated[Team, Depends(get_current_team)]
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+ValidatorDep = Annotated[DatasetValidator, Depends(get_dataset_validator)]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
@@ -10,10 +15,12 @@ from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
 from api.openapi_errors import document_errors
 from api.routes import catalog, dashboard, datasets, estimates, evaluations, health, jobs, keys, models, notify
+from service.dataset_validation import DatasetValidator
 from service.db import make_engine, read_session_factory, session_factory
 from service.queue import CeleryEnqueuer, Enqueuer
 from service.settings import Settings, get_settings
 
+_logger = logging.getLogger(__name__)
 DESCRIPTION = """Distillation as a service: Generalizable Knowledge Distillation (CVPR 2026).
 
 Authenticate with `Authorization: Bearer <key>` (create one with `gkd keys create --team NAME`).
@@ -24,7 +31,7 @@ Errors are `application/problem+json` (RFC 9457); validation problems list each 
 def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = None) -> FastAPI:
     """Build the API application (no torch import; the engine connects lazily on first use)."""
     settings = settings or get_settings()
-    app = FastAPI(title="GKD Distill", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="GKD Distill", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     engine = make_engine(settings)
     app.state.settings = settings
     app.state.engine = engine
@@ -33,6 +40,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.enqueuer = enqueuer or CeleryEnqueuer(settings)
     app.state.store = None  # the ArtifactStore, built from settings on first use (api.deps.get_store)
     app.state.metrics = ApiMetrics()
+    app.state.dataset_validator = DatasetValidator(settings, app.state.session_factory)
     templates: list[str] = []
     for module in (estimates, jobs, evaluations, datasets, models, catalog, keys, notify, health, dashboard):
         document_errors(module.router)
@@ -42,6 +50,20 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics, templates=templates)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At start, validate again the datasets a stopped process left ``validating``; at exit, stop the pool."""
+    validator: DatasetValidator = app.state.dataset_validator
+    try:
+        await anyio.to_thread.run_sync(validator.resume)
+    except Exception:  # an unreachable or unmigrated database must not stop the API from serving
+        _logger.exception("could not resume unfinished dataset validations")
+    try:
+        yield
+    finally:
+        validator.shutdown()
 
 
 def serving_app() -> FastAPI:

@@ -78,13 +78,21 @@ def register(data_app: typer.Typer) -> None:
         option: Annotated[
             list[str] | None, typer.Option("--option", help="A layout option KEY=VALUE (see below); repeat.")
         ] = None,
+        wait: Annotated[
+            bool,
+            typer.Option(
+                "--wait/--no-wait", help="Wait while the server is still validating a big set (default), or not."
+            ),
+        ] = True,
+        poll: Annotated[float, typer.Option("--poll", help="Seconds between checks while waiting.", min=0.05)] = 2.0,
         url: UrlOpt = None,
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Register (or re-validate) a dataset; the server validates it and keeps the report.
 
-        Exit status 1 when the dataset is invalid (it stays registered with its report; jobs refuse it).
+        A large set is validated in the background: the command waits for it unless --no-wait. Exit status 1
+        when the dataset is invalid (it stays registered with its report; jobs refuse it).
         """
         names = [c.strip() for given in classes or [] for c in given.split(",") if c.strip()] or None
         options = parse_options(option or [], layout)
@@ -98,11 +106,18 @@ def register(data_app: typer.Typer) -> None:
                         "'options'); register without --option"
                     ) from exc
                 raise
-        ds = Dataset.from_obj(body)
+            ds = Dataset.from_obj(body)
+            if ds.validating and wait:
+                with output.err_console.status(f"validating {name} on the server (the set is large)..."):
+                    ds = sdk.wait_for_dataset(name, poll_s=poll)
+                body = ds.raw
         if as_json:
             output.emit_json(body)
         else:
             _print_dataset(ds)
+        if ds.validating:  # --no-wait: registered, the outcome comes later
+            output.err_console.print(f"still validating: gkd data show {name} tells when it is done")
+            return
         if not ds.valid:
             raise typer.Exit(EXIT_INVALID)
 

@@ -233,7 +233,7 @@ def human_bytes(size: int | None) -> str:
 
 # ----- datasets ------------------------------------------------------------------------------
 
-DATASET_STYLES = {"valid": "green", "invalid": "red"}
+DATASET_STYLES = {"valid": "green", "invalid": "red", "validating": "yellow"}
 
 
 def dataset_status(status: str) -> str:
@@ -305,6 +305,8 @@ def dataset_views(ds: Dataset) -> list[RenderableType]:
         ("classes", escape(", ".join(ds.classes or report.classes or [])) or "-"),
         ("validated", ds.updated_at.isoformat(timespec="seconds") if ds.updated_at else "-"),
     ]
+    if ds.validating:  # the server answered before its validation of this (large) set ended
+        rows[-1] = ("validated", f"not yet: validating since {escape(str(report.raw.get('started_at') or '-'))}")
     if report.labels and report.label_sample:
         rows.append(("label sample", f"at most {report.label_sample} label files decoded per split"))
     for key, value in rows:

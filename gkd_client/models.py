@@ -423,6 +423,11 @@ class Dataset:
         """True when validation found no problem (jobs may use it)."""
         return self.status == "valid"
 
+    @property
+    def validating(self) -> bool:
+        """True while the server is still validating it (a big set answered before its validation ended)."""
+        return self.status == "validating"
+
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> Dataset:
         classes = obj.get("classes")

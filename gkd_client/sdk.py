@@ -370,6 +370,9 @@ class Client:
     ) -> dict[str, Any]:
         """Register (or re-validate) a dataset; returns the API's JSON with its validation report and status.
 
+        A set the server could not validate within its wait comes back with status ``validating``: follow it
+        with :meth:`wait_for_dataset`.
+
         ``Dataset.from_obj(result)`` gives the typed view. ``options`` are layout options (e.g. ACDC's
         ``condition``); they are sent only when given, and a server that does not take them answers 422.
         """
@@ -379,6 +382,30 @@ class Client:
         if options:
             body["options"] = dict(options)
         return dict(self.http.json("POST", "/v1/datasets", json=body))
+
+    def wait_for_dataset(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        poll_s: float = 2.0,
+        on_update: Callable[[Dataset], None] | None = None,
+    ) -> Dataset:
+        """Poll a dataset until its validation has ended (``valid`` or ``invalid``), and return it.
+
+        Raises:
+            WaitTimeout: still validating after ``timeout`` seconds (it goes on on the server).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.get_dataset(name)
+            if on_update is not None:
+                on_update(current)
+            if not current.validating:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"dataset {name} is still validating after {timeout:g} s")
+            time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
 
     # ----- keys -----------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Dataset registry: register (validate with gkd_core's layout readers, keep the report), get, list.
 
-Validation runs inline in the request: gkd_core's validator checks every file pairing and header
-but decodes only a sample of label files (``label_sample``), so it takes seconds on a local folder.
-A dataset that fails is kept with status "invalid" and its report; jobs naming it are refused.
+gkd_core's validator checks every file pairing and header but decodes only a sample of label files
+(``label_sample``), so a local folder takes seconds; an ImageNet-size set or an s3:// one takes longer,
+and the API then answers before it ends (service/dataset_validation.py: status "validating" until the
+outcome is written). A dataset that fails is kept with status "invalid" and its report; jobs naming
+it are refused, as they are while it is validating.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, ValidationFailed, field_error
-from service.models import Dataset, DatasetStatus, utcnow
+from service.models import Dataset, DatasetStatus, new_id, utcnow
 from service.schemas import DatasetCreate
 from service.settings import Settings
 
@@ -52,38 +54,70 @@ def _validate(path: Path, layout: str, options: dict[str, Any]) -> dict[str, Any
     return validate_dataset(path, layout, **options).to_dict()
 
 
-def register_dataset(
-    *, session: Session, team_id: str, body: DatasetCreate, settings: Settings
-) -> tuple[Dataset, bool]:
-    """Validate and store a dataset; a name already registered is re-validated and replaced.
-
-    Returns the row and whether it was created (False: updated).
+def validation_report(
+    *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None, settings: Settings
+) -> dict[str, Any]:
+    """The validation report of a registration: the URI resolved (an s3:// set is fetched first), the set
+    validated, and the classes given compared with the set's own.
 
     Raises:
-        ValidationFailed: the URI cannot be read by this service (outside the allowed roots, a scheme or
-            path it refuses, an s3:// prefix it cannot fetch); nothing is stored.
+        UriRejected: the URI cannot be read by this service.
     """
-    try:
-        path = resolve_dataset_uri(body.uri, settings)
-    except UriRejected as exc:
-        raise ValidationFailed(
-            [field_error("uri", str(exc), "use file:// under an allowed root (GKD_ALLOWED_ROOTS) or an s3:// prefix")]
-        ) from exc
-    report = _validate(path, body.layout, dict(body.options))
-    if body.classes is not None and report.get("ok") and report.get("classes"):
+    report = _validate(resolve_dataset_uri(uri, settings), layout, options)
+    if classes is not None and report.get("ok") and report.get("classes"):
         found = report["classes"].get("names")
-        if found and list(found) != list(body.classes):
+        if found and list(found) != list(classes):
             report["ok"] = False
             report.setdefault("problems", []).append(
                 {
                     "kind": "classes",
                     "split": None,
                     "name": None,
-                    "detail": f"classes given ({len(body.classes)}) differ from the dataset's ({len(found)}): "
+                    "detail": f"classes given ({len(classes)}) differ from the dataset's ({len(found)}): "
                     "omit classes or pass the dataset's own list",
                 }
             )
-    status = DatasetStatus.VALID if report.get("ok") else DatasetStatus.INVALID
+    return report
+
+
+def uri_rejected(uri: str, exc: UriRejected) -> ValidationFailed:
+    """The 422 for a URI this service cannot read (nothing is stored)."""
+    return ValidationFailed(
+        [field_error("uri", str(exc), "use file:// under an allowed root (GKD_ALLOWED_ROOTS) or an s3:// prefix")]
+    )
+
+
+def register_dataset(
+    *, session: Session, team_id: str, body: DatasetCreate, settings: Settings
+) -> tuple[Dataset, bool]:
+    """Validate and store a dataset, inline; a name already registered is re-validated and replaced.
+
+    Returns the row and whether it was created (False: updated). The API uses
+    :mod:`service.dataset_validation` instead, which answers without waiting for a big set.
+
+    Raises:
+        ValidationFailed: the URI cannot be read by this service (outside the allowed roots, a scheme or
+            path it refuses, an s3:// prefix it cannot fetch); nothing is stored.
+    """
+    try:
+        report = validation_report(
+            uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes, settings=settings
+        )
+    except UriRejected as exc:
+        raise uri_rejected(body.uri, exc) from exc
+    return store_registration(session=session, team_id=team_id, body=body, report=report)
+
+
+def store_registration(
+    *, session: Session, team_id: str, body: DatasetCreate, report: dict[str, Any] | None
+) -> tuple[Dataset, bool]:
+    """Insert or replace the team's row for ``body.name``: with its report, or ``validating`` (report None)
+    under a fresh ``validation_id`` that only the validation started now may finish."""
+    if report is None:
+        report = {"ok": None, "validation_id": new_id(), "started_at": utcnow().isoformat()}
+        status = DatasetStatus.VALIDATING
+    else:
+        status = DatasetStatus.VALID if report.get("ok") else DatasetStatus.INVALID
     dataset = session.scalar(select(Dataset).where(Dataset.team_id == team_id, Dataset.name == body.name))
     created = dataset is None
     now = utcnow()
@@ -96,6 +130,28 @@ def register_dataset(
     session.flush()
     _logger.info("dataset %s registered for team %s: %s", body.name, team_id, status.value)
     return dataset, created
+
+
+def finish_validation(*, session: Session, dataset_id: str, validation_id: str, report: dict[str, Any]) -> bool:
+    """Record the outcome of validation ``validation_id``; False (nothing written) when the row is gone or
+    was registered again meanwhile (a newer validation owns it)."""
+    query = select(Dataset).where(Dataset.id == dataset_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    dataset = session.scalar(query)
+    if dataset is None or dataset.status != DatasetStatus.VALIDATING.value:
+        return False
+    if (dataset.report or {}).get("validation_id") != validation_id:
+        return False
+    status = DatasetStatus.VALID if report.get("ok") else DatasetStatus.INVALID
+    dataset.status, dataset.report, dataset.updated_at = status.value, report, utcnow()
+    _logger.info("dataset %s validated for team %s: %s", dataset.name, dataset.team_id, status.value)
+    return True
+
+
+def validating_datasets(*, session: Session) -> list[Dataset]:
+    """Every team's rows still ``validating`` (a restarted API validates them again)."""
+    return list(session.scalars(select(Dataset).where(Dataset.status == DatasetStatus.VALIDATING.value)))
 
 
 def get_dataset(*, session: Session, team_id: str, name: str) -> Dataset:

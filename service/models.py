@@ -118,8 +118,9 @@ class EvaluationStatus(StrEnum):
 
 
 class DatasetStatus(StrEnum):
-    """Outcome of a dataset's validation at registration."""
+    """Where a dataset's validation stands: still running (a big set), or its outcome."""
 
+    VALIDATING = "validating"
     VALID = "valid"
     INVALID = "invalid"
 

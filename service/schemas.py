@@ -667,8 +667,10 @@ class DatasetRead(_Read):
     uri: str
     classes: list[str] | None
     options: dict[str, Any] = Field(default_factory=dict, description="Layout options the dataset is read with")
-    status: str
-    report: dict[str, Any]
+    status: str = Field(description="validating (a big set, still being checked), valid or invalid")
+    report: dict[str, Any] = Field(
+        description="The validation report; while validating, only its validation_id and started_at"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra roots under which file:// datasets and weights are allowed."
     )
+    dataset_inline_validation_s: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="How long POST /v1/datasets waits for validation; a slower set is answered 202 (validating).",
+    )
+    dataset_validation_threads: int = Field(
+        default=2, ge=1, le=32, description="Datasets one API process validates at once (the rest wait)."
+    )
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu"])
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

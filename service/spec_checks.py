@@ -62,6 +62,15 @@ def check_dataset_ref(
             )
         )
         return
+    if dataset.status == DatasetStatus.VALIDATING.value:
+        errors.append(
+            field_error(
+                f"{field}.dataset",
+                f"dataset {ref.dataset!r} is still being validated (since {(dataset.report or {}).get('started_at')})",
+                f"submit again once GET /v1/datasets/{ref.dataset} (gkd data show) says valid",
+            )
+        )
+        return
     if dataset.status != DatasetStatus.VALID.value:
         errors.append(
             field_error(

@@ -1,11 +1,11 @@
-"""Datasets: register (validated inline, report kept), list and read."""
+"""Datasets: register (validated, report kept; big sets answered 202 while validating), list and read."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentTeam, SessionDep, SettingsDep
+from api.deps import CurrentTeam, SessionDep, ValidatorDep
 from api.errors import responses
 from service import datasets
 from service.schemas import DatasetCreate, DatasetList, DatasetRead
@@ -18,20 +18,28 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     status_code=201,
     response_model=DatasetRead,
     summary="Register a dataset",
-    description="Validates the dataset with gkd_core's layout readers (inline; seconds for a local folder) and "
-    "stores the report. 201 when new, 200 when the name was registered before (re-validated and replaced). "
-    "A dataset that fails validation is kept with status `invalid`; jobs naming it are refused with its report.",
-    responses={200: {"description": "Re-registered", "model": DatasetRead}, **responses(401, 413, 415, 422)},
+    description="Validates the dataset with gkd_core's layout readers and stores the report. 201 when new, 200 when "
+    "the name was registered before (re-validated and replaced). A set whose validation takes longer than the "
+    "server's `GKD_DATASET_INLINE_VALIDATION_S` (an ImageNet-size folder, an s3:// set to download) is stored as "
+    "`validating` and answered 202; read `GET /v1/datasets/{name}` until it is `valid` or `invalid`. A dataset "
+    "that fails validation is kept with status `invalid`; jobs naming it are refused with its report, as they are "
+    "while it is validating.",
+    responses={
+        200: {"description": "Re-registered", "model": DatasetRead},
+        202: {"description": "Stored; still validating", "model": DatasetRead},
+        **responses(401, 413, 415, 422),
+    },
 )
 def register_dataset(
-    body: DatasetCreate, team: CurrentTeam, session: SessionDep, settings: SettingsDep
+    body: DatasetCreate, team: CurrentTeam, session: SessionDep, validator: ValidatorDep
 ) -> JSONResponse:
-    dataset, created = datasets.register_dataset(session=session, team_id=team.id, body=body, settings=settings)
+    dataset, created, pending = validator.register(session=session, team_id=team.id, body=body)
     session.commit()
+    if pending is not None:
+        validator.finish_later(pending)
     payload = DatasetRead.model_validate(dataset).model_dump(mode="json")
-    return JSONResponse(
-        payload, status_code=201 if created else 200, headers={"Location": f"/v1/datasets/{dataset.name}"}
-    )
+    status = 202 if pending is not None else 201 if created else 200
+    return JSONResponse(payload, status_code=status, headers={"Location": f"/v1/datasets/{dataset.name}"})
 
 
 @router.get("", response_model=DatasetList, summary="List datasets", responses=responses(401))

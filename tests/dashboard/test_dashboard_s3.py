@@ -21,7 +21,7 @@ STUDENT = b"\x01onnx-student" * 5000
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory, seaweed_s3: SeaweedS3) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("dash-s3"), storage=seaweed_s3.env("gkd-dashboard", "api")) as running:
+    with live_server(tmp_path_factory.mktemp("dash-s3"), env=seaweed_s3.env("gkd-dashboard", "api")) as running:
         yield running
 
 

@@ -22,7 +22,7 @@ WEIGHTS = bytes(range(256)) * 300
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory, seaweed_s3: SeaweedS3) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("api-s3"), storage=seaweed_s3.env("gkd-links", "api")) as running:
+    with live_server(tmp_path_factory.mktemp("api-s3"), env=seaweed_s3.env("gkd-links", "api")) as running:
         yield running
 
 

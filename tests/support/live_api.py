@@ -164,22 +164,22 @@ class RecordingEnqueuer:
 def live_server(
     tmp: Path,
     datasets: tuple[str, ...] = ("synth-source", "synth-fog", "synth-night"),
-    storage: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     """Start the API on a free port over a fresh database with one team, one key and datasets.
 
-    Artifacts go to a local folder, or where ``storage`` (GKD_STORAGE_URL and the GKD_S3_* variables,
-    e.g. ``SeaweedS3.env``) points.
+    ``env`` sets more GKD_* variables: artifacts go to a local folder unless it points them elsewhere
+    (GKD_STORAGE_URL and the GKD_S3_* variables, e.g. ``SeaweedS3.env``).
     """
-    env = {
+    variables = {
         "GKD_DATA_DIR": str(tmp),
         "GKD_DATABASE_URL": f"sqlite:///{tmp / 'gkd.db'}",
         "GKD_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}",
         "GKD_STORAGE_URL": (tmp / "artifacts").as_uri(),
-        **(storage or {}),
+        **(env or {}),
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    old = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
     get_settings.cache_clear()
     settings = get_settings()
     try:

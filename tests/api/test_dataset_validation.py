@@ -1,0 +1,145 @@
+"""Registrations whose validation outlasts the request: 202 ``validating``, the outcome written later, jobs
+refused meanwhile, a re-registration's validation winning over an older one, and a restart resuming them.
+
+The validations are the real ones over real folders; each waits for the test's signal first, so which of
+them is still running is the test's choice rather than the machine's speed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from service import datasets
+from service.dataset_validation import DatasetValidator
+from service.db import session_scope
+from service.schemas import DatasetCreate
+from tests.api.conftest import ApiEnv, TeamClient
+from tests.api.test_jobs_api import spec_dict
+from tests.service._db import write_folder_dataset
+
+
+class Gated:
+    """The real validation, each call held until the test releases it (in call order)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.gates: list[threading.Event] = []
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def __call__(self, **kwargs: Any) -> dict[str, Any]:
+        gate = threading.Event()
+        with self._lock:
+            self.gates.append(gate)
+        assert gate.wait(30), "the test never released this validation"
+        if self.fail:
+            raise RuntimeError("the validator broke")
+        return datasets.validation_report(**kwargs)
+
+    def release(self, index: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.gates) <= index:
+            assert time.monotonic() < deadline, "the validation never started"
+            time.sleep(0.01)
+        self.gates[index].set()
+
+    def release_all(self) -> None:
+        for gate in list(self.gates):
+            gate.set()
+
+
+@pytest.fixture
+def gated(api: ApiEnv) -> Iterator[Gated]:
+    """The app's validator swapped for one that answers after 0.1 s and validates when told to."""
+    original = api.app.state.dataset_validator
+    hold = Gated()
+    settings = api.settings.model_copy(update={"dataset_inline_validation_s": 0.1})
+    api.app.state.dataset_validator = DatasetValidator(settings, api.app.state.session_factory, validate=hold)
+    yield hold
+    hold.release_all()
+    api.app.state.dataset_validator.shutdown()
+    api.app.state.dataset_validator = original
+
+
+def _body(team: TeamClient, name: str) -> dict[str, Any]:
+    root = write_folder_dataset(team.env.settings.data_dir / "ds" / f"{team.name}-{name}")
+    return {"name": name, "layout": "folder", "uri": root.as_uri()}
+
+
+def _wait_for(team: TeamClient, name: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        body: dict[str, Any] = team.get(f"/v1/datasets/{name}").json()
+        if body["status"] == status:
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def test_a_slow_validation_is_answered_202_and_finished_later(
+    api: ApiEnv, ready_team: TeamClient, gated: Gated
+) -> None:
+    answer = ready_team.post("/v1/datasets", json=_body(ready_team, "big"))
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["location"] == "/v1/datasets/big"
+    assert answer.json()["status"] == "validating" and answer.json()["report"]["validation_id"]
+    assert ready_team.get("/v1/datasets/big").json()["status"] == "validating"
+
+    refused = ready_team.post("/v1/jobs", json=spec_dict(source={"dataset": "big", "split": "train"}))
+    assert refused.status_code == 422
+    assert "still being validated" in refused.text and "gkd data show" in refused.text
+
+    gated.release(0)
+    done = _wait_for(ready_team, "big", "valid")
+    assert done["report"]["ok"] is True and "validation_id" not in done["report"]
+    accepted = ready_team.post("/v1/jobs", json=spec_dict(source={"dataset": "big", "split": "train"}))
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_registering_again_makes_the_older_validation_lose(api: ApiEnv, team: TeamClient, gated: Gated) -> None:
+    first = team.post("/v1/datasets", json=_body(team, "twice")).json()["report"]["validation_id"]
+    second = team.post("/v1/datasets", json=_body(team, "twice")).json()["report"]["validation_id"]
+    assert first != second
+    gated.release(0)  # the first ends, but the row belongs to the second registration now
+    time.sleep(0.5)
+    row = team.get("/v1/datasets/twice").json()
+    assert row["status"] == "validating" and row["report"]["validation_id"] == second
+    gated.release(1)
+    assert _wait_for(team, "twice", "valid")["report"]["ok"] is True
+
+
+def test_a_validator_that_breaks_leaves_the_set_invalid_with_the_cause(api: ApiEnv, team: TeamClient) -> None:
+    original = api.app.state.dataset_validator
+    broken = Gated(fail=True)
+    settings = api.settings.model_copy(update={"dataset_inline_validation_s": 0.1})
+    api.app.state.dataset_validator = DatasetValidator(settings, api.app.state.session_factory, validate=broken)
+    try:
+        assert team.post("/v1/datasets", json=_body(team, "breaks")).status_code == 202
+        broken.release(0)
+        row = _wait_for(team, "breaks", "invalid")
+        assert row["report"]["problems"][0]["detail"] == "validation failed: RuntimeError: the validator broke"
+    finally:
+        broken.release_all()
+        api.app.state.dataset_validator.shutdown()
+        api.app.state.dataset_validator = original
+
+
+def test_a_restarted_api_validates_what_was_left_validating(api: ApiEnv, team: TeamClient) -> None:
+    body = DatasetCreate.model_validate(_body(team, "left-over"))
+    with session_scope(api.app.state.session_factory) as session:
+        from service.models import Team
+
+        team_id = session.query(Team.id).filter(Team.name == team.name).scalar()
+        datasets.store_registration(session=session, team_id=team_id, body=body, report=None)
+    assert team.get("/v1/datasets/left-over").json()["status"] == "validating"
+    restarted = create_app(api.settings)
+    with TestClient(restarted):  # its start-up resumes the row
+        row = _wait_for(team, "left-over", "valid")
+    assert row["report"]["ok"] is True
+    restarted.state.engine.dispose()
