@@ -152,8 +152,9 @@ def run_via_api(
     bench = prepare_benchmark((args.benchmark or out / "benchmark").resolve(), preset, source=args.source)
     client = Client(args.via_api, args.api_key or os.environ.get("GKD_API_KEY"), timeout=60.0)
     for domain in [bench.source, *bench.targets, bench.pool]:
-        ds = client.register_dataset(DATASET_PREFIX + domain, layout="folder", uri=(bench.root / domain).as_uri())
-        _logger.info("dataset %s: %s", ds.get("name"), ds.get("status"))
+        client.register_dataset(DATASET_PREFIX + domain, layout="folder", uri=(bench.root / domain).as_uri())
+        ds = client.wait_for_dataset(DATASET_PREFIX + domain, timeout=3600, poll_s=1.0)  # big sets validate later
+        _logger.info("dataset %s: %s", ds.name, ds.status)
     teacher_uri, teacher_job = submit_teacher(client, preset, bench.source, bench.targets, bench.pool, out.name)
     jobs: dict[tuple[str, int], str] = {}
     runs: dict[str, Arm] = {}

@@ -251,6 +251,8 @@ def run_demo(data_dir: Path = Path(".gkd"), *, quick: bool = False, port: int | 
             bench = _benchmark(bench_root, size)
             for domain in bench["domains"]:
                 client.register_dataset(f"synth-{domain}", layout="folder", uri=(bench_root / domain).as_uri())
+            for domain in bench["domains"]:  # a loaded machine may answer before validating: jobs need them valid
+                client.wait_for_dataset(f"synth-{domain}", timeout=600, poll_s=0.5)
             teacher = _watch(client, _submit(client, _specs(bench, size, None)), "1/2 teacher on the style pool")
             student = _watch(client, _submit(client, _specs(bench, size, teacher.id)), "2/2 GKD distillation")
             _console.print(_table(student, bench["source"], list(bench["targets"])))
