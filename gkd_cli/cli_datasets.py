@@ -85,6 +85,10 @@ def register(data_app: typer.Typer) -> None:
             ),
         ] = True,
         poll: Annotated[float, typer.Option("--poll", help="Seconds between checks while waiting.", min=0.05)] = 2.0,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", help="Stop waiting after this many seconds (validation goes on).", min=0),
+        ] = None,
         url: UrlOpt = None,
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
@@ -109,7 +113,7 @@ def register(data_app: typer.Typer) -> None:
             ds = Dataset.from_obj(body)
             if ds.validating and wait:
                 with output.err_console.status(f"validating {name} on the server (the set is large)..."):
-                    ds = sdk.wait_for_dataset(name, poll_s=poll)
+                    ds = sdk.wait_for_dataset(name, poll_s=poll, timeout=timeout)
                 body = ds.raw
         if as_json:
             output.emit_json(body)

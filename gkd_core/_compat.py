@@ -63,8 +63,10 @@ def ensure_torchvision_ops() -> None:
     if torch is None or _library is not None or _nms_is_registered():
         return
     extension = _torchvision_extension()
-    if extension is None or _native_ops_load(extension):
-        return  # no torchvision to fix, or its own extension registered the real ops
+    if extension is None:
+        return  # no torchvision to fix
+    if _native_ops_load(extension) and _nms_is_registered():
+        return  # its own extension registered the real ops
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
         _library.define(schema)

@@ -12,10 +12,13 @@ that was validating them, so it validates them again (:meth:`DatasetValidator.re
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +32,47 @@ from service.schemas import DatasetCreate
 from service.settings import Settings
 
 _logger = logging.getLogger(__name__)
+
+
+class _DaemonPool:
+    """A few daemon threads taking calls from a queue. ThreadPoolExecutor's threads are joined when the
+    interpreter exits, so a validation under way (minutes, for a download) would hold up a stopping API;
+    these are not, and the row they leave ``validating`` is resumed at the next start."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, call))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # the future carries it to whoever waits
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and let the threads end after their current call."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 @dataclass(frozen=True)
@@ -52,18 +96,21 @@ class DatasetValidator:
         self.settings = settings
         self.factory = factory
         self.validate = validate  # datasets.validation_report; tests pass one that waits for their signal
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
         self._lock = threading.Lock()
+        # Requests waiting for a validation each hold a database session: at most this many wait at once,
+        # later ones are answered 202 straight away, so registrations can never take the API's sessions.
+        self._waiting = threading.BoundedSemaphore(settings.dataset_validation_threads)
 
     def _submit(self, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None) -> Future[Any]:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.settings.dataset_validation_threads, thread_name_prefix="gkd-dataset-validation"
-                )
+                self._pool = _DaemonPool(self.settings.dataset_validation_threads, "gkd-dataset-validation")
             pool = self._pool
         return pool.submit(
-            self.validate, uri=uri, layout=layout, options=options, classes=classes, settings=self.settings
+            functools.partial(
+                self.validate, uri=uri, layout=layout, options=options, classes=classes, settings=self.settings
+            )
         )
 
     def register(self, *, session: Session, team_id: str, body: DatasetCreate) -> tuple[Dataset, bool, Pending | None]:
@@ -73,13 +120,23 @@ class DatasetValidator:
         Raises:
             ValidationFailed: the URI cannot be read by this service (found within the wait; nothing stored).
         """
-        future = self._submit(uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes)
         try:
-            report: dict[str, Any] | None = future.result(timeout=self.settings.dataset_inline_validation_s)
+            datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
+        except datasets.UriRejected as exc:
+            raise datasets.uri_rejected(body.uri, exc) from exc
+        future = self._submit(uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes)
+        waits = self._waiting.acquire(blocking=False)
+        try:
+            report: dict[str, Any] | None = future.result(
+                timeout=self.settings.dataset_inline_validation_s if waits else 0
+            )
         except FutureTimeout:
             report = None
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(body.uri, exc) from exc
+        finally:
+            if waits:
+                self._waiting.release()
         dataset, created = datasets.store_registration(session=session, team_id=team_id, body=body, report=report)
         if report is not None:
             return dataset, created, None
@@ -99,34 +156,52 @@ class DatasetValidator:
         except Exception as exc:  # the validator itself failed: the row must still leave "validating"
             _logger.exception("validating dataset %s failed", pending.dataset_id)
             report = _failed("unreadable", f"validation failed: {type(exc).__name__}: {exc}")
-        try:
-            with session_scope(self.factory) as session:
-                datasets.finish_validation(
-                    session=session, dataset_id=pending.dataset_id, validation_id=pending.validation_id, report=report
-                )
-        except Exception:  # the database is down: the row stays validating until an API restart resumes it
-            _logger.exception("could not record the validation of dataset %s", pending.dataset_id)
+        deadline = time.monotonic() + self.settings.outage_window_s
+        delay = 1.0
+        while True:
+            try:
+                with session_scope(self.factory) as session:
+                    datasets.finish_validation(
+                        session=session,
+                        dataset_id=pending.dataset_id,
+                        validation_id=pending.validation_id,
+                        report=report,
+                    )
+                return
+            except Exception:  # a database fault: wait it out; past the window, a restart resumes the row
+                if time.monotonic() + delay > deadline:
+                    _logger.exception("could not record the validation of dataset %s", pending.dataset_id)
+                    return
+                _logger.warning("recording the validation of dataset %s failed; retrying", pending.dataset_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def resume(self) -> int:
         """Validate again every row left ``validating`` by a process that stopped; returns how many."""
         with session_scope(self.factory) as session:
             rows = [
-                (row.id, str((row.report or {}).get("validation_id")), row.uri, row.layout, row.options, row.classes)
+                (row.id, row.updated_at, row.uri, row.layout, row.options, row.classes)
                 for row in datasets.validating_datasets(session=session)
             ]
-        for dataset_id, validation_id, uri, layout, options, classes in rows:
+        resumed = 0
+        for dataset_id, seen, uri, layout, options, classes in rows:
+            with session_scope(self.factory) as session:  # several API processes start together: one takes each
+                validation_id = datasets.claim_validation(session=session, dataset_id=dataset_id, seen=seen)
+            if validation_id is None:
+                continue
             future = self._submit(uri=uri, layout=layout, options=dict(options or {}), classes=classes)
             self.finish_later(Pending(dataset_id, validation_id, future))
-        if rows:
-            _logger.info("validating %d dataset(s) again that a stopped process left unfinished", len(rows))
-        return len(rows)
+            resumed += 1
+        if resumed:
+            _logger.info("validating %d dataset(s) again that a stopped process left unfinished", resumed)
+        return resumed
 
     def shutdown(self) -> None:
         """Stop taking work; validations under way finish in their threads (rows left over are resumed)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
 
 def _failed(kind: str, detail: str) -> dict[str, Any]:

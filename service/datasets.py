@@ -10,10 +10,12 @@ it are refused, as they are while it is validating.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, ValidationFailed, field_error
@@ -147,6 +149,29 @@ def finish_validation(*, session: Session, dataset_id: str, validation_id: str, 
     dataset.status, dataset.report, dataset.updated_at = status.value, report, utcnow()
     _logger.info("dataset %s validated for team %s: %s", dataset.name, dataset.team_id, status.value)
     return True
+
+
+def claim_validation(*, session: Session, dataset_id: str, seen: datetime) -> str | None:
+    """Take over a row left ``validating``: a fresh ``validation_id``, written only if the row is as it was
+    read (``updated_at == seen``); None when another process took it first or it has moved on."""
+    validation_id = new_id()
+    report = {"ok": None, "validation_id": validation_id, "started_at": utcnow().isoformat()}
+    taken = session.execute(
+        update(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.status == DatasetStatus.VALIDATING.value, Dataset.updated_at == seen)
+        .values(report=report, updated_at=utcnow())
+    )
+    return validation_id if taken.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def precheck_uri(uri: str, settings: Settings) -> None:
+    """Refuse at once what needs no download to refuse: a file:// path outside the roots, malformed, missing.
+
+    Raises:
+        UriRejected: as ``resolve_dataset_uri`` would.
+    """
+    if urlsplit(uri).scheme == "file":
+        resolve_dataset_uri(uri, settings)
 
 
 def validating_datasets(*, session: Session) -> list[Dataset]:

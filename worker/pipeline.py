@@ -24,13 +24,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 import gkd_catalog
 from gkd_core.engine.tensorboard import TensorBoardCallbacks
+from gkd_core.errors import DatasetError
 from gkd_core.experiment import DatasetSplit
 from service import capacity as worker_slots
 from service import jobs, team_limits
 from service.datasets import get_dataset
-from service.models import Job, JobEvent, JobStatus, utcnow
+from service.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
 from service.schemas import DataRef, JobSpec
 from service.uris import UriResolver
@@ -65,10 +68,22 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def usable_dataset(session: Session, team_id: str, name: str) -> Dataset:
+    """The team's dataset, if its latest registration validated it: a set registered again after the job
+    was accepted is read as it is now, so one being validated again or found invalid stops the job."""
+    dataset = get_dataset(session=session, team_id=team_id, name=name)
+    if dataset.status != DatasetStatus.VALID.value:
+        state = "is being validated again" if dataset.status == DatasetStatus.VALIDATING.value else "is now invalid"
+        raise DatasetError(
+            f"dataset {name!r} {state} (registered again after this was submitted); submit again once it is valid"
+        )
+    return dataset
+
+
 def resolve_split(context: WorkerContext, resolver: UriResolver, team_id: str, ref: DataRef) -> DatasetSplit:
     """A team's registered dataset split as a gkd_core DatasetSplit over a local folder (fetched if remote)."""
     with context.session() as session:
-        dataset = get_dataset(session=session, team_id=team_id, name=ref.dataset)
+        dataset = usable_dataset(session, team_id, ref.dataset)
         uri, layout, options = dataset.uri, dataset.layout, dict(dataset.options or {})
     return local_split(resolver.resolve(uri), layout, ref, options)
 
@@ -117,9 +132,7 @@ class JobRun:
         """The source's held-out split for the in-domain row: "val" when the dataset has one."""
         source = self.spec.source
         with self.context.session() as session:
-            splits = (get_dataset(session=session, team_id=self.team_id, name=source.dataset).report or {}).get(
-                "splits", {}
-            )
+            splits = (usable_dataset(session, self.team_id, source.dataset).report or {}).get("splits", {})
         if source.split == EVAL_SPLIT or EVAL_SPLIT not in splits:
             return None
         return self.dataset_ref(DataRef(dataset=source.dataset, split=EVAL_SPLIT))

@@ -603,8 +603,10 @@
     let firstPaint = true;
 
     const gen = routeGen;
+    let latest = 0; // a click may start a refresh while one is in flight: only the latest paints and polls on
     async function refresh() {
       if (gen !== routeGen) return;
+      const mine = ++latest;
       let cat, job, events, artifacts, newRows, evals;
       try {
         const stageRows = Array.from(metrics.values()).filter((r) => r.stage === undefined || r.stage === currentStage);
@@ -618,12 +620,12 @@
           api(base + "/evaluations"),
         ]);
       } catch (err) {
-        if (gen !== routeGen) return;
+        if (gen !== routeGen || mine !== latest) return;
         clear(root);
         root.append(errorBox(err));
         return;
       }
-      if (gen !== routeGen) return;
+      if (gen !== routeGen || mine !== latest) return;
       for (const r of listOf(newRows, "rows")) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
       currentStage = job.phase;
       evals = listOf(evals, "items");
@@ -749,10 +751,15 @@
         el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
       ];
       const scrollY = window.scrollY;
-      const focused = document.activeElement && document.activeElement.id === "eval-targets";
+      const typing = document.activeElement && document.activeElement.id === "eval-targets" ? document.activeElement : null;
+      const selection = typing ? [typing.selectionStart, typing.selectionEnd, typing.selectionDirection] : null;
       clear(root);
       appendAll(root, sections);
-      if (focused) document.getElementById("eval-targets").focus();
+      if (selection) {
+        const input = document.getElementById("eval-targets");
+        input.focus();
+        input.setSelectionRange(...selection);
+      }
       if (!firstPaint) window.scrollTo(0, scrollY);
       firstPaint = false;
     }
@@ -836,13 +843,25 @@
     return [el("h3", {}, "Robustness report"), el("p", { id: "report-lead" }, carried), ckaTable, chart];
   }
 
+  // report.png of the job page on screen, fetched once: its repaints (every 2 s while anything runs) reuse it.
+  let chartSource = null; // { jobId, url: Promise<{ href, blob }> }
+
   /** Show report.png from its presigned URL, or from a blob fetched with the key where the store has no URLs. */
   async function loadReportChart(jobId, img) {
+    if (!chartSource || chartSource.jobId !== jobId) {
+      if (chartSource) chartSource.url.then((u) => u.blob && URL.revokeObjectURL(u.href)).catch(() => {});
+      const url = artifactLink(jobId, "report.png").then(async (link) => ({
+        href: link.requires_key ? await keyedBlobUrl(link.url) : link.url,
+        blob: link.requires_key,
+      }));
+      chartSource = { jobId: jobId, url: url };
+    }
+    const source = chartSource;
     try {
-      const link = await artifactLink(jobId, "report.png");
-      img.src = link.requires_key ? await keyedBlobUrl(link.url) : link.url;
+      img.src = (await source.url).href;
       img.hidden = false;
     } catch (err) {
+      if (chartSource === source) chartSource = null; // try again on the next paint
       img.hidden = true;
     }
   }

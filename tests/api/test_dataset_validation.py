@@ -143,3 +143,48 @@ def test_a_restarted_api_validates_what_was_left_validating(api: ApiEnv, team: T
         row = _wait_for(team, "left-over", "valid")
     assert row["report"]["ok"] is True
     restarted.state.engine.dispose()
+
+
+def test_a_refused_path_is_still_a_422_at_once_and_busy_waits_answer_202(
+    api: ApiEnv, team: TeamClient, gated: Gated
+) -> None:
+    outside = team.post("/v1/datasets", json={"name": "outside", "layout": "folder", "uri": "file:///etc"})
+    assert outside.status_code == 422 and "outside the allowed roots" in outside.text
+    assert team.get("/v1/datasets/outside").status_code == 404 and gated.gates == []  # nothing stored or started
+    validator = api.app.state.dataset_validator
+    validator.settings = validator.settings.model_copy(update={"dataset_inline_validation_s": 30.0})
+    taken = [validator._waiting.acquire(blocking=False) for _ in range(api.settings.dataset_validation_threads)]
+    assert all(taken)  # every waiting place is held by other requests
+    try:
+        started = time.monotonic()
+        answer = team.post("/v1/datasets", json=_body(team, "busy"))
+        assert answer.status_code == 202 and time.monotonic() - started < 5  # not the 30 s wait
+    finally:
+        for _ in taken:
+            validator._waiting.release()
+
+
+def test_one_process_takes_over_a_left_over_row_and_jobs_stop_on_a_set_validated_again(
+    api: ApiEnv, team: TeamClient
+) -> None:
+    from sqlalchemy import select
+
+    from gkd_core.errors import DatasetError
+    from service.models import Dataset, Team
+    from worker.pipeline import usable_dataset
+
+    body = DatasetCreate.model_validate(_body(team, "taken"))
+    with session_scope(api.app.state.session_factory) as session:
+        team_id = session.scalar(select(Team.id).where(Team.name == team.name))
+        assert team_id is not None
+        row, _ = datasets.store_registration(session=session, team_id=team_id, body=body, report=None)
+        dataset_id, seen = row.id, row.updated_at
+    with session_scope(api.app.state.session_factory) as session:
+        first = datasets.claim_validation(session=session, dataset_id=dataset_id, seen=seen)
+    with session_scope(api.app.state.session_factory) as session:
+        second = datasets.claim_validation(session=session, dataset_id=dataset_id, seen=seen)
+    assert first is not None and second is None
+    with session_scope(api.app.state.session_factory) as session:
+        assert session.get(Dataset, dataset_id).report["validation_id"] == first  # type: ignore[union-attr]
+        with pytest.raises(DatasetError, match="is being validated again"):
+            usable_dataset(session, team_id, "taken")

@@ -3,13 +3,18 @@ parity, cancel one, and read the API's field errors, all in Chromium against the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.sync_api import Page, expect
 
 from gkd_client import Client
-from tests.support.live_api import LiveServer, spec
+from gkd_core.robustness import build_report, write_report
+from tests.support.live_api import SUMMARY, LiveServer, spec
 
 
-def test_evaluate_a_finished_job_cancel_one_and_read_the_results(page: Page, server: LiveServer) -> None:
+def test_evaluate_a_finished_job_cancel_one_and_read_the_results(
+    page: Page, server: LiveServer, tmp_path: Path
+) -> None:
     client = Client(server.url, server.api_key)
     running = client.submit_job(spec("still-training"))
     server.start(running.id)
@@ -19,9 +24,15 @@ def test_evaluate_a_finished_job_cancel_one_and_read_the_results(page: Page, ser
 
     job = client.submit_job(spec("to-evaluate"))
     server.start(job.id)
-    server.succeed(job.id, {})
+    rows = {"student": {"fog": 0.30}, "teacher": {"fog": 0.40}, "student_frozen": {"fog": 0.20}}
+    report = build_report(rows=rows, targets=["fog"], source=None, similarity={}, method="gkd")
+    files = write_report(tmp_path, report)
+    server.succeed(job.id, {p.name: ("report", p.read_bytes()) for p in files.values()}, {**SUMMARY, "report": report})
+    chart_links: list[str] = []
+    page.on("request", lambda request: chart_links.append(request.url) if "report.png:link" in request.url else None)
     page.goto(f"{server.url}/dashboard#/jobs/{job.id}")
     expect(page.locator("#no-evaluations")).to_be_visible()
+    expect(page.locator("#report-chart")).to_be_visible()
 
     # A dataset the team never registered: the API's field error is shown, and the typed text stays.
     page.fill("#eval-targets", "not-registered:val")
@@ -37,9 +48,14 @@ def test_evaluate_a_finished_job_cancel_one_and_read_the_results(page: Page, ser
     expect(queued.locator(".eval-targets")).to_have_text("synth-fog:val")
     expect(page.locator("#eval-error")).to_have_count(0)
     page.type("#eval-targets", "synth-ni")
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")  # the caret after "sy"
     page.wait_for_timeout(2600)  # past a 2 s refresh
     expect(page.locator("#eval-targets")).to_have_value("synth-ni")
     expect(page.locator("#eval-targets")).to_be_focused()
+    page.keyboard.type("X")  # the caret stayed where it was through the repaint
+    expect(page.locator("#eval-targets")).to_have_value("syXnth-ni")
+    assert len(chart_links) == 1, chart_links  # repaints reuse the chart instead of fetching it again
     page.click(".evaluation[data-status=queued] .cancel-eval")
     expect(page.locator(".evaluation[data-status=cancelled]")).to_have_count(1)
 

@@ -22,6 +22,14 @@ PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import torch
+if sys.argv[2] == "registers":  # stand in for a matched build: loading the extension registers the ops
+    load = torch.ops.load_library
+    kept = []
+    def load_and_register(path):
+        load(path)
+        kept.append(torch.library.Library("torchvision", "DEF"))
+        kept[0].define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    torch.ops.load_library = load_and_register
 import gkd_core._compat as shim
 try:
     torch.ops.torchvision.nms
@@ -32,7 +40,6 @@ loaded = sorted(p for p in torch.ops.loaded_libraries if p.startswith(sys.argv[1
 print(json.dumps({"declared": shim._library is not None, "nms": registered, "loaded": loaded}))
 """
 
-
 def _loadable_shared_object() -> Path:
     """Any shared object the loader accepts (a compiled stdlib module): it stands in for a fitting extension."""
     for name in ("_ctypes", "_decimal", "_json", "math", "select"):
@@ -42,9 +49,9 @@ def _loadable_shared_object() -> Path:
     pytest.fail("no compiled stdlib module to stand in for torchvision's extension")
 
 
-def _probe(path_dir: Path) -> dict[str, object]:
+def _probe(path_dir: Path, mode: str = "plain") -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path_dir)], capture_output=True, text=True, timeout=120, cwd=REPO
+        [sys.executable, "-c", PROBE, str(path_dir), mode], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     assert out.returncode == 0, out.stderr
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -65,8 +72,14 @@ def _fake_torchvision(root: Path, extension: bytes | Path) -> Path:
 
 def test_a_fitting_extension_is_loaded_and_nothing_is_declared(tmp_path: Path) -> None:
     extension = _fake_torchvision(tmp_path, _loadable_shared_object())
+    result = _probe(tmp_path, "registers")
+    assert result == {"declared": False, "nms": True, "loaded": [str(extension)]}
+
+
+def test_an_extension_that_loads_but_registers_nothing_gets_the_schemas_declared(tmp_path: Path) -> None:
+    extension = _fake_torchvision(tmp_path, _loadable_shared_object())
     result = _probe(tmp_path)
-    assert result == {"declared": False, "nms": False, "loaded": [str(extension)]}
+    assert result == {"declared": True, "nms": True, "loaded": [str(extension)]}
 
 
 def test_an_unloadable_extension_gets_the_schemas_declared(tmp_path: Path) -> None:
