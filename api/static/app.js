@@ -866,6 +866,113 @@
     }
   }
 
+  // ----- datasets ---------------------------------------------------------------------------
+
+  /** A dataset's size per split from its report: "train 8, val 4 pairs" or "train 1200 images". */
+  function splitSummary(ds) {
+    const report = ds.report || {};
+    const labels = report.labels !== false;
+    const parts = Object.entries(report.splits || {}).map(([name, c]) => name + " " + ((labels ? c && c.pairs : c && c.images) ?? 0));
+    return parts.length ? parts.join(", ") + (labels ? " pairs" : " images") : "-";
+  }
+
+  function datasetRow(ds) {
+    const report = ds.report || {};
+    const problems = report.problems || [];
+    const counts = Object.values(report.problem_counts || {}).reduce((a, b) => a + Number(b || 0), 0) || problems.length;
+    const when = ds.status === "validating" ? "validating since " + (report.started_at || "-") : age(ds.updated_at) + " ago";
+    const row = el(
+      "tr",
+      { "data-dataset": ds.name, "data-status": ds.status },
+      el("td", {}, ds.name),
+      el("td", {}, ds.layout + (report.labels === false ? " (images only)" : "")),
+      el("td", {}, badge(ds.status)),
+      el("td", { class: "size" }, splitSummary(ds)),
+      el("td", { class: "num" }, String(counts)),
+      el("td", { class: "muted", title: ds.updated_at || "" }, when)
+    );
+    if (!problems.length) return [row];
+    const details = el(
+      "tr",
+      { class: "problems", "data-problems": ds.name },
+      el("td", { colspan: 6 }, el("details", {}, el("summary", {}, "Problems"), el("ul", {}, problems.slice(0, 20).map((p) => el("li", {}, [p.kind, [p.split, p.name].filter(Boolean).join("/")].filter(Boolean).join(" ") + ": " + (p.detail || ""))))))
+    );
+    return [row, details];
+  }
+
+  async function renderDatasets() {
+    clear(app);
+    const gen = routeGen;
+    const cat = await catalog().catch(() => ({ layouts: [] }));
+    if (gen !== routeGen) return;
+    const name = el("input", { id: "ds-name", name: "name", type: "text", required: true, size: 24 });
+    const layout = el("select", { id: "ds-layout", name: "layout" }, (cat.layouts || []).map((l) => el("option", { value: l.name, title: l.summary || "" }, l.name)));
+    const uri = el("input", { id: "ds-uri", name: "uri", type: "text", required: true, size: 48, placeholder: "file:///data/cityscapes or s3://bucket/prefix" });
+    const classes = el("input", { id: "ds-classes", name: "classes", type: "text", size: 32, placeholder: "optional: road, car, ..." });
+    const errors = el("div", { id: "ds-errors" });
+    const status = el("p", { id: "ds-status", class: "muted" });
+    const submit = el("button", { type: "submit", id: "ds-submit" }, "Register");
+    const form = el(
+      "form",
+      { id: "dataset-form", class: "card", novalidate: true },
+      el("h2", {}, "Register a dataset"),
+      el("p", { class: "muted" }, "The server validates it (every pairing and header, a sample of labels) and keeps the report; a large set is validated in the background."),
+      el("div", { class: "dataset-fields" },
+        el("div", { class: "field" }, el("label", { for: "ds-name" }, "Name"), name),
+        el("div", { class: "field" }, el("label", { for: "ds-layout" }, "Layout"), layout),
+        el("div", { class: "field" }, el("label", { for: "ds-uri" }, "URI"), uri),
+        el("div", { class: "field" }, el("label", { for: "ds-classes" }, "Classes"), classes)),
+      errors,
+      el("div", { class: "actions" }, submit),
+      status
+    );
+    const table = el("div", { id: "datasets" }, el("p", { class: "muted" }, "Loading datasets…"));
+    app.append(el("h2", {}, "Datasets"), table, form);
+    let latest = 0;
+
+    async function refresh() {
+      if (gen !== routeGen) return;
+      const mine = ++latest;
+      let items;
+      try {
+        items = listOf(await api("/v1/datasets"), "items");
+      } catch (err) {
+        if (gen !== routeGen || mine !== latest) return;
+        clear(table);
+        table.append(errorBox(err));
+        return;
+      }
+      if (gen !== routeGen || mine !== latest) return;
+      clear(table);
+      table.append(items.length
+        ? el("table", { class: "scores", id: "datasets-table" },
+            el("thead", {}, el("tr", {}, ["name", "layout", "status", "size", "problems", "updated"].map((h) => el("th", {}, h)))),
+            el("tbody", {}, items.flatMap(datasetRow)))
+        : el("p", { class: "muted", id: "no-datasets" }, "No datasets yet."));
+      if (items.some((d) => d.status === "validating")) later(refresh, 2000);
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clear(errors);
+      const body = { name: name.value.trim(), layout: layout.value, uri: uri.value.trim() };
+      const names = classes.value.split(",").map((c) => c.trim()).filter(Boolean);
+      if (names.length) body.classes = names;
+      submit.disabled = true;
+      try {
+        const ds = await api("/v1/datasets", { method: "POST", body: body });
+        status.textContent = "registered " + ds.name + ": " + ds.status;
+      } catch (err) {
+        errors.append(el("div", { class: "error", role: "alert" }, problemLines(err)));
+      } finally {
+        submit.disabled = false;
+      }
+      stopTimers();
+      refresh();
+    });
+    await refresh();
+  }
+
   // ----- compare ----------------------------------------------------------------------------
 
   function compareIds(hash) {
@@ -1212,6 +1319,7 @@
       return renderCompare(ids);
     }
     if (hash === "#/submit") return renderSubmit();
+    if (hash === "#/datasets") return renderDatasets();
     return renderList();
   }
 
