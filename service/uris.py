@@ -78,6 +78,26 @@ def allowed_roots(settings: Settings) -> list[Path]:
     return [root.expanduser().resolve() for root in roots]
 
 
+def owned_paths(settings: Settings) -> list[Path]:
+    """Folders and files the service keeps under its data folder, and its local artifact store wherever it is."""
+    data = Path(settings.data_dir)
+    paths = [data / name for name in ("artifacts", "cache", "work", "prepared", "logs", "api-key")]
+    for url in (settings.resolved_storage_url, settings.resolved_database_url, settings.resolved_broker_url):
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            paths.append(Path(unquote(parts.path)))
+        elif parts.scheme.startswith(("sqlite", "sqla+sqlite")) and parts.path not in ("", "/", "/:memory:"):
+            database = Path(unquote(parts.path[1:]))  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+            paths += [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+    return paths
+
+
+def owned_s3(settings: Settings) -> tuple[str, str] | None:
+    """The service's own ``(bucket, prefix)`` when its artifacts live in S3."""
+    parts = urlsplit(settings.resolved_storage_url)
+    return (parts.netloc, unquote(parts.path).strip("/")) if parts.scheme == "s3" else None
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two workers on one host never fill one cache entry at once."""
@@ -99,11 +119,17 @@ class UriResolver:
     s3_store_for_bucket: Callable[[str], ArtifactStore] | None = None
     artifact_store: ArtifactStore | None = None
     can_access_job: Callable[[str], bool] | None = None
+    # The service's own files (every team's artifacts, the download cache, scratch, the database) and its own
+    # s3://bucket/prefix: never read as a user's data, even where an allowed root or the credentials reach them.
+    owned_paths: Sequence[Path] = ()
+    owned_s3: tuple[str, str] | None = None
     _resolved_roots: list[Path] = field(init=False, repr=False)
+    _owned: list[Path] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._resolved_roots = [Path(root).expanduser().resolve() for root in self.roots]
         self.cache_dir = Path(self.cache_dir)
+        self._owned = [Path(p).expanduser().resolve() for p in (*self.owned_paths, self.cache_dir)]
 
     @classmethod
     def from_settings(
@@ -130,6 +156,8 @@ class UriResolver:
             s3_store_for_bucket=s3_store,
             artifact_store=artifact_store,
             can_access_job=can_access_job,
+            owned_paths=owned_paths(settings),
+            owned_s3=owned_s3(settings),
         )
 
     def resolve(self, uri: str) -> Path:
@@ -165,6 +193,9 @@ class UriResolver:
             raise UnsupportedUri(f"{uri!r} is not an absolute path; use file:///absolute/path")
         # realpath resolves symlinks and '..' together, the way the kernel will when we open it.
         resolved = Path(os.path.realpath(raw))
+        for owned in self._owned:  # inside the service's files, or a folder that holds them
+            if resolved == owned or resolved.is_relative_to(owned) or owned.is_relative_to(resolved):
+                raise PathNotAllowed(f"{uri!r} is or holds the service's own files; point at the data itself")
         if not any(resolved == root or resolved.is_relative_to(root) for root in self._resolved_roots):
             roots = ", ".join(str(root) for root in self._resolved_roots) or "(none configured)"
             raise PathNotAllowed(
@@ -189,6 +220,10 @@ class UriResolver:
                 validate_key(key[:-1] if key.endswith("/") else key)
             except InvalidKey as exc:
                 raise UnsupportedUri(f"{uri!r}: {exc}") from exc
+        if self.owned_s3 is not None and bucket == self.owned_s3[0]:
+            area = self.owned_s3[1]
+            if not area or key == area or key.startswith(area + "/") or area.startswith(key):
+                raise PathNotAllowed(f"{uri!r} is or holds the service's own artifact store; point at the data itself")
         if self.s3_store_for_bucket is None:
             raise UnsupportedUri(f"{uri!r}: this resolver has no S3 access configured")
         store = self.s3_store_for_bucket(bucket)

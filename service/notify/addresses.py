@@ -102,9 +102,15 @@ def _kind(ip: IPAddress) -> str | None:
 
 
 def _is_literal(host: str, address: IPAddress) -> bool:
+    """Whether ``host`` is an address written out (in any form the resolver takes, 2130706433 or 127.1 too),
+    not a name: naming its kind then tells the sender nothing the URL did not already say."""
     try:
         return ipaddress.ip_address(host) == address
     except ValueError:
+        pass
+    try:
+        return ipaddress.ip_address(socket.inet_aton(host)) == address
+    except OSError:
         return False
 
 
@@ -141,9 +147,8 @@ def check_target(url: str, *, allow_private: bool) -> Target:
         for address in addresses:
             reason = address_problem(address)
             if reason is not None:
-                refused = (
-                    f"{host} is {reason}" if _is_literal(host, address) else f"{host} resolves to {address}, {reason}"
-                )
+                # A name's address is not repeated back: that would let any team map the server's internal DNS.
+                refused = f"{host} is {reason}" if _is_literal(host, address) else f"{host} is not a public address"
                 raise AddressRefused(
                     f"{refused}; notifications go to public addresses only "
                     "(the operator may allow private ones with GKD_NOTIFY_ALLOW_PRIVATE=1)"

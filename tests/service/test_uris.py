@@ -247,3 +247,51 @@ def test_s3_uri_from_settings_uses_the_configured_endpoint(
     path = UriResolver.from_settings(settings).resolve(f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors")
     assert path.read_bytes() == b"teacher"
     assert path.is_relative_to(tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- the service's own files
+
+
+def test_the_services_own_files_are_never_a_users_data(tmp_path: Path) -> None:
+    """Every team's artifacts, the download cache, scratch and the database live in the data folder, an allowed
+    root when embedded: naming them, or a folder that holds them, is refused; the users' data beside them is not."""
+    home = tmp_path / "home"
+    settings = Settings(mode="embedded", data_dir=home, allowed_roots=[tmp_path])
+    for folder in ("artifacts/jobs/victim/artifacts", "cache", "work", "bench/toon"):
+        (home / folder).mkdir(parents=True)
+    (home / "gkd.db").write_bytes(b"")
+    (home / "artifacts/jobs/victim/artifacts/student.safetensors").write_bytes(b"weights")
+    resolver = UriResolver.from_settings(settings)
+    assert resolver.resolve(f"file://{home / 'bench/toon'}") == (home / "bench/toon").resolve()
+    for owned in ("artifacts/jobs", "artifacts/jobs/victim/artifacts/student.safetensors", "cache", "work", "gkd.db"):
+        with pytest.raises(PathNotAllowed, match="service's own files"):
+            resolver.resolve(f"file://{home / owned}")
+    for holder in (home, tmp_path):  # a folder that holds them would list them too
+        with pytest.raises(PathNotAllowed, match="service's own files"):
+            resolver.resolve(f"file://{holder}")
+
+
+def test_the_services_own_artifact_bucket_is_never_a_users_data(
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
+) -> None:
+    store, prefix = s3_bucket
+    settings = Settings(
+        mode="production",
+        secret_key=SECRET,
+        data_dir=tmp_path,
+        storage_url=f"s3://{BUCKET}/{prefix}/platform",
+        s3_endpoint_url=seaweed_s3.endpoint_url,
+        s3_access_key=seaweed_s3.access_key,
+        s3_secret_key=seaweed_s3.secret_key,
+    )
+    store.put_bytes(f"{prefix}/platform/jobs/victim/artifacts/student.safetensors", b"someone else's")
+    resolver = UriResolver.from_settings(settings)
+    for uri in (
+        f"s3://{BUCKET}/{prefix}/platform/jobs/victim/artifacts/student.safetensors",
+        f"s3://{BUCKET}/{prefix}/platform/",
+        f"s3://{BUCKET}/{prefix}/plat",  # a listing prefix that takes in the store's area
+        f"s3://{BUCKET}/",
+    ):
+        with pytest.raises(PathNotAllowed, match="service's own artifact store"):
+            resolver.resolve(uri)
+    assert resolver.resolve(f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors").read_bytes() == b"teacher"
