@@ -19,6 +19,7 @@ from service.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (ValidationFailed, 422),
     (BadRequest, 400),
     (Unauthorized, 401),
+    (TooManyRequests, 429),
 )
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -83,6 +85,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body too large",
         415: "Body is not JSON",
         422: "Invalid content; `errors` names each field and fix",
+        429: "Too much under way for this team; retry after `Retry-After` seconds",
         503: "A dependency (database or artifact storage) is unavailable; retry",
     }
     return {s: {"description": descriptions.get(s, "Error"), **PROBLEM_SCHEMA} for s in statuses}
@@ -92,6 +95,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = next((code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return problem_response(status, exc.title, exc.detail, request=request, headers=headers, **exc.extra)
 
 

@@ -12,6 +12,7 @@ that was validating them, so it validates them again (:meth:`DatasetValidator.re
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import queue
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import datasets
 from service.db import session_scope
+from service.errors import TooManyRequests
 from service.models import Dataset
 from service.schemas import DatasetCreate
 from service.settings import Settings
@@ -101,6 +103,7 @@ class DatasetValidator:
         # Requests waiting for a validation each hold a database session: at most this many wait at once,
         # later ones are answered 202 straight away, so registrations can never take the API's sessions.
         self._waiting = threading.BoundedSemaphore(settings.dataset_validation_threads)
+        self._per_team: collections.Counter[str] = collections.Counter()  # validations under way, by team
 
     def _submit(self, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None) -> Future[Any]:
         with self._lock:
@@ -119,12 +122,23 @@ class DatasetValidator:
 
         Raises:
             ValidationFailed: the URI cannot be read by this service (found within the wait; nothing stored).
+            TooManyRequests: the team has ``dataset_validations_per_team`` validations under way already.
         """
         try:
             datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(body.uri, exc) from exc
+        limit = self.settings.dataset_validations_per_team
+        with self._lock:  # the pool is shared by every team: one team's registrations cannot fill it
+            if self._per_team[team_id] >= limit:
+                raise TooManyRequests(
+                    f"{limit} of your datasets are still being validated; register more once one is done "
+                    "(GET /v1/datasets shows which are validating)",
+                    retry_after_s=10,
+                )
+            self._per_team[team_id] += 1
         future = self._submit(uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes)
+        future.add_done_callback(lambda _done: self._finished(team_id))
         waits = self._waiting.acquire(blocking=False)
         try:
             report: dict[str, Any] | None = future.result(
@@ -141,6 +155,12 @@ class DatasetValidator:
         if report is not None:
             return dataset, created, None
         return dataset, created, Pending(dataset.id, str(dataset.report["validation_id"]), future)
+
+    def _finished(self, team_id: str) -> None:
+        with self._lock:
+            self._per_team[team_id] -= 1
+            if self._per_team[team_id] <= 0:
+                del self._per_team[team_id]
 
     def finish_later(self, pending: Pending) -> None:
         """Write the outcome to the (committed) row when the validation ends."""

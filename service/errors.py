@@ -67,6 +67,16 @@ class InvalidPageToken(BadRequest):
     title = "Invalid page token"
 
 
+class TooManyRequests(DomainError):
+    """The team has too much of something under way; ``retry_after_s`` says when to try again."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class Unauthorized(DomainError):
     """No API key, or an unknown/revoked one."""
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     dataset_validation_threads: int = Field(
         default=2, ge=1, le=32, description="Datasets one API process validates at once (the rest wait)."
     )
+    dataset_validations_per_team: int = Field(
+        default=4, ge=1, le=1000, description="Validations a team may have under way in one API process (else 429)."
+    )
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu"])
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     responses={
         200: {"description": "Re-registered", "model": DatasetRead},
         202: {"description": "Stored; still validating", "model": DatasetRead},
-        **responses(401, 413, 415, 422),
+        **responses(401, 413, 415, 422, 429),
     },
 )
 def register_dataset(

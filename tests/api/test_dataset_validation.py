@@ -188,3 +188,23 @@ def test_one_process_takes_over_a_left_over_row_and_jobs_stop_on_a_set_validated
         assert session.get(Dataset, dataset_id).report["validation_id"] == first  # type: ignore[union-attr]
         with pytest.raises(DatasetError, match="is being validated again"):
             usable_dataset(session, team_id, "taken")
+
+
+def test_a_team_with_its_share_of_validations_under_way_gets_429_until_one_ends(
+    api: ApiEnv, team: TeamClient, other_team: TeamClient, gated: Gated
+) -> None:
+    validator = api.app.state.dataset_validator
+    validator.settings = validator.settings.model_copy(update={"dataset_validations_per_team": 1})
+    assert team.post("/v1/datasets", json=_body(team, "first")).status_code == 202
+    refused = team.post("/v1/datasets", json=_body(team, "second"))
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+    assert "still being validated" in refused.json()["detail"]
+    assert team.get("/v1/datasets/second").status_code == 404  # nothing stored
+    assert other_team.post("/v1/datasets", json=_body(other_team, "theirs")).status_code == 202  # its own share
+    gated.release(0)
+    _wait_for(team, "first", "valid")
+    deadline = time.monotonic() + 10
+    while (answer := team.post("/v1/datasets", json=_body(team, "second"))).status_code == 429:
+        assert time.monotonic() < deadline  # the share frees as the callback runs, just after the row is written
+        time.sleep(0.05)
+    assert answer.status_code == 202
