@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     dataset_validations_per_team: int = Field(
         default=4, ge=1, le=1000, description="Validations a team may have under way in one API process (else 429)."
     )
+    s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets s3:// datasets and weights may name (comma-separated); empty: any bucket the "
+        "credentials read, except the service's own artifact area.",
+    )
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu"])
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
@@ -149,7 +154,7 @@ class Settings(BaseSettings):
             raise ValueError("GKD_SECRET_KEY must be set to a random value in production mode")
         return self
 
-    @field_validator("allowed_roots", "queues", mode="before")
+    @field_validator("allowed_roots", "queues", "s3_allowed_buckets", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         """Accept ``a:b`` / ``a,b`` strings, or a JSON list, from the environment as lists."""

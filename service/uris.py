@@ -123,6 +123,7 @@ class UriResolver:
     # s3://bucket/prefix: never read as a user's data, even where an allowed root or the credentials reach them.
     owned_paths: Sequence[Path] = ()
     owned_s3: tuple[str, str] | None = None
+    allowed_buckets: Sequence[str] = ()  # empty: any bucket but the service's own area
     _resolved_roots: list[Path] = field(init=False, repr=False)
     _owned: list[Path] = field(init=False, repr=False)
 
@@ -158,6 +159,7 @@ class UriResolver:
             can_access_job=can_access_job,
             owned_paths=owned_paths(settings),
             owned_s3=owned_s3(settings),
+            allowed_buckets=tuple(settings.s3_allowed_buckets),
         )
 
     def resolve(self, uri: str) -> Path:
@@ -220,6 +222,11 @@ class UriResolver:
                 validate_key(key[:-1] if key.endswith("/") else key)
             except InvalidKey as exc:
                 raise UnsupportedUri(f"{uri!r}: {exc}") from exc
+        if self.allowed_buckets and bucket not in self.allowed_buckets:
+            raise PathNotAllowed(
+                f"{uri!r}: bucket {bucket!r} is not one this service reads data from "
+                f"({', '.join(self.allowed_buckets)}); the operator sets GKD_S3_ALLOWED_BUCKETS"
+            )
         if self.owned_s3 is not None and bucket == self.owned_s3[0]:
             area = self.owned_s3[1]
             if not area or key == area or key.startswith(area + "/") or area.startswith(key):

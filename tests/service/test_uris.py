@@ -295,3 +295,23 @@ def test_the_services_own_artifact_bucket_is_never_a_users_data(
         with pytest.raises(PathNotAllowed, match="service's own artifact store"):
             resolver.resolve(uri)
     assert resolver.resolve(f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors").read_bytes() == b"teacher"
+
+
+def test_an_allow_list_of_buckets_refuses_every_other_bucket(
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
+) -> None:
+    _, prefix = s3_bucket
+    common: dict[str, Any] = {
+        "mode": "production",
+        "secret_key": SECRET,
+        "data_dir": tmp_path,
+        "s3_endpoint_url": seaweed_s3.endpoint_url,
+        "s3_access_key": seaweed_s3.access_key,
+        "s3_secret_key": seaweed_s3.secret_key,
+    }
+    uri = f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors"
+    elsewhere = UriResolver.from_settings(Settings(**common, s3_allowed_buckets="datasets-a,datasets-b"))
+    with pytest.raises(PathNotAllowed, match="GKD_S3_ALLOWED_BUCKETS"):
+        elsewhere.resolve(uri)
+    listed = UriResolver.from_settings(Settings(**common, s3_allowed_buckets=f"datasets-a,{BUCKET}"))
+    assert listed.resolve(uri).read_bytes() == b"teacher"
