@@ -286,10 +286,18 @@ async def _names(client: httpx.AsyncClient, prefix: str) -> list[str]:
 
 
 def register_dataset(url: str, key: str, root: Path) -> None:
-    """Register the toy dataset (200 new, 201 replaced); anything else stops the bench with the answer."""
+    """Register the toy dataset (201 new, 200 replaced, 202 still validating: wait for it); anything else, or a
+    set that ends invalid, stops the bench with the answer."""
     body = {"name": DATASET, "layout": "folder", "uri": write_dataset(root).as_uri()}
-    response = httpx.post(f"{url}/v1/datasets", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
-    if response.status_code not in (200, 201) or response.json().get("status") != "valid":
+    headers = {"Authorization": f"Bearer {key}"}
+    response = httpx.post(f"{url}/v1/datasets", json=body, headers=headers, timeout=120)
+    deadline = time.monotonic() + 120
+    while response.status_code in (200, 201, 202) and response.json().get("status") == "validating":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        response = httpx.get(f"{url}/v1/datasets/{DATASET}", headers=headers, timeout=30)
+    if response.status_code not in (200, 201, 202) or response.json().get("status") != "valid":
         raise SystemExit(f"could not register {DATASET} at {root}: {response.status_code} {response.text[:500]}")
 
 
