@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         description="Buckets s3:// datasets and weights may name (comma-separated); empty: any bucket the "
         "credentials read, except the service's own artifact area.",
     )
+    s3_download_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Objects of an s3:// dataset prefix downloaded at once."
+    )
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpu"])
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

@@ -97,6 +97,7 @@ class S3Store:
     multipart_threshold: int = 64 * MIB
     multipart_chunksize: int = 16 * MIB
     max_concurrency: int = 4
+    pool_connections: int = 64
     retry_mode: str = "standard"
     max_attempts: int = 5
     connect_timeout_s: float = 5.0
@@ -146,6 +147,7 @@ class S3Store:
             # Only send checksums we ask for: botocore's default CRC32 trailers break some servers.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            max_pool_connections=self.pool_connections,  # a dataset prefix is fetched by many threads at once
         )
         with _SESSION_LOCK:  # creating clients from one session is not thread-safe
             return _boto_session().client(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -160,14 +161,16 @@ class CountingStore:
         self.inner = inner
         self.downloads = 0
         self.fail_after = fail_after
+        self.lock = threading.Lock()  # the resolver fetches a prefix's objects from several threads
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def get_file(self, key: str, dest: Path) -> StoredObject:
-        if self.fail_after is not None and self.downloads >= self.fail_after:
-            raise StorageUnavailable("connection dropped mid-download")
-        self.downloads += 1
+        with self.lock:
+            if self.fail_after is not None and self.downloads >= self.fail_after:
+                raise StorageUnavailable("connection dropped mid-download")
+            self.downloads += 1
         return self.inner.get_file(key, dest)
 
 
@@ -315,3 +318,27 @@ def test_an_allow_list_of_buckets_refuses_every_other_bucket(
         elsewhere.resolve(uri)
     listed = UriResolver.from_settings(Settings(**common, s3_allowed_buckets=["datasets-a", BUCKET]))
     assert listed.resolve(uri).read_bytes() == b"teacher"
+
+
+def test_a_large_prefix_is_fetched_side_by_side_and_completely(
+    s3_bucket: tuple[S3Store, str], tmp_path: Path
+) -> None:
+    store, prefix = s3_bucket
+    names = [f"images/train/{i:04d}.png" for i in range(150)]
+    for name in names:
+        store.put_bytes(f"{prefix}/many/{name}", name.encode())
+    counting = CountingStore(store)
+    resolver = UriResolver(
+        roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: counting, download_concurrency=8
+    )
+    folder = resolver.resolve(f"s3://{BUCKET}/{prefix}/many")
+    assert counting.downloads == 150
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == names
+    assert all((folder / name).read_bytes() == name.encode() for name in names)
+    flaky = CountingStore(store, fail_after=40)
+    other = UriResolver(
+        roots=[], cache_dir=tmp_path / "other", s3_store_for_bucket=lambda _b: flaky, download_concurrency=8
+    )
+    with pytest.raises(StorageUnavailable):
+        other.resolve(f"s3://{BUCKET}/{prefix}/many")
+    assert flaky.downloads == 40 and not list((tmp_path / "other").glob("*.complete"))  # the rest cancelled
