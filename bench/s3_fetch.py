@@ -11,6 +11,9 @@ speed-up here is a floor: towards a remote store each request also waits a round
 concurrent fetch overlaps. With no ``--endpoint`` it starts a local SeaweedFS (the one the tests use,
 from tests/support/seaweed.py).
 
+``--added-latency-ms`` waits that long before each object, a stand-in for the round trips to a remote
+store (a simulation, labelled as such in the output).
+
 Run: ``PYTHONPATH=. .venv/bin/python bench/s3_fetch.py [--objects 1000] [--kib 100] [--concurrency 1 4 16]``.
 """
 
@@ -24,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from service.storage import S3Store
 from service.uris import UriResolver
@@ -40,7 +44,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     parser.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     parser.add_argument("--bucket", default=BUCKET)
+    parser.add_argument(
+        "--added-latency-ms",
+        type=float,
+        default=0.0,
+        help="sleep this long before each object (a stand-in for a remote store's round trips)",
+    )
     return parser.parse_args(argv)
+
+
+class Delayed:
+    """The store, with a wait before each download: what a remote store's round trips add to each object."""
+
+    def __init__(self, inner: S3Store, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_file(self, key: str, dest: Path) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.get_file(key, dest)
 
 
 @contextlib.contextmanager
@@ -72,14 +97,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         started = time.perf_counter()
         for i in range(args.objects):
             store.put_bytes(f"{prefix}/train/n{i % 100:08d}/{i:07d}.JPEG", payload)
+        delay = f"; {args.added_latency_ms:g} ms added before each object" if args.added_latency_ms else ""
         print(f"wrote {args.objects} objects of {args.kib} KiB in {time.perf_counter() - started:.1f} s; "
-              f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
+              f"{os.cpu_count()} CPUs{delay}", flush=True)  # fmt: skip
         print(f"{'concurrency':>11} {'seconds':>8} {'objects/s':>10} {'MiB/s':>7} {'speed-up':>8}", flush=True)
         base = None
+        source: Any = Delayed(store, args.added_latency_ms / 1e3) if args.added_latency_ms else store
         for concurrency in args.concurrency:
             cache = Path(tmp) / f"cache-{concurrency}"
             resolver = UriResolver(
-                roots=[], cache_dir=cache, s3_store_for_bucket=lambda _b: store, download_concurrency=concurrency
+                roots=[], cache_dir=cache, s3_store_for_bucket=lambda _b: source, download_concurrency=concurrency
             )
             tick = time.perf_counter()
             folder = resolver.resolve(f"s3://{args.bucket}/{prefix}/")
