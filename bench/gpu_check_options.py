@@ -12,6 +12,8 @@ import collections
 import contextlib
 import copy
 import functools
+import os
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -178,8 +180,12 @@ def section_option_channels_last(ctx: Context, rec: dict[str, Any]) -> str:
 
 def section_option_compile(ctx: Context, rec: dict[str, Any]) -> str:
     """Step 1b with the task under ``torch.compile`` against eager; compile time reported apart."""
-    student, teacher, images, cfg = _s1b_setup(ctx)
     backend = ctx.plan.compile_backend
+    compilers = [c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)]
+    rec["c_compiler"] = compilers[0] if compilers else None
+    if backend == "inductor" and not compilers:  # inductor builds C/C++ (and Triton launchers) on first call
+        raise RuntimeError("no C compiler on PATH (cc, gcc, clang or $CC): torch.compile's inductor needs one")
+    student, teacher, images, cfg = _s1b_setup(ctx)
     eager = make_steps(student, teacher, cfg, images, precision=ctx.plan.precision)["full"]
     compiled = make_steps(
         student, teacher, cfg, images, precision=ctx.plan.precision, compile_options={"backend": backend}

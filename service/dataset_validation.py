@@ -104,6 +104,7 @@ class DatasetValidator:
         # later ones are answered 202 straight away, so registrations can never take the API's sessions.
         self._waiting = threading.BoundedSemaphore(settings.dataset_validation_threads)
         self._per_team: collections.Counter[str] = collections.Counter()  # validations under way, by team
+        self._latest: dict[tuple[str, str], Future[Any]] = {}  # each (team, name)'s newest validation here
 
     def _submit(self, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None) -> Future[Any]:
         with self._lock:
@@ -128,6 +129,11 @@ class DatasetValidator:
             datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(body.uri, exc) from exc
+        key = (team_id, body.name)
+        with self._lock:
+            older = self._latest.get(key)
+        if older is not None:  # registered again: an older validation still queued would only be discarded
+            older.cancel()
         limit = self.settings.dataset_validations_per_team
         with self._lock:  # the pool is shared by every team: one team's registrations cannot fill it
             if self._per_team[team_id] >= limit:
@@ -138,7 +144,9 @@ class DatasetValidator:
                 )
             self._per_team[team_id] += 1
         future = self._submit(uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes)
-        future.add_done_callback(lambda _done: self._finished(team_id))
+        with self._lock:
+            self._latest[key] = future
+        future.add_done_callback(lambda done: self._finished(team_id, key, done))
         waits = self._waiting.acquire(blocking=False)
         try:
             report: dict[str, Any] | None = future.result(
@@ -156,11 +164,13 @@ class DatasetValidator:
             return dataset, created, None
         return dataset, created, Pending(dataset.id, str(dataset.report["validation_id"]), future)
 
-    def _finished(self, team_id: str) -> None:
+    def _finished(self, team_id: str, key: tuple[str, str], done: Future[Any]) -> None:
         with self._lock:
             self._per_team[team_id] -= 1
             if self._per_team[team_id] <= 0:
                 del self._per_team[team_id]
+            if self._latest.get(key) is done:
+                del self._latest[key]
 
     def finish_later(self, pending: Pending) -> None:
         """Write the outcome to the (committed) row when the validation ends."""

@@ -208,3 +208,18 @@ def test_a_team_with_its_share_of_validations_under_way_gets_429_until_one_ends(
         assert time.monotonic() < deadline  # the share frees as the callback runs, just after the row is written
         time.sleep(0.05)
     assert answer.status_code == 202
+
+
+def test_registering_again_cancels_an_older_validation_still_queued(
+    api: ApiEnv, team: TeamClient, gated: Gated
+) -> None:
+    for name in ("busy-a", "busy-b"):  # both pool threads held (two validations at once by default)
+        assert team.post("/v1/datasets", json=_body(team, name)).status_code == 202
+    first = team.post("/v1/datasets", json=_body(team, "queued")).json()["report"]["validation_id"]
+    second = team.post("/v1/datasets", json=_body(team, "queued")).json()["report"]["validation_id"]
+    assert first != second
+    for index in range(3):  # busy-a, busy-b, then only the newer "queued": the older one never ran
+        gated.release(index)
+    assert _wait_for(team, "queued", "valid")["report"]["ok"] is True
+    _wait_for(team, "busy-b", "valid")
+    assert len(gated.gates) == 3
