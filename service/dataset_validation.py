@@ -128,7 +128,7 @@ class DatasetValidator:
         try:
             datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:
-            raise datasets.uri_rejected(body.uri, exc) from exc
+            raise datasets.uri_rejected(exc) from exc
         key = (team_id, body.name)
         with self._lock:
             older = self._latest.get(key)
@@ -155,7 +155,10 @@ class DatasetValidator:
         except FutureTimeout:
             report = None
         except datasets.UriRejected as exc:
-            raise datasets.uri_rejected(body.uri, exc) from exc
+            raise datasets.uri_rejected(exc) from exc
+        except Exception as exc:  # the validator itself failed: stored invalid with the cause, as in the background
+            _logger.exception("validating dataset %s failed", body.name)
+            report = _failed("unreadable", f"validation failed: {type(exc).__name__}: {exc}")
         finally:
             if waits:
                 self._waiting.release()

@@ -82,7 +82,7 @@ def validation_report(
     return report
 
 
-def uri_rejected(uri: str, exc: UriRejected) -> ValidationFailed:
+def uri_rejected(exc: UriRejected) -> ValidationFailed:
     """The 422 for a URI this service cannot read (nothing is stored)."""
     return ValidationFailed(
         [field_error("uri", str(exc), "use file:// under an allowed root (GKD_ALLOWED_ROOTS) or an s3:// prefix")]
@@ -106,7 +106,7 @@ def register_dataset(
             uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes, settings=settings
         )
     except UriRejected as exc:
-        raise uri_rejected(body.uri, exc) from exc
+        raise uri_rejected(exc) from exc
     return store_registration(session=session, team_id=team_id, body=body, report=report)
 
 

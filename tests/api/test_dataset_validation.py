@@ -223,3 +223,24 @@ def test_registering_again_cancels_an_older_validation_still_queued(
     assert _wait_for(team, "queued", "valid")["report"]["ok"] is True
     _wait_for(team, "busy-b", "valid")
     assert len(gated.gates) == 3
+
+
+def _broken_validator(**_: Any) -> dict[str, Any]:
+    raise RuntimeError("boom")
+
+
+def test_a_validator_that_breaks_within_the_wait_stores_the_set_invalid_not_a_500(
+    api: ApiEnv, team: TeamClient
+) -> None:
+    original = api.app.state.dataset_validator
+    settings = api.settings.model_copy(update={"dataset_inline_validation_s": 10.0})
+    api.app.state.dataset_validator = DatasetValidator(
+        settings, api.app.state.session_factory, validate=_broken_validator
+    )
+    try:
+        answer = team.post("/v1/datasets", json=_body(team, "breaks-inline"))
+        assert answer.status_code == 201 and answer.json()["status"] == "invalid"
+        assert answer.json()["report"]["problems"][0]["detail"] == "validation failed: RuntimeError: boom"
+    finally:
+        api.app.state.dataset_validator.shutdown()
+        api.app.state.dataset_validator = original
