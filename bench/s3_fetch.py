@@ -1,7 +1,7 @@
 """How fast an s3:// dataset prefix reaches a worker's cache, one object at a time against side by side.
 
 A dataset of many small objects (an ImageNet-size prefix: 1.28 M JPEGs of about 110 KB) is bound by
-request round trips when fetched one by one; ``service.uris.fetch_all`` keeps ``--concurrency`` requests
+request round trips when fetched one by one; ``service.remote_mirror.fetch_all`` keeps ``--concurrency`` requests
 in flight. This puts ``--objects`` objects of ``--kib`` KiB under a fresh prefix and resolves it through
 ``UriResolver`` at each concurrency, into an empty cache each time, printing objects/s, MiB/s and the
 speed-up over one at a time.

@@ -3,8 +3,9 @@
 - ``file:///abs/path``: only under the allowed roots (``settings.allowed_roots``, plus the data
   directory in embedded mode). Percent-encoding, ``..`` and symlinks are resolved BEFORE the check,
   so no spelling of a path can step outside a root.
-- ``s3://bucket/key`` or ``s3://bucket/prefix/``: downloaded once into ``data_dir/cache/<hash>``.
-  A marker file is written only after a complete download, so a crash mid-download re-downloads.
+- ``s3://bucket/key`` or ``s3://bucket/prefix/``: copied into ``data_dir/cache/s3/<hash>`` and kept
+  in step with the bucket on every resolve (only new or changed objects are fetched again; see
+  ``service.remote_mirror``).
 - ``artifact://<job id>/<name>``: the output of an earlier job, at storage key
   ``jobs/<job id>/artifacts/<name>``. The caller supplies the ownership check.
 """
@@ -18,13 +19,13 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from service.remote_mirror import list_remote, mirror
 from service.storage import ArtifactStore, InvalidKey, S3Store, validate_key
 
 if TYPE_CHECKING:
@@ -79,35 +80,6 @@ def allowed_roots(settings: Settings) -> list[Path]:
     return [root.expanduser().resolve() for root in roots]
 
 
-def fetch_all(store: ArtifactStore, targets: Iterable[tuple[str, Path]], concurrency: int) -> None:
-    """Download every ``(key, path)`` with up to ``concurrency`` requests in flight.
-
-    One at a time, a dataset of small objects is bound by round trips (an ImageNet-size prefix, 1.28 M
-    objects, would take hours); the objects are independent, so they are fetched side by side. At most a
-    few times ``concurrency`` are queued, whatever the number of objects; the first failure cancels the
-    rest and is raised.
-    """
-    if concurrency <= 1:
-        for key, path in targets:
-            store.get_file(key, path)
-        return
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="gkd-s3-fetch")
-    pending: set[Future[Any]] = set()
-    try:
-        for key, path in targets:
-            pending.add(pool.submit(store.get_file, key, path))
-            if len(pending) >= 4 * concurrency:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
-        for future in as_completed(pending):
-            future.result()
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
 def owned_paths(settings: Settings) -> list[Path]:
     """Folders and files the service keeps under its data folder, and its local artifact store wherever it is."""
     data = Path(settings.data_dir)
@@ -126,6 +98,11 @@ def owned_s3(settings: Settings) -> tuple[str, str] | None:
     """The service's own ``(bucket, prefix)`` when its artifacts live in S3."""
     parts = urlsplit(settings.resolved_storage_url)
     return (parts.netloc, unquote(parts.path).strip("/")) if parts.scheme == "s3" else None
+
+
+def _digest(identity: str) -> str:
+    """A URI's folder name in the cache."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
 @contextlib.contextmanager
@@ -266,21 +243,25 @@ class UriResolver:
         if self.s3_store_for_bucket is None:
             raise UnsupportedUri(f"{uri!r}: this resolver has no S3 access configured")
         store = self.s3_store_for_bucket(bucket)
-        return self._cached(f"s3://{bucket}/{key}", lambda entry: self._fill_s3(uri, store, key, entry))
+        identity = f"s3://{bucket}/{key}"
+        digest = _digest(identity)
+        root = self.cache_dir / "s3" / digest
+        self._drop_unversioned(digest)
+        with _locked(root.with_name(f"{digest}.lock")):
+            tree = list_remote(store, key)
+            if tree is None:
+                raise UriNotFound(f"{uri!r}: no object and no objects under that prefix")
+            return mirror(store, tree, root, self.download_concurrency)
 
-    def _fill_s3(self, uri: str, store: ArtifactStore, key: str, entry: Path) -> str:
-        if key and not key.endswith("/") and store.exists(key):
-            name = key.rsplit("/", 1)[-1]
-            store.get_file(key, entry / name)
-            return name
-        prefix = key if not key or key.endswith("/") else key + "/"
-        keys = store.list(prefix)
-        if not keys:
-            raise UriNotFound(f"{uri!r}: no object and no objects under that prefix")
-        targets = ((full, entry / validate_key(full[len(prefix) :])) for full in keys)
-        fetch_all(store, targets, self.download_concurrency)
-        _logger.info("downloaded %d objects from %s", len(keys), uri)
-        return "."
+    def _drop_unversioned(self, digest: str) -> None:
+        """Remove a copy of this URI in the cache's first layout (one folder, never refreshed)."""
+        marker = self.cache_dir / f"{digest}.complete"
+        if not marker.is_file():
+            return
+        with _locked(self.cache_dir / f"{digest}.lock"):
+            shutil.rmtree(self.cache_dir / digest, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+        _logger.info("removed an unversioned cached copy %s", self.cache_dir / digest)
 
     # ----------------------------------------------------------------------- artifact://
 
@@ -312,7 +293,7 @@ class UriResolver:
 
         ``fill(entry)`` downloads into ``entry`` and returns the result's path relative to it.
         """
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        digest = _digest(identity)
         entry = self.cache_dir / digest
         marker = self.cache_dir / f"{digest}.complete"
         with _locked(self.cache_dir / f"{digest}.lock"):

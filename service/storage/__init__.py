@@ -5,7 +5,7 @@ Checkpoints, students, ONNX files and reports are written under keys such as
 so a key can never escape its root or bucket prefix. Every write returns the object's size and
 sha256; reads verify the sha256 recorded at write time.
 
-Modules: ``protocol`` (ArtifactStore, StoredObject), ``errors`` (every storage error), ``keys``
+Modules: ``protocol`` (ArtifactStore, ObjectVersion, StoredObject), ``errors`` (every storage error), ``keys``
 (key validation), ``local`` (LocalStore), ``s3`` (S3Store). Import the public names from here.
 """
 
@@ -25,7 +25,7 @@ from service.storage.errors import (
 )
 from service.storage.keys import validate_key
 from service.storage.local import LocalStore
-from service.storage.protocol import ArtifactStore, StoredObject
+from service.storage.protocol import ArtifactStore, ObjectVersion, StoredObject
 from service.storage.s3 import S3Store
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "InvalidKey",
     "LocalStore",
     "ObjectNotFound",
+    "ObjectVersion",
     "S3Store",
     "StorageAuthError",
     "StorageError",

@@ -11,7 +11,7 @@ from typing import IO
 from service.storage._files import copy_hashing, staged
 from service.storage.errors import InvalidKey, ObjectNotFound, StorageError, StorageUnavailable
 from service.storage.keys import STAGING_FOLDER, validate_key, validate_prefix
-from service.storage.protocol import StoredObject
+from service.storage.protocol import ObjectVersion, StoredObject
 
 __all__ = ["LocalStore"]
 
@@ -68,22 +68,30 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_versions(self, prefix: str = "") -> list[ObjectVersion]:
         validate_prefix(prefix)
         # Walk only the deepest folder the prefix names, not the whole store.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = (self.root / folder).resolve()
         if not start.is_dir() or not start.is_relative_to(self.root):
             return []
-        keys = []
+        versions = []
         for dirpath, dirnames, filenames in os.walk(start):
             if Path(dirpath) == self.root and STAGING_FOLDER in dirnames:
                 dirnames.remove(STAGING_FOLDER)
             for name in filenames:
-                key = (Path(dirpath) / name).relative_to(self.root).as_posix()
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                    try:
+                        stat = path.stat()
+                    except FileNotFoundError:  # deleted since the walk listed it
+                        continue
+                    versions.append(ObjectVersion(key, stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}"))
+        return sorted(versions, key=lambda version: version.key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return [version.key for version in self.list_versions(prefix)]
 
     def delete(self, key: str) -> None:
         path = self._path(key)

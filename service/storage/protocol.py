@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ArtifactStore", "StoredObject"]
+__all__ = ["ArtifactStore", "ObjectVersion", "StoredObject"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,16 @@ class StoredObject:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """An object as a listing sees it: ``tag`` changes whenever its bytes do (S3's ETag; size and mtime
+    for a local file), so a local copy can tell which objects it must fetch again."""
+
+    key: str
+    size: int
+    tag: str
 
 
 class ArtifactStore(Protocol):
@@ -46,6 +56,10 @@ class ArtifactStore(Protocol):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` names an object."""
+        ...
+
+    def list_versions(self, prefix: str = "") -> list[ObjectVersion]:
+        """``list`` with each object's size and version tag, sorted by key."""
         ...
 
     def list(self, prefix: str = "") -> list[str]:

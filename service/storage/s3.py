@@ -39,7 +39,7 @@ from service.storage.errors import (
     StorageUnavailable,
 )
 from service.storage.keys import validate_key, validate_prefix
-from service.storage.protocol import StoredObject
+from service.storage.protocol import ObjectVersion, StoredObject
 
 __all__ = ["MAX_PRESIGN_S", "S3Store"]
 
@@ -290,16 +290,22 @@ class S3Store:
             return False
         return True
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_versions(self, prefix: str = "") -> list[ObjectVersion]:
         full = self.prefix + validate_prefix(prefix)
 
-        def collect() -> list[str]:
-            keys: list[str] = []
+        def collect() -> list[ObjectVersion]:
+            versions: list[ObjectVersion] = []
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-                keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
-            return sorted(keys)
+                versions.extend(
+                    ObjectVersion(item["Key"][len(self.prefix) :], int(item["Size"]), str(item["ETag"]).strip('"'))
+                    for item in page.get("Contents", [])
+                )
+            return sorted(versions, key=lambda version: version.key)
 
         return self._call("list", prefix, collect)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return [version.key for version in self.list_versions(prefix)]
 
     def delete(self, key: str) -> None:
         full = self._full(key)

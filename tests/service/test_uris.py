@@ -222,16 +222,16 @@ def test_interrupted_download_is_redone(s3_bucket: tuple[S3Store, str], tmp_path
     resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: flaky)
     with pytest.raises(StorageUnavailable):
         resolver.resolve(uri)
-    assert not list((tmp_path / "cache").glob("*.complete"))
-    # A crash (no cleanup at all) leaves a half-filled entry behind: simulate it, then retry.
+    assert not list((tmp_path / "cache").rglob("current")), "no copy is complete"
+    # A crash (no cleanup at all) leaves a half-filled version folder behind: simulate it, then retry.
     good = CountingStore(store)
     resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: good)
     folder = resolver.resolve(uri)
     assert good.downloads == 4
-    (tmp_path / "cache" / f"{folder.name}.complete").unlink()
+    (folder.parent / "current").unlink()
     (folder / "stale.tmp").write_bytes(b"half")
     again = resolver.resolve(uri)
-    assert good.downloads == 8, "no marker: everything downloaded again"
+    assert good.downloads == 8, "no complete copy: everything downloaded again"
     assert not (again / "stale.tmp").exists()
 
 
@@ -341,4 +341,4 @@ def test_a_large_prefix_is_fetched_side_by_side_and_completely(
     )
     with pytest.raises(StorageUnavailable):
         other.resolve(f"s3://{BUCKET}/{prefix}/many")
-    assert flaky.downloads == 40 and not list((tmp_path / "other").glob("*.complete"))  # the rest cancelled
+    assert flaky.downloads == 40 and not list((tmp_path / "other").rglob("current"))  # the rest cancelled
