@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -107,7 +107,7 @@ def validate(
     from gkd_core.data.validation import validate_dataset
     from gkd_core.errors import DatasetError
 
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if condition is not None:
         options["condition"] = condition
     if reduce_zero_label:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 import gkd_catalog
 from gkd_cli import output
@@ -138,6 +139,21 @@ def register(data_app: typer.Typer) -> None:
             output.console.print("no datasets yet: gkd data register NAME --layout L --uri URI", style="dim")
             return
         output.console.print(output.datasets_table(found))
+
+    @data_app.command("delete")
+    @one_line_errors
+    def delete_dataset(
+        name: Annotated[str, typer.Argument(help="Dataset name.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+    ) -> None:
+        """Forget a dataset's registration and stop its validation; its files are not touched.
+
+        Refused while a queued or running job or evaluation reads it.
+        """
+        with client(url, api_key) as sdk:
+            sdk.delete_dataset(name)
+        output.console.print(f"deleted dataset {escape(name)} (its files are untouched)")
 
     @data_app.command("show")
     @one_line_errors

@@ -359,6 +359,15 @@ class Client:
         """One dataset and its validation report (raises NotFoundError for a name not registered)."""
         return Dataset.from_obj(self.http.json("GET", f"/v1/datasets/{quote(name, safe='')}"))
 
+    def delete_dataset(self, name: str) -> None:
+        """Forget a registration (the files stay) and stop its validation.
+
+        Raises:
+            NotFoundError: no dataset of that name.
+            ConflictError: a queued or running job or evaluation reads it (the message names them).
+        """
+        self.http.send("DELETE", f"/v1/datasets/{quote(name, safe='')}")
+
     def register_dataset(
         self,
         name: str,

@@ -6,8 +6,10 @@ first: more than an HTTP client or proxy waits. So each registration is validate
 pool of the API process; the request waits up to ``Settings.dataset_inline_validation_s`` and, for a
 set that takes longer, stores the row as ``validating`` and answers 202. The pool writes the outcome
 when it ends, unless the name was registered again meanwhile (each registration's placeholder report
-carries its own ``validation_id``). Rows still ``validating`` when an API process starts lost the pool
-that was validating them, so it validates them again (:meth:`DatasetValidator.resume`).
+carries its own ``validation_id``), and a validation whose name is registered again or deleted is
+stopped at its next file (``ValidationStopped``), so it frees its thread instead of finishing work
+nobody reads. Rows still ``validating`` when an API process starts lost the pool that was validating
+them, so it validates them again (:meth:`DatasetValidator.resume`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import datasets
 from service.db import session_scope
-from service.errors import TooManyRequests
+from service.errors import Conflict, TooManyRequests
 from service.models import Dataset
 from service.schemas import DatasetCreate
 from service.settings import Settings
@@ -78,6 +80,26 @@ class _DaemonPool:
 
 
 @dataclass(frozen=True)
+class _Running:
+    """A validation in this process and the flag that stops it at its next file."""
+
+    future: Future[Any]
+    stop: threading.Event
+
+    def abandon(self) -> None:
+        self.future.cancel()  # still queued: never starts
+        self.stop.set()  # already running: ends at its next file
+
+
+def _stopper(stop: threading.Event) -> Callable[[], None]:
+    def check() -> None:
+        if stop.is_set():
+            raise datasets.ValidationStopped("the dataset was registered again or deleted meanwhile")
+
+    return check
+
+
+@dataclass(frozen=True)
 class Pending:
     """A registration answered before its validation ended: the row, and the validation that finishes it."""
 
@@ -104,18 +126,42 @@ class DatasetValidator:
         # later ones are answered 202 straight away, so registrations can never take the API's sessions.
         self._waiting = threading.BoundedSemaphore(settings.dataset_validation_threads)
         self._per_team: collections.Counter[str] = collections.Counter()  # validations under way, by team
-        self._latest: dict[tuple[str, str], Future[Any]] = {}  # each (team, name)'s newest validation here
+        self._latest: dict[tuple[str, str], _Running] = {}  # each (team, name)'s newest validation here
 
-    def _submit(self, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None) -> Future[Any]:
+    def _submit(
+        self, team_id: str, name: str, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None
+    ) -> Future[Any]:
+        """Queue a validation of ``(team_id, name)``, stopping the one before it; counted until it ends."""
         with self._lock:
             if self._pool is None:
                 self._pool = _DaemonPool(self.settings.dataset_validation_threads, "gkd-dataset-validation")
             pool = self._pool
-        return pool.submit(
-            functools.partial(
-                self.validate, uri=uri, layout=layout, options=options, classes=classes, settings=self.settings
-            )
+        stop = threading.Event()
+        call = functools.partial(
+            self.validate,
+            uri=uri,
+            layout=layout,
+            options=options,
+            classes=classes,
+            settings=self.settings,
+            on_file=_stopper(stop),
         )
+        key = (team_id, name)
+        with self._lock:
+            older = self._latest.get(key)
+            future = pool.submit(call)
+            self._latest[key] = _Running(future, stop)
+        if older is not None:  # registered again: the older outcome would only be discarded
+            older.abandon()
+        future.add_done_callback(lambda done: self._finished(team_id, key, done))
+        return future
+
+    def forget(self, team_id: str, name: str) -> None:
+        """Stop the validation of a dataset that was deleted, if this process runs one."""
+        with self._lock:
+            running = self._latest.get((team_id, name))
+        if running is not None:
+            running.abandon()
 
     def register(self, *, session: Session, team_id: str, body: DatasetCreate) -> tuple[Dataset, bool, Pending | None]:
         """Validate ``body`` for up to ``dataset_inline_validation_s`` and store the row: with its outcome, or
@@ -129,11 +175,6 @@ class DatasetValidator:
             datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(exc) from exc
-        key = (team_id, body.name)
-        with self._lock:
-            older = self._latest.get(key)
-        if older is not None:  # registered again: an older validation still queued would only be discarded
-            older.cancel()
         limit = self.settings.dataset_validations_per_team
         with self._lock:  # the pool is shared by every team: one team's registrations cannot fill it
             if self._per_team[team_id] >= limit:
@@ -143,10 +184,9 @@ class DatasetValidator:
                     retry_after_s=10,
                 )
             self._per_team[team_id] += 1
-        future = self._submit(uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes)
-        with self._lock:
-            self._latest[key] = future
-        future.add_done_callback(lambda done: self._finished(team_id, key, done))
+        future = self._submit(
+            team_id, body.name, uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes
+        )
         waits = self._waiting.acquire(blocking=False)
         try:
             report: dict[str, Any] | None = future.result(
@@ -156,6 +196,11 @@ class DatasetValidator:
             report = None
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(exc) from exc
+        except datasets.ValidationStopped as exc:  # a newer request for this name stands; storing this would undo it
+            raise Conflict(
+                f"dataset {body.name!r} was registered again or deleted while this registration was being "
+                "validated; the newer request stands"
+            ) from exc
         except Exception as exc:  # the validator itself failed: stored invalid with the cause, as in the background
             _logger.exception("validating dataset %s failed", body.name)
             report = _failed("unreadable", f"validation failed: {type(exc).__name__}: {exc}")
@@ -172,7 +217,8 @@ class DatasetValidator:
             self._per_team[team_id] -= 1
             if self._per_team[team_id] <= 0:
                 del self._per_team[team_id]
-            if self._latest.get(key) is done:
+            running = self._latest.get(key)
+            if running is not None and running.future is done:
                 del self._latest[key]
 
     def finish_later(self, pending: Pending) -> None:
@@ -184,6 +230,9 @@ class DatasetValidator:
             return
         try:
             report = done.result()
+        except datasets.ValidationStopped:  # a newer registration or a deletion owns the row now
+            _logger.info("validation of dataset %s stopped: registered again or deleted", pending.dataset_id)
+            return
         except datasets.UriRejected as exc:
             report = _failed("layout", f"the URI cannot be read: {exc}")
         except Exception as exc:  # the validator itself failed: the row must still leave "validating"
@@ -213,16 +262,20 @@ class DatasetValidator:
         """Validate again every row left ``validating`` by a process that stopped; returns how many."""
         with session_scope(self.factory) as session:
             rows = [
-                (row.id, row.updated_at, row.uri, row.layout, row.options, row.classes)
+                (row.id, row.team_id, row.name, row.updated_at, row.uri, row.layout, row.options, row.classes)
                 for row in datasets.validating_datasets(session=session)
             ]
         resumed = 0
-        for dataset_id, seen, uri, layout, options, classes in rows:
+        for dataset_id, team_id, name, seen, uri, layout, options, classes in rows:
             with session_scope(self.factory) as session:  # several API processes start together: one takes each
                 validation_id = datasets.claim_validation(session=session, dataset_id=dataset_id, seen=seen)
             if validation_id is None:
                 continue
-            future = self._submit(uri=uri, layout=layout, options=dict(options or {}), classes=classes)
+            with self._lock:  # counted against the team's limit like any validation under way
+                self._per_team[team_id] += 1
+            future = self._submit(
+                team_id, name, uri=uri, layout=layout, options=dict(options or {}), classes=classes
+            )
             self.finish_later(Pending(dataset_id, validation_id, future))
             resumed += 1
         if resumed:

@@ -10,6 +10,7 @@ it are refused, as they are while it is validating.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,17 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound, ValidationFailed, field_error
-from service.models import Dataset, DatasetStatus, new_id, utcnow
-from service.schemas import DatasetCreate
+from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.models import (
+    TERMINAL_STATUSES,
+    Dataset,
+    DatasetStatus,
+    Evaluation,
+    Job,
+    new_id,
+    utcnow,
+)
+from service.schemas import DatasetCreate, JobSpec
 from service.settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -30,7 +39,11 @@ class UriRejected(ValueError):
     """The URI cannot be read by this service (scheme, root or traversal)."""
 
 
-def resolve_dataset_uri(uri: str, settings: Settings) -> Path:
+class ValidationStopped(Exception):
+    """A validation abandoned part-way: its dataset was registered again or deleted meanwhile."""
+
+
+def resolve_dataset_uri(uri: str, settings: Settings, on_file: Callable[[], None] | None = None) -> Path:
     """Turn a dataset or weights URI into a local path through service.uris.
 
     file:// only under the allowed roots (symlinks and '..' resolved first), s3:// fetched into the
@@ -39,33 +52,47 @@ def resolve_dataset_uri(uri: str, settings: Settings) -> Path:
     from service.uris import UriError, UriResolver
 
     try:
-        return UriResolver.from_settings(settings).resolve(uri)
+        return UriResolver.from_settings(settings).resolve(uri, on_file=on_file)
     except UriError as exc:
         raise UriRejected(str(exc)) from exc
+    except ValidationStopped:
+        raise
     except Exception as exc:  # storage failures while fetching s3:// data: report, never 500
         raise UriRejected(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from exc
 
 
-def _validate(path: Path, layout: str, options: dict[str, Any]) -> dict[str, Any]:
+def _validate(
+    path: Path, layout: str, options: dict[str, Any], on_file: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Run gkd_core's validator with the layout options (imported here: the API must not import torch at start-up).
 
     A value outside an option's choices is a ``layout`` problem in the report (the choices live in gkd_core).
     """
     from gkd_core.data.validation import validate_dataset
 
-    return validate_dataset(path, layout, **options).to_dict()
+    return validate_dataset(path, layout, on_file=on_file, **options).to_dict()
 
 
 def validation_report(
-    *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None, settings: Settings
+    *,
+    uri: str,
+    layout: str,
+    options: dict[str, Any],
+    classes: list[str] | None,
+    settings: Settings,
+    on_file: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The validation report of a registration: the URI resolved (an s3:// set is fetched first), the set
     validated, and the classes given compared with the set's own.
 
+    ``on_file`` is called before each file is fetched or checked; raising ``ValidationStopped`` from it
+    abandons the validation.
+
     Raises:
         UriRejected: the URI cannot be read by this service.
+        ValidationStopped: ``on_file`` stopped it.
     """
-    report = _validate(resolve_dataset_uri(uri, settings), layout, options)
+    report = _validate(resolve_dataset_uri(uri, settings, on_file), layout, options, on_file)
     if classes is not None and report.get("ok") and report.get("classes"):
         found = report["classes"].get("names")
         if found and list(found) != list(classes):
@@ -185,6 +212,47 @@ def get_dataset(*, session: Session, team_id: str, name: str) -> Dataset:
     if dataset is None:
         raise NotFound(f"no dataset {name!r}; register it with POST /v1/datasets")
     return dataset
+
+
+def delete_dataset(*, session: Session, team_id: str, name: str) -> Dataset:
+    """Remove the team's registration of ``name`` (the data itself is not touched); returns the row removed.
+
+    Raises:
+        NotFound: the team has no dataset of that name.
+        Conflict: a job or evaluation that has not ended reads it (it would fail part-way without it).
+    """
+    dataset = get_dataset(session=session, team_id=team_id, name=name)
+    users = readers(session=session, team_id=team_id, name=name)
+    if users:
+        shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+        raise Conflict(
+            f"dataset {name!r} is read by {shown}, which has not ended; cancel it or wait for it to end, "
+            "then delete the dataset"
+        )
+    session.delete(dataset)
+    session.flush()
+    _logger.info("dataset %s deleted for team %s", name, team_id)
+    return dataset
+
+
+def readers(*, session: Session, team_id: str, name: str) -> list[str]:
+    """The team's jobs and evaluations that have not ended and name dataset ``name``: ``job <id>`` /
+    ``evaluation <id>``."""
+    found: list[str] = []
+    ended = [status.value for status in TERMINAL_STATUSES]  # evaluations share the jobs' lifecycle
+    active_jobs = select(Job).where(Job.team_id == team_id, Job.status.not_in(ended))
+    for job in session.scalars(active_jobs.order_by(Job.created_at)):
+        try:
+            names = {ref.dataset for _, ref, _ in JobSpec.model_validate(job.spec).datasets()}
+        except ValueError:  # a spec this version cannot read: keep the data it may need
+            names = {name}
+        if name in names:
+            found.append(f"job {job.id}")
+    active_evaluations = select(Evaluation).where(Evaluation.team_id == team_id, Evaluation.status.not_in(ended))
+    for evaluation in session.scalars(active_evaluations.order_by(Evaluation.created_at)):
+        if any(target.get("dataset") == name for target in evaluation.targets or []):
+            found.append(f"evaluation {evaluation.id}")
+    return found
 
 
 def find_dataset(*, session: Session, team_id: str, name: str) -> Dataset | None:

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +73,17 @@ def list_remote(store: ArtifactStore, key: str) -> RemoteTree | None:
     return RemoteTree(under, prefix, ".") if under else None
 
 
-def mirror(store: ArtifactStore, tree: RemoteTree, root: Path, concurrency: int) -> Path:
+def mirror(
+    store: ArtifactStore,
+    tree: RemoteTree,
+    root: Path,
+    concurrency: int,
+    on_file: Callable[[], None] | None = None,
+) -> Path:
     """Bring the copy under ``root`` in step with ``tree`` and return the result's local path.
 
-    The caller holds a lock on ``root``: one process at a time updates a copy.
+    The caller holds a lock on ``root``: one process at a time updates a copy. ``on_file`` is called before
+    each object is fetched; what it raises abandons the update (the previous copy stays).
     """
     version = tree.version()
     current = _read_pointer(root)
@@ -99,7 +106,7 @@ def mirror(store: ArtifactStore, tree: RemoteTree, root: Path, concurrency: int)
             continue
         downloads.append((obj.key, dest))
     try:
-        fetch_all(store, downloads, concurrency)
+        fetch_all(store, downloads, concurrency, on_file)
         _write_manifest(root / f"{version}{_MANIFEST_SUFFIX}", tree)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -112,22 +119,31 @@ def mirror(store: ArtifactStore, tree: RemoteTree, root: Path, concurrency: int)
     return target / tree.path
 
 
-def fetch_all(store: ArtifactStore, targets: Iterable[tuple[str, Path]], concurrency: int) -> None:
+def fetch_all(
+    store: ArtifactStore,
+    targets: Iterable[tuple[str, Path]],
+    concurrency: int,
+    on_file: Callable[[], None] | None = None,
+) -> None:
     """Download every ``(key, path)`` with up to ``concurrency`` requests in flight.
 
     One at a time, a dataset of small objects is bound by round trips (an ImageNet-size prefix, 1.28 M
     objects, would take hours); the objects are independent, so they are fetched side by side. At most a
     few times ``concurrency`` are queued, whatever the number of objects; the first failure cancels the
-    rest and is raised.
+    rest and is raised, as is whatever ``on_file`` (called before each download starts) raises.
     """
     if concurrency <= 1:
         for key, path in targets:
+            if on_file is not None:
+                on_file()
             store.get_file(key, path)
         return
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="gkd-s3-fetch")
     pending: set[Future[Any]] = set()
     try:
         for key, path in targets:
+            if on_file is not None:
+                on_file()
             pending.add(pool.submit(store.get_file, key, path))
             if len(pending) >= 4 * concurrency:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

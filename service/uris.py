@@ -171,8 +171,11 @@ class UriResolver:
             download_concurrency=settings.s3_download_concurrency,
         )
 
-    def resolve(self, uri: str) -> Path:
+    def resolve(self, uri: str, *, on_file: Callable[[], None] | None = None) -> Path:
         """Return a local file or folder for ``uri``, downloading it first if it is remote.
+
+        ``on_file`` is called before each object of an s3:// URI is downloaded; what it raises stops the
+        download and is raised from here.
 
         Raises:
             UriError: unsupported or malformed URI, path outside the allowed roots, nothing there.
@@ -184,7 +187,7 @@ class UriResolver:
         if scheme == "file":
             return self._resolve_file(uri)
         if scheme == "s3":
-            return self._resolve_s3(uri)
+            return self._resolve_s3(uri, on_file)
         if scheme == "artifact":
             return self._resolve_artifact(uri)
         raise UnsupportedUri(
@@ -219,7 +222,7 @@ class UriResolver:
 
     # ----------------------------------------------------------------------- s3://
 
-    def _resolve_s3(self, uri: str) -> Path:
+    def _resolve_s3(self, uri: str, on_file: Callable[[], None] | None) -> Path:
         parts = urlsplit(uri)
         bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
         if not bucket:
@@ -251,7 +254,7 @@ class UriResolver:
             tree = list_remote(store, key)
             if tree is None:
                 raise UriNotFound(f"{uri!r}: no object and no objects under that prefix")
-            return mirror(store, tree, root, self.download_concurrency)
+            return mirror(store, tree, root, self.download_concurrency, on_file)
 
     def _drop_unversioned(self, digest: str) -> None:
         """Remove a copy of this URI in the cache's first layout (one folder, never refreshed)."""

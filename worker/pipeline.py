@@ -32,7 +32,7 @@ from gkd_core.errors import DatasetError
 from gkd_core.experiment import DatasetSplit
 from service import capacity as worker_slots
 from service import jobs, team_limits
-from service.datasets import get_dataset
+from service.datasets import find_dataset
 from service.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
 from service.schemas import DataRef, JobSpec
@@ -71,7 +71,9 @@ def device() -> str:
 def usable_dataset(session: Session, team_id: str, name: str) -> Dataset:
     """The team's dataset, if its latest registration validated it: a set registered again after the job
     was accepted is read as it is now, so one being validated again or found invalid stops the job."""
-    dataset = get_dataset(session=session, team_id=team_id, name=name)
+    dataset = find_dataset(session=session, team_id=team_id, name=name)
+    if dataset is None:
+        raise DatasetError(f"dataset {name!r} was deleted after this was submitted; register it again and resubmit")
     if dataset.status != DatasetStatus.VALID.value:
         state = "is being validated again" if dataset.status == DatasetStatus.VALIDATING.value else "is now invalid"
         raise DatasetError(

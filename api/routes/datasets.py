@@ -1,8 +1,8 @@
-"""Datasets: register (validated, report kept; big sets answered 202 while validating), list and read."""
+"""Datasets: register (validated, report kept; big sets answered 202 while validating), list, read, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentTeam, SessionDep, ValidatorDep
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     responses={
         200: {"description": "Re-registered", "model": DatasetRead},
         202: {"description": "Stored; still validating", "model": DatasetRead},
-        **responses(401, 413, 415, 422, 429),
+        **responses(401, 409, 413, 415, 422, 429),
     },
 )
 def register_dataset(
@@ -58,3 +58,20 @@ def list_datasets(team: CurrentTeam, session: SessionDep) -> DatasetList:
 )
 def read_dataset(name: str, team: CurrentTeam, session: SessionDep) -> DatasetRead:
     return DatasetRead.model_validate(datasets.get_dataset(session=session, team_id=team.id, name=name))
+
+
+@router.delete(
+    "/{name}",
+    status_code=204,
+    summary="Delete a dataset",
+    description="Forget the registration (the files themselves are not touched) and stop its validation if one is "
+    "under way. A dataset that a queued or running job or evaluation reads is a 409 naming them: cancel them or "
+    "wait for them to end. Jobs that ended keep their results; a later job naming the dataset needs it registered "
+    "again.",
+    responses=responses(401, 404, 409),
+)
+def delete_dataset(name: str, team: CurrentTeam, session: SessionDep, validator: ValidatorDep) -> Response:
+    datasets.delete_dataset(session=session, team_id=team.id, name=name)
+    session.commit()
+    validator.forget(team.id, name)
+    return Response(status_code=204)

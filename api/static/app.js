@@ -876,7 +876,8 @@
     return parts.length ? parts.join(", ") + (labels ? " pairs" : " images") : "-";
   }
 
-  function datasetRow(ds) {
+  /** A dataset's rows: its figures with a Delete button, then its problems when it has any. */
+  function datasetRow(ds, remove) {
     const report = ds.report || {};
     const problems = report.problems || [];
     const counts = Object.values(report.problem_counts || {}).reduce((a, b) => a + Number(b || 0), 0) || problems.length;
@@ -889,13 +890,14 @@
       el("td", {}, badge(ds.status)),
       el("td", { class: "size" }, splitSummary(ds)),
       el("td", { class: "num" }, String(counts)),
-      el("td", { class: "muted", title: ds.updated_at || "" }, when)
+      el("td", { class: "muted", title: ds.updated_at || "" }, when),
+      el("td", {}, remove(ds.name))
     );
     if (!problems.length) return [row];
     const details = el(
       "tr",
       { class: "problems", "data-problems": ds.name },
-      el("td", { colspan: 6 }, el("details", {}, el("summary", {}, "Problems"), el("ul", {}, problems.slice(0, 20).map((p) => el("li", {}, [p.kind, [p.split, p.name].filter(Boolean).join("/")].filter(Boolean).join(" ") + ": " + (p.detail || ""))))))
+      el("td", { colspan: 7 }, el("details", {}, el("summary", {}, "Problems"), el("ul", {}, problems.slice(0, 20).map((p) => el("li", {}, [p.kind, [p.split, p.name].filter(Boolean).join("/")].filter(Boolean).join(" ") + ": " + (p.detail || ""))))))
     );
     return [row, details];
   }
@@ -927,8 +929,29 @@
       status
     );
     const table = el("div", { id: "datasets" }, el("p", { class: "muted" }, "Loading datasets…"));
-    app.append(el("h2", {}, "Datasets"), table, form);
+    const notice = el("div", { id: "datasets-notice" });
+    app.append(el("h2", {}, "Datasets"), notice, table, form);
     let latest = 0;
+
+    /** Forgets the registration (the server refuses while a job or evaluation reads it, and says which). */
+    function removeButton(dsName) {
+      const button = el("button", { type: "button", class: "danger small", "data-delete": dsName }, "Delete");
+      button.addEventListener("click", async () => {
+        if (!window.confirm("Delete dataset " + dsName + "? Its files are not touched.")) return;
+        button.disabled = true;
+        clear(notice);
+        try {
+          await api("/v1/datasets/" + encodeURIComponent(dsName), { method: "DELETE" });
+          notice.append(el("p", { class: "muted", role: "status" }, "deleted dataset " + dsName + " (its files are untouched)"));
+        } catch (err) {
+          notice.append(errorBox(err));
+          button.disabled = false;
+        }
+        stopTimers();
+        refresh();
+      });
+      return button;
+    }
 
     async function refresh() {
       if (gen !== routeGen) return;
@@ -946,8 +969,8 @@
       clear(table);
       table.append(items.length
         ? el("table", { class: "scores", id: "datasets-table" },
-            el("thead", {}, el("tr", {}, ["name", "layout", "status", "size", "problems", "updated"].map((h) => el("th", {}, h)))),
-            el("tbody", {}, items.flatMap(datasetRow)))
+            el("thead", {}, el("tr", {}, ["name", "layout", "status", "size", "problems", "updated", ""].map((h) => el("th", {}, h)))),
+            el("tbody", {}, items.flatMap((ds) => datasetRow(ds, removeButton))))
         : el("p", { class: "muted", id: "no-datasets" }, "No datasets yet."));
       if (items.some((d) => d.status === "validating")) later(refresh, 2000);
     }

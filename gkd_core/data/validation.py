@@ -9,7 +9,7 @@ statistics; their report says ``"labels": false`` and no label file is ever read
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,7 @@ def validate_dataset(
     *,
     label_sample: int | None = 500,
     deep: bool = False,
+    on_file: Callable[[], None] | None = None,
     **options: Any,
 ) -> ValidationReport:
     """Check a dataset directory and report every problem found.
@@ -186,6 +187,8 @@ def validate_dataset(
             values; None decodes all. Pairings and sizes (file headers) are always checked for every file.
             Images-only layouts have no labels: every image header is read and sizes summarised.
         deep: also decode every image fully (catches truncated files the header read misses).
+        on_file: called before each image (or pair) is checked; what it raises ends the validation, so a
+            caller can abandon a big set's validation that nobody waits for any more.
         **options: layout options, as for ``open_dataset``.
 
     Raises:
@@ -211,13 +214,15 @@ def validate_dataset(
             continue
         if labelled:
             report.classes = listing.classes
-            report.splits[split] = _check_split(listing, report, label_sample, deep)
+            report.splits[split] = _check_split(listing, report, label_sample, deep, on_file)
         else:
-            report.splits[split] = _check_image_split(listing, report, deep)
+            report.splits[split] = _check_image_split(listing, report, deep, on_file)
     return report
 
 
-def _check_image_split(listing: SplitListing, report: ValidationReport, deep: bool) -> SplitReport:
+def _check_image_split(
+    listing: SplitListing, report: ValidationReport, deep: bool, on_file: Callable[[], None] | None
+) -> SplitReport:
     """Images-only split: every entry has a file, every header (or with ``deep``, every image) reads."""
     split = listing.split
     rep = SplitReport(images=sum(s.image is not None for s in listing.samples))
@@ -225,6 +230,8 @@ def _check_image_split(listing: SplitListing, report: ValidationReport, deep: bo
         report.add("empty_split", split, None, f"no images in split {split!r}")
     sizes: list[tuple[int, int]] = []
     for sample in listing.samples:
+        if on_file is not None:
+            on_file()
         if sample.image is None:
             report.add("missing_image", split, sample.name, f"entry {sample.name!r} of split {split!r} has no file")
             continue
@@ -238,7 +245,13 @@ def _check_image_split(listing: SplitListing, report: ValidationReport, deep: bo
     return rep
 
 
-def _check_split(listing: SplitListing, report: ValidationReport, label_sample: int | None, deep: bool) -> SplitReport:
+def _check_split(
+    listing: SplitListing,
+    report: ValidationReport,
+    label_sample: int | None,
+    deep: bool,
+    on_file: Callable[[], None] | None,
+) -> SplitReport:
     split = listing.split
     rep = SplitReport()
     rep.images = sum(s.image is not None for s in listing.samples)
@@ -248,6 +261,8 @@ def _check_split(listing: SplitListing, report: ValidationReport, label_sample: 
     sized: list[int] = []
     sizes: list[tuple[int, int]] = []
     for i, sample in enumerate(listing.samples):
+        if on_file is not None:
+            on_file()
         if sample.image is None:
             report.add("missing_image", split, sample.name, f"mask {sample.mask} has no image")
             continue

@@ -30,17 +30,32 @@ class Gated:
 
     def __init__(self, fail: bool = False) -> None:
         self.gates: list[threading.Event] = []
+        self.outcomes: dict[int, str] = {}  # call index -> "done" or the name of what it raised
         self.fail = fail
         self._lock = threading.Lock()
 
     def __call__(self, **kwargs: Any) -> dict[str, Any]:
         gate = threading.Event()
         with self._lock:
+            index = len(self.gates)
             self.gates.append(gate)
         assert gate.wait(30), "the test never released this validation"
         if self.fail:
             raise RuntimeError("the validator broke")
-        return datasets.validation_report(**kwargs)
+        try:
+            report = datasets.validation_report(**kwargs)
+        except BaseException as exc:
+            self.outcomes[index] = type(exc).__name__
+            raise
+        self.outcomes[index] = "done"
+        return report
+
+    def outcome(self, index: int) -> str:
+        deadline = time.monotonic() + 10
+        while index not in self.outcomes:
+            assert time.monotonic() < deadline, "the validation never ended"
+            time.sleep(0.01)
+        return self.outcomes[index]
 
     def release(self, index: int) -> None:
         deadline = time.monotonic() + 10
@@ -106,8 +121,8 @@ def test_registering_again_makes_the_older_validation_lose(api: ApiEnv, team: Te
     first = team.post("/v1/datasets", json=_body(team, "twice")).json()["report"]["validation_id"]
     second = team.post("/v1/datasets", json=_body(team, "twice")).json()["report"]["validation_id"]
     assert first != second
-    gated.release(0)  # the first ends, but the row belongs to the second registration now
-    time.sleep(0.5)
+    gated.release(0)  # the first runs on, but stops at its first file: the row belongs to the second now
+    assert gated.outcome(0) == "ValidationStopped"
     row = team.get("/v1/datasets/twice").json()
     assert row["status"] == "validating" and row["report"]["validation_id"] == second
     gated.release(1)
@@ -244,3 +259,44 @@ def test_a_validator_that_breaks_within_the_wait_stores_the_set_invalid_not_a_50
     finally:
         api.app.state.dataset_validator.shutdown()
         api.app.state.dataset_validator = original
+
+
+def test_deleting_a_dataset_stops_its_validation(api: ApiEnv, team: TeamClient, gated: Gated) -> None:
+    assert team.post("/v1/datasets", json=_body(team, "doomed")).status_code == 202
+    assert team.client_delete("/v1/datasets/doomed").status_code == 204
+    gated.release(0)
+    assert gated.outcome(0) == "ValidationStopped"
+    assert team.get("/v1/datasets/doomed").status_code == 404, "a stopped validation writes nothing"
+    assert team.post("/v1/datasets", json=_body(team, "after")).status_code == 202  # its share of the pool is free
+    gated.release(1)
+    assert _wait_for(team, "after", "valid")["report"]["ok"] is True
+
+
+def test_a_registration_overtaken_while_it_waits_is_a_409_and_the_newer_one_stands(
+    api: ApiEnv, team: TeamClient, gated: Gated
+) -> None:
+    validator = api.app.state.dataset_validator
+    validator.settings = validator.settings.model_copy(update={"dataset_inline_validation_s": 20.0})
+    answers: dict[str, Any] = {}
+
+    def register(which: str) -> None:
+        answers[which] = team.post("/v1/datasets", json=_body(team, "raced"))
+
+    older = threading.Thread(target=register, args=("older",))
+    older.start()  # it waits inline, held by the gate
+    deadline = time.monotonic() + 10
+    while not gated.gates:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    newer = threading.Thread(target=register, args=("newer",))
+    newer.start()
+    while len(gated.gates) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    gated.release(0)
+    older.join(20)
+    assert answers["older"].status_code == 409, answers["older"].text
+    assert "registered again or deleted while this registration was being validated" in answers["older"].text
+    gated.release(1)
+    newer.join(20)
+    assert answers["newer"].status_code == 201 and answers["newer"].json()["status"] == "valid"

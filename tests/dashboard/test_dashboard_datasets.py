@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gkd_core.data.synthetic import TINY_SIZES, generate_benchmark
-from tests.support.live_api import LiveServer, live_server
+from gkd_client import Client
+from tests.support.live_api import LiveServer, live_server, spec
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,25 @@ def test_list_register_and_follow_a_background_validation(page: Page, server: Li
     _register(page, "outside", "folder", "file:///etc")  # refused at once: nothing stored
     expect(page.locator("#ds-errors")).to_contain_text(re.compile(r"uri: .*outside the allowed roots"))
     expect(page.locator("tr[data-dataset=outside]")).to_have_count(0)
+
+
+def test_delete_a_dataset_and_read_why_one_in_use_is_kept(page: Page, server: LiveServer, bench: Path) -> None:
+    client = Client(server.url, server.api_key)
+    client.register_dataset("spare", layout="folder", uri=(bench / "toon").as_uri())
+    client.wait_for_dataset("spare", timeout=30)
+    job = client.submit_job(spec("reads-fog"))  # queued: no worker takes it, so synth-fog is in use
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{server.url}/dashboard#/datasets")
+
+    page.click("tr[data-dataset=spare] button[data-delete]")
+    expect(page.locator("#datasets-notice")).to_contain_text("deleted dataset spare (its files are untouched)")
+    expect(page.locator("tr[data-dataset=spare]")).to_have_count(0)
+    assert (bench / "toon").is_dir()
+
+    target = "synth-fog"  # one of the job's targets
+    page.click(f"tr[data-dataset={target}] button[data-delete]")
+    expect(page.locator("#datasets-notice")).to_contain_text(f"is read by job {job.id}")
+    expect(page.locator(f"tr[data-dataset={target}]")).to_have_count(1)
+    client.cancel_job(job.id)
+    page.click(f"tr[data-dataset={target}] button[data-delete]")
+    expect(page.locator(f"tr[data-dataset={target}]")).to_have_count(0)

@@ -157,3 +157,14 @@ def test_help_names_every_layout_and_its_options(gkd: Gkd) -> None:
         assert info.name in text
         for option in info.options:
             assert option in text
+
+
+def test_delete_forgets_a_dataset_and_a_missing_name_is_one_line(gkd: Gkd, bench: Path) -> None:
+    registered = gkd("data", "register", "cli-doomed", "--layout", "folder", "--uri", (bench / "fog").as_uri())
+    assert registered.exit_code == 0, registered.output
+    deleted = gkd("data", "delete", "cli-doomed")
+    assert deleted.exit_code == 0, deleted.output
+    assert "deleted dataset cli-doomed" in deleted.stdout and "files are untouched" in deleted.stdout
+    assert "cli-doomed" not in gkd("data", "list").stdout
+    assert (bench / "fog").is_dir()
+    assert "no dataset 'cli-doomed'" in _one_clean_line(gkd("data", "delete", "cli-doomed"))

@@ -167,3 +167,27 @@ def test_registering_again_after_fixing_the_bucket_validates_the_new_files(
     store.put_file(f"{prefix}/gta5/{missing}", local / missing)
     after = validation_report(uri=uri, layout="gta5", options={}, classes=None, settings=settings)
     assert after["ok"] is True, after.get("problems")
+
+
+def test_what_on_file_raises_stops_a_download_and_keeps_no_copy(bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = bucket
+    for i in range(40):
+        store.put_bytes(f"{prefix}/set/{i:02d}.png", b"x")
+    counting = CountingStore(store)
+    resolver = UriResolver(
+        roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: counting, download_concurrency=4
+    )
+    started: list[None] = []
+
+    class Abandoned(Exception):
+        pass
+
+    def stop_after_five() -> None:
+        if len(started) == 5:
+            raise Abandoned
+        started.append(None)
+
+    with pytest.raises(Abandoned):
+        resolver.resolve(f"s3://{BUCKET}/{prefix}/set", on_file=stop_after_five)
+    assert len(counting.fetched) <= 5 and not list((tmp_path / "cache").rglob("current"))  # queued ones cancelled
+    assert len(list(resolver.resolve(f"s3://{BUCKET}/{prefix}/set").iterdir())) == 40

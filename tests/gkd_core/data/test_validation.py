@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,26 @@ def test_deep_mode_decodes_images(tmp_path: Path) -> None:
     path.write_bytes(data[:50])
     assert validate_dataset(tmp_path, "folder").ok  # header-only check cannot see it
     assert _kinds(validate_dataset(tmp_path, "folder", deep=True)) == {"unreadable": 1}
+
+
+@pytest.mark.parametrize("layout, build", [("gta5", fx.gta5), ("imagenet", fx.imagenet)])
+def test_on_file_is_called_per_file_and_what_it_raises_ends_the_validation(
+    tmp_path: Path, layout: str, build: Callable[[Path], Path]
+) -> None:
+    root = build(tmp_path / layout)
+    calls: list[None] = []
+    report = validate_dataset(root, layout, on_file=lambda: calls.append(None))
+    assert report.ok and len(calls) == sum(split.images for split in report.splits.values())
+
+    class Enough(Exception):
+        pass
+
+    def stop_at_second() -> None:
+        calls.append(None)
+        if len(calls) == 2:
+            raise Enough
+
+    calls.clear()
+    with pytest.raises(Enough):
+        validate_dataset(root, layout, on_file=stop_at_second)
+    assert len(calls) == 2
