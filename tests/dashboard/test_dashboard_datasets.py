@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from gkd_core.data.synthetic import TINY_SIZES, generate_benchmark
 from gkd_client import Client
+from gkd_core.data.synthetic import TINY_SIZES, generate_benchmark
 from tests.support.live_api import LiveServer, live_server, spec
 
 
