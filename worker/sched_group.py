@@ -8,10 +8,12 @@ in many containers): both mean there is no group niceness to read or set.
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import time
 from pathlib import Path
 
 PROC = Path("/proc")
+RATE_LIMIT_S = 0.11  # the kernel's one write per HZ/10 for callers without CAP_SYS_ADMIN, and a margin
 
 
 def group_file(pid: int | str, proc: Path = PROC) -> Path:
@@ -33,11 +35,21 @@ def group_nice(pid: int | str, proc: Path = PROC) -> int | None:
         return None
 
 
-def set_group_nice(pid: int | str, nice: int, proc: Path = PROC) -> bool:
-    """Give ``pid``'s group niceness ``nice``; False where it has no group or the kernel refused."""
+def set_group_nice(pid: int | str, nice: int, proc: Path = PROC, *, retries: int = 2) -> bool:
+    """Give ``pid``'s group niceness ``nice``; False where it has no group or the kernel refused.
+
+    Without CAP_SYS_ADMIN the kernel takes one such write per 100 ms on the whole host and answers EAGAIN
+    to the rest (two jobs starting together, another container), so that answer is tried again.
+    """
     if group_nice(pid, proc) is None:
         return False
-    with contextlib.suppress(OSError):
-        group_file(pid, proc).write_text(str(nice))
-        return True
+    for attempt in range(retries + 1):
+        try:
+            group_file(pid, proc).write_text(str(nice))
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN or attempt == retries:
+                return False
+            time.sleep(RATE_LIMIT_S)
+        else:
+            return True
     return False

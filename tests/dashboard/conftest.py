@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from gkd_client import Client
 from tests.support.live_api import LiveServer, live_server, spec
@@ -25,6 +25,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# Playwright's 5 s default is tight for Chromium beside the API on two slow cores (CI); a page that never
+# shows what it should still fails, only later.
+expect.set_options(timeout=15_000)
+
 # Screenshots land in a scratch folder on every run; GKD_UPDATE_SCREENSHOTS=1 refreshes the ones in docs/.
 SCREENSHOTS = (
     Path(__file__).resolve().parents[2] / "docs" / "images"

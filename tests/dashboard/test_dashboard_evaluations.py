@@ -65,7 +65,7 @@ def test_evaluate_a_finished_job_cancel_one_and_read_the_results(
     page.fill("#eval-targets", "synth-night:val")
     page.click("#eval-submit")
     done = page.locator(".evaluation[data-status=succeeded]")
-    expect(done).to_have_count(1, timeout=10_000)
+    expect(done).to_have_count(1, timeout=60_000)
     row = done.locator("tr[data-domain='synth-night/val']")
     expect(row).to_contain_text("41.2")
     expect(row.locator("td.drift[data-kind=onnx]")).to_have_text("-0.70 ⚠")

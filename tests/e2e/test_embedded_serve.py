@@ -24,7 +24,9 @@ from tests.support.worker_env import ServerProcess, gkd_env, pid_alive, process_
 
 pytestmark = pytest.mark.e2e
 
-MAX_START_LATENCY_S = 2.0
+# The embedded broker polls every 50 ms (tests/worker/test_smoke.py checks that); this bound only catches a
+# job left waiting for the sweeper's resend (minutes), with room for a slow, busy machine.
+MAX_START_LATENCY_S = 10.0
 
 
 def _time(event: dict[str, Any]) -> datetime:

@@ -24,6 +24,7 @@ Gkd = Callable[..., Result]
 def gkd(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Gkd:
     monkeypatch.setenv("GKD_URL", server.url)
     monkeypatch.setenv("GKD_API_KEY", server.api_key)
+    monkeypatch.setenv("COLUMNS", "200")  # a narrow terminal on the test machine must not fold the tables
     runner = CliRunner()
 
     def run(*args: str) -> Result:
@@ -135,7 +136,7 @@ def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path:
 
     onnx = {"miou": 0.3055, "diff_points": -0.70, "within_tolerance": False}  # what the worker folds in
     server.finish_evaluations({"synth-snow": {"miou": 0.3125, "pixel_accuracy": 0.9, "images": 8, "onnx": onnx}})
-    result = gkd("eval", job.id, "--target", "synth-fog:val", "--poll", "0.05", "--timeout", "10")
+    result = gkd("eval", job.id, "--target", "synth-fog:val", "--poll", "0.05", "--timeout", "60")
     assert result.exit_code == 0, result.output
     assert "synth-snow" in result.stdout and "31.2" in result.stdout
     assert "onnx (%)" in result.stdout and "30.6 (-0.70)" in result.stdout  # the shipped file, past tolerance

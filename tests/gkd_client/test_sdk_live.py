@@ -106,6 +106,6 @@ def test_evaluation_round_trip(server: LiveServer, client: Client) -> None:
         {"synth-rain": {"miou": 0.37, "per_class_iou": [0.5, None], "pixel_accuracy": 0.8, "images": 4}}
     )
     evaluation = client.evaluate(job.id, [{"dataset": "synth-fog", "split": "val"}])
-    result = client.wait_for_evaluation(evaluation, timeout=10, poll_s=0.05)
+    result = client.wait_for_evaluation(evaluation, timeout=60, poll_s=0.05)
     assert result.status == "succeeded" and result.results["synth-rain"].miou == pytest.approx(0.37)
     assert result.results["synth-rain"].per_class_iou == [0.5, None]

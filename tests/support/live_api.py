@@ -115,7 +115,7 @@ class LiveServer:
         with self.session() as s:
             jobs.finish(session=s, job_id=job_id, status="failed", reason="user", detail=detail)
 
-    def finish_evaluations(self, results: dict[str, Any], timeout: float = 10.0) -> None:
+    def finish_evaluations(self, results: dict[str, Any], timeout: float = 60.0) -> None:
         """Run every queued evaluation to success (in the background, like a worker would)."""
 
         def work() -> None:

@@ -41,7 +41,7 @@ def test_shutdown_requeues_the_job_and_the_next_attempt_resumes(env: Env) -> Non
     asked = time.monotonic()
     runner.join(timeout=30)
     assert not runner.is_alive(), "run_job did not return after the shutdown request"
-    assert time.monotonic() - asked < 8
+    assert time.monotonic() - asked < 20  # polling, checkpoint, teardown and push on a slow machine
 
     job = env.job(job_id)
     assert job.status == JobStatus.QUEUED.value

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from worker.launcher import lower_priority
 from worker.sched_group import group_nice, set_group_nice
@@ -38,3 +42,23 @@ def test_a_process_without_a_scheduling_group_reads_none_and_is_left_alone(tmp_p
     (tmp_path / "7" / "autogroup").write_text("/autogroup-85 nice 3\n")
     assert group_nice(7, tmp_path) == 3
     assert set_group_nice(7, 9, tmp_path) and (tmp_path / "7" / "autogroup").read_text() == "9"
+
+
+def test_a_rate_limited_group_write_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel answers EAGAIN to a second write within 100 ms on the host (without CAP_SYS_ADMIN)."""
+    (tmp_path / "7").mkdir()
+    target = tmp_path / "7" / "autogroup"
+    target.write_text("/autogroup-85 nice 0\n")
+    refusals = {"left": 1}
+    original = Path.write_text
+
+    def rate_limited(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self == target and refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", rate_limited)
+    assert set_group_nice(7, 5, tmp_path) and target.read_text() == "5"
+    refusals["left"] = 5
+    assert not set_group_nice(7, 6, tmp_path, retries=2) and target.read_text() == "5"  # gives up in the end

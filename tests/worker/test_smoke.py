@@ -14,3 +14,13 @@ def test_celery_policy(tmp_path) -> None:
     assert app.conf.accept_content == ["json"]
     assert app.conf.task_default_queue == "gpu"
     assert str(tmp_path) in app.conf.broker_url
+
+
+def test_the_embedded_broker_polls_fast_enough_to_start_a_job_at_once(tmp_path) -> None:
+    from kombu.transport import sqlalchemy as sqla_transport
+
+    from worker.celery_app import SQLA_POLLING_INTERVAL_S
+
+    sqla_transport.Transport.polling_interval = 1.0  # kombu's default
+    create_celery(Settings(data_dir=tmp_path))  # embedded: an SQLite broker
+    assert sqla_transport.Transport.polling_interval == SQLA_POLLING_INTERVAL_S <= 0.1

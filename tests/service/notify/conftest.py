@@ -37,7 +37,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
         notify_allow_private=True,
-        notify_timeout_s=1.0,
+        notify_timeout_s=5.0,  # a loopback POST past this on a busy machine would be an extra attempt
         notify_backoff_s=0.05,
         notify_backoff_max_s=0.2,
         notify_retry_for_s=30.0,
