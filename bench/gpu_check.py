@@ -1,6 +1,6 @@
 """One command that checks a CUDA machine for GKD and measures what the training defaults depend on.
 
-Run from the checkout with nothing installed but python, torch >= 2.11, timm, numpy, pillow,
+Run from the checkout with nothing installed but python, torch >= 2.4 (as pyproject.toml allows), timm, numpy, pillow,
 safetensors and pytest (no network, random weights)::
 
     PYTHONPATH=. python bench/gpu_check.py --out DIR        # or: PYTHONPATH=. python -m bench.gpu_check --out DIR
