@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from worker.progress import JobCallbacks
 from worker.reports import ControlDir, encode_split, split_key
 from worker.spec_convert import local_split, to_experiment_config
 from worker.work_dir_sync import WorkDirSync
+
+ACTIVE = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)  # an attempt may record its results only then
 
 _logger = logging.getLogger(__name__)
 
@@ -82,12 +85,23 @@ def usable_dataset(session: Session, team_id: str, name: str) -> Dataset:
     return dataset
 
 
-def resolve_split(context: WorkerContext, resolver: UriResolver, team_id: str, ref: DataRef) -> DatasetSplit:
-    """A team's registered dataset split as a gkd_core DatasetSplit over a local folder (fetched if remote)."""
+def resolve_split(
+    context: WorkerContext,
+    resolver: UriResolver,
+    team_id: str,
+    ref: DataRef,
+    on_file: Callable[[], None] | None = None,
+) -> DatasetSplit:
+    """A team's registered dataset split as a gkd_core DatasetSplit over a local folder (fetched if remote;
+    ``on_file`` is called before each object is downloaded and may raise to stop)."""
     with context.session() as session:
         dataset = usable_dataset(session, team_id, ref.dataset)
         uri, layout, options = dataset.uri, dataset.layout, dict(dataset.options or {})
-    return local_split(resolver.resolve(uri), layout, ref, options)
+    return local_split(resolver.resolve(uri, on_file=on_file), layout, ref, options)
+
+
+class AttemptStopped(Exception):
+    """Asked to stop (cancel, superseded, worker shutting down) before training started."""
 
 
 def running_seconds(events: Sequence[JobEvent], now: datetime) -> float:
@@ -122,13 +136,21 @@ class JobRun:
         self.resolver = context.resolver(team_id=job.team_id)
         self.deadline = float("inf")
         self.outage = OutageWindow.from_settings(context.settings, on_wait=lambda text: self.event(text, "outage"))
+        # Set by a heartbeat that finds the job cancelled or taken over; the heartbeat runs from the claim to
+        # the end (downloads of big s3:// sets included), so a live attempt is never swept as dead.
+        self.stop = threading.Event()
+        self.callbacks: JobCallbacks | None = None
 
     def event(self, message: str, type: str = "info") -> None:
         with self.context.session() as session:
             jobs.record_event(session=session, job_id=self.job_id, message=message, type=type)
 
     def dataset_ref(self, ref: DataRef) -> DatasetSplit:
-        return resolve_split(self.context, self.resolver, self.team_id, ref)
+        return resolve_split(self.context, self.resolver, self.team_id, ref, on_file=self._check_stop)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set() or shutdown.requested():
+            raise AttemptStopped(f"job {self.job_id}: attempt {self.attempt} asked to stop while preparing")
 
     def source_eval_ref(self) -> DatasetSplit | None:
         """The source's held-out split for the in-domain row: "val" when the dataset has one."""
@@ -140,7 +162,7 @@ class JobRun:
         return self.dataset_ref(DataRef(dataset=source.dataset, split=EVAL_SPLIT))
 
     def resolve_weights(self, uri: str) -> str:
-        return str(self.resolver.resolve(uri))
+        return str(self.resolver.resolve(uri, on_file=self._check_stop))
 
     def prepare(self) -> None:
         """Start from clean local folders, the work folder filled with the stored resume state, if any."""
@@ -206,23 +228,34 @@ class JobRun:
             self._out_of_time(used)
             return
         self.deadline = time.monotonic() + (limit - used)
-        self.prepare()
-        launch = self.outage.call("resolving datasets and weights", lambda: self.launch_file(slots.kind))
+        beat = Heartbeat(self._beat, interval_s=settings.heartbeat_interval_s, name=self.job_id)
+        with beat:
+            try:
+                self.prepare()
+                launch = self.outage.call("resolving datasets and weights", lambda: self.launch_file(slots.kind))
+            except AttemptStopped:
+                self._stopped()
+                return
+            self._train(launch, ranks, slots.kind)
+
+    def _train(self, launch: dict[str, Any], ranks: int, device_kind: str) -> None:
+        settings = self.context.settings
         self.control.write_json(self.control.launch_file, launch)
         tensorboard = TensorBoardCallbacks(self.work_dir / TENSORBOARD_DIR)
         callbacks = JobCallbacks(
             self.context, self.job_id, self.sync, _phases(self.spec), metric_log=tensorboard, outage=self.outage
         )
-        self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, slots.kind)}")
-        beat = Heartbeat(lambda: self._beat(callbacks), interval_s=settings.heartbeat_interval_s, name=self.job_id)
-        with beat:
-            result = launcher.run_ranks(
-                self.control, nproc=ranks, device_kind=slots.kind, callbacks=callbacks,
-                stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
-                nice=settings.rank_nice,
-            )  # fmt: skip
-            callbacks.flush()
-            tensorboard.close()
+        self.callbacks = callbacks
+        if self.stop.is_set():
+            callbacks.request_stop()
+        self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, device_kind)}")
+        result = launcher.run_ranks(
+            self.control, nproc=ranks, device_kind=device_kind, callbacks=callbacks,
+            stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
+            nice=settings.rank_nice,
+        )  # fmt: skip
+        callbacks.flush()
+        tensorboard.close()
         self.outage.call("storing the last checkpoint", self.sync.push)
         if result.stopped and result.stop_reason == RUNTIME_LIMIT:
             self._out_of_time(self._running_seconds(), forced=result.forced)
@@ -284,10 +317,13 @@ class JobRun:
         if bigger:
             enqueue_job(self.job_id, queue=self.queue, settings=self.context.settings, countdown=HAND_BACK_DELAY_S)
 
-    def _beat(self, callbacks: JobCallbacks) -> None:
+    def _beat(self) -> None:
         with self.context.session() as session:
-            if jobs.heartbeat(session=session, job_id=self.job_id, attempt=self.attempt):
-                callbacks.request_stop()
+            stop = jobs.heartbeat(session=session, job_id=self.job_id, attempt=self.attempt)
+        if stop:
+            self.stop.set()
+            if self.callbacks is not None:
+                self.callbacks.request_stop()
 
     def _stopped(self) -> None:
         """The loop stopped on request: cancelled, the worker is shutting down, or the job moved on."""
@@ -328,6 +364,13 @@ class JobRun:
 
         def record() -> None:  # artifacts are listed only once every one is stored, with the job's success
             with self.context.session() as session:
+                job = jobs.get_job(session=session, job_id=self.job_id)
+                if job.attempt != self.attempt or job.status not in ACTIVE:
+                    _logger.warning(
+                        "job %s: attempt %d finished but no longer owns the job (attempt %d, %s); results not recorded",
+                        self.job_id, self.attempt, job.attempt, job.status,
+                    )  # fmt: skip
+                    return
                 for name, kind, obj in stored:
                     jobs.add_artifact(
                         session=session, job_id=self.job_id, name=name, kind=kind, size=obj.size,
@@ -335,7 +378,7 @@ class JobRun:
                     )  # fmt: skip
                 for message in parity_warnings(summary):  # a shipped file that scores unlike PyTorch is news
                     jobs.record_event(session=session, job_id=self.job_id, message=message, type="parity")
-                if jobs.get_job(session=session, job_id=self.job_id).status == JobStatus.CANCELLING.value:
+                if job.status == JobStatus.CANCELLING.value:
                     # The cancel came after training had finished: honour it, and keep what was stored.
                     jobs.finish(
                         session=session, job_id=self.job_id, status=JobStatus.CANCELLED,
