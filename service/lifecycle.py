@@ -304,6 +304,27 @@ class Lifecycle(Generic[Row]):
             )
         )
 
+    def take_resend(
+        self, *, session: Session, row_id: str, older_than: timedelta | float, now: datetime | None = None
+    ) -> bool:
+        """Claim the re-send of a row still queued since before the cutoff, moving its ``updated_at`` to now.
+
+        Every worker's sweeper finds the same queued rows; only the one whose conditional update lands sends
+        the message, so a backlog is re-sent once per ``older_than``, not by every worker on every sweep.
+        """
+        now = now or utcnow()
+        taken = session.execute(
+            update(self.model)
+            .where(
+                self.model.id == row_id,
+                self.model.status == JobStatus.QUEUED.value,
+                self._touched_at() < now - _age(older_than),
+            )
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
     def requeue_stale(self, *, session: Session, row_id: str) -> JobStatus:
         """Recover a row whose worker was lost; returns the new status (enqueue again after commit if queued).
 

@@ -68,10 +68,15 @@ def _sweep_kind(context: WorkerContext, kind: Kind, resend_after_s: float, resul
             requeued.append(row_id)
         else:
             {JobStatus.FAILED: result.failed, JobStatus.CANCELLED: result.cancelled}[status].append(row_id)
-    with context.session() as session:
+    with context.session() as session:  # committed before anything is sent: a lost commit sends nothing
         waiting_rows = lifecycle.find_queued(session=session, older_than=resend_after_s)
         queues.update({row.id: row.queue for row in waiting_rows})
-        resent = [row.id for row in waiting_rows if row.id not in requeued]
+        resent = [
+            row.id
+            for row in waiting_rows
+            if row.id not in requeued
+            and lifecycle.take_resend(session=session, row_id=row.id, older_than=resend_after_s)
+        ]
     for row_id in requeued + resent:
         kind.send(row_id, queue=queues[row_id], settings=settings)  # back to the queue it was submitted to
     result.requeued.extend(requeued)

@@ -5,9 +5,13 @@ The messages are read back from the embedded broker (kombu's SQLAlchemy transpor
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import update
+
 from service import evaluations, jobs
+from service.models import Job, utcnow
 from service.schemas import DataRef
 from tests.support.worker_env import tiny_spec
 from tests.worker.test_pipeline import make_env, sent_messages
@@ -33,3 +37,25 @@ def test_the_sweeper_resends_jobs_and_evaluations_to_their_own_queue(tmp_path: P
     assert [queue for queue, payload in messages if job_id in payload] == ["a100"], messages
     assert [queue for queue, payload in messages if evaluation_id in payload] == ["a100"], messages
     assert all(queue == "a100" for queue, _ in messages)
+
+
+def test_a_queued_backlog_is_resent_once_per_period_whatever_the_number_of_sweepers(
+    tmp_path: Path, tiny_bench: Path
+) -> None:
+    env = make_env(tmp_path, tiny_bench)
+    job_id = env.submit(tiny_spec("waits-behind-busy-gpus"))
+
+    def age(seconds: float) -> None:
+        with env.context.session() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=seconds))
+            )
+
+    age(200)
+    sent = [sweeper.sweep_once(env.context, requeue_after_s=120).resent for _ in range(3)]  # three workers
+    assert sent == [[job_id], [], []]
+    assert len([1 for _, payload in sent_messages(env) if job_id in payload]) == 1
+    age(121)  # a period later, still queued: once more
+    assert sweeper.sweep_once(env.context, requeue_after_s=120).resent == [job_id]
+    assert sweeper.sweep_once(env.context, requeue_after_s=120).resent == []
+    assert len([1 for _, payload in sent_messages(env) if job_id in payload]) == 2
