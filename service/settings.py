@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         min_length=16,
         description="Signs page tokens. The dev default is refused in production mode.",
     )
-    max_page_size: int = Field(default=100, ge=1, le=1000)
+    max_page_size: int = Field(default=100, ge=1, le=1000, description="Most jobs one GET /v1/jobs page may ask for.")
     worker_gpus: int | None = Field(
         default=None, ge=0, description="GPUs a worker gives its jobs; default: every CUDA device it sees."
     )

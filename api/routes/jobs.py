@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from service import jobs as job_service
-from service.errors import BadRequest, Conflict, JobNotFound
+from service.errors import BadRequest, Conflict, JobNotFound, ValidationFailed, field_error
 from service.idempotency import MAX_KEY_LENGTH, request_hash
 from service.models import Job, JobStatus
 from service.pagination import decode_token, encode_token
@@ -146,9 +146,21 @@ def list_jobs(
     status: Annotated[list[JobStatus] | None, Query(description="Repeat to match several states")] = None,
     method: Annotated[Method | None, Query()] = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601; naive times are UTC")] = None,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_size: Annotated[
+        int, Query(ge=1, le=1000, description="Jobs per page, at most the server's GKD_MAX_PAGE_SIZE (default 100)")
+    ] = 20,
     page_token: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> JobPage:
+    if page_size > settings.max_page_size:
+        raise ValidationFailed(
+            [
+                field_error(
+                    "page_size",
+                    f"page_size {page_size} is more than this server's limit of {settings.max_page_size}",
+                    f"use at most {settings.max_page_size} and follow next_page_token",
+                )
+            ]
+        )
     if created_after is not None and created_after.tzinfo is None:
         created_after = created_after.replace(tzinfo=UTC)
     statuses = sorted(s.value for s in status or [])

@@ -273,3 +273,20 @@ def test_worker_progress_is_visible(api: ApiEnv, ready_team: TeamClient, tmp_pat
     _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx"), 404)
     _problem(ready_team.get(f"/v1/jobs/{job_id}/artifacts/missing.onnx:link"), 404)
     _problem(ready_team.get(f"/v1/jobs/{job_id}/metrics", params={"since_step": "x"}), 422)
+
+
+def test_the_page_size_limit_is_the_servers_setting(api: ApiEnv, ready_team: TeamClient) -> None:
+    for _ in range(3):
+        assert ready_team.post("/v1/jobs", json=spec_dict()).status_code == 201
+    original = api.app.state.settings
+    api.app.state.settings = original.model_copy(update={"max_page_size": 2})
+    try:
+        refused = _problem(ready_team.get("/v1/jobs", params={"page_size": 3}), 422)
+        assert "more than this server's limit of 2" in refused["detail"]
+        assert refused["errors"][0]["field"] == "page_size"
+        page = ready_team.get("/v1/jobs", params={"page_size": 2}).json()
+        assert len(page["items"]) == 2 and page["next_page_token"]
+        api.app.state.settings = original.model_copy(update={"max_page_size": 500})
+        assert len(ready_team.get("/v1/jobs", params={"page_size": 200}).json()["items"]) == 3  # the setting, not 100
+    finally:
+        api.app.state.settings = original
