@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gkd_catalog
 from bench.reproduce_budget import arm_budget
 from bench.reproduce_config import Arm, SizePreset
 from bench.reproduce_report import markdown_table, summarize
@@ -90,6 +91,8 @@ def arm_spec(
     }
     if arm.proxy:
         spec["proxy"] = {"dataset": DATASET_PREFIX + pool, "split": "train"}
+    if "stage1" not in gkd_catalog.method(arm.method).stages:
+        del spec["stage1"]  # a single-stage arm: the API refuses a stage1 block it would ignore
     return spec
 
 

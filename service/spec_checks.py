@@ -23,6 +23,7 @@ from service.settings import Settings
 def check_job_spec(*, session: Session, team_id: str, spec: JobSpec, settings: Settings) -> None:
     """Raise ValidationFailed listing every problem (field, message, fix); return when the spec is runnable."""
     errors: list[dict[str, Any]] = []
+    _check_stage_blocks(spec, errors)
     metas = {role: _check_model(role, getattr(spec, role), errors) for role in ("teacher", "student")}
     teacher, student = metas["teacher"], metas["student"]
     if teacher is not None and student is not None:
@@ -100,6 +101,24 @@ def check_dataset_ref(
                 f"use one of: {', '.join(sorted(splits))}",
             )
         )
+
+
+def _check_stage_blocks(spec: JobSpec, errors: list[dict[str, Any]]) -> None:
+    """A stage block the request gave for a stage its method does not run would be ignored: refuse it.
+
+    Only what the request itself set counts (``model_fields_set``): stored specs carry every block's defaults.
+    """
+    stages = gkd_catalog.method(spec.method).stages
+    for block in ("stage1", "stage2"):
+        if block in spec.model_fields_set and block not in stages:
+            having = ", ".join(m.name for m in gkd_catalog.METHODS.values() if block in m.stages)
+            errors.append(
+                field_error(
+                    block,
+                    f"method {spec.method!r} has no {block}, so the {block} block would be ignored",
+                    f"remove {block}, or use a method that has it ({having})",
+                )
+            )
 
 
 def _check_model(role: str, ref: ModelRef, errors: list[dict[str, Any]]) -> zoo.ModelMeta | None:

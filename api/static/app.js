@@ -1214,9 +1214,24 @@
     });
   }
 
-  function specFromFields(form) {
+  /** A field's training stage ("stage1" for "stage1.steps"), or null for a field outside the stage blocks. */
+  function stageOf(path) {
+    const block = path.split(".")[0];
+    return /^stage\d$/.test(block) ? block : null;
+  }
+
+  /** The stages of the method chosen in the form, from the server's catalogue. */
+  function chosenStages(form, cat) {
+    const method = (cat.methods || []).find((m) => m.name === form.elements.namedItem("method").value);
+    return method ? method.stages : [];
+  }
+
+  /** The spec the fields describe; a stage the method does not have is left out (the server refuses it). */
+  function specFromFields(form, cat) {
     const spec = {};
+    const stages = chosenStages(form, cat);
     for (const [path, , type] of FIELDS) {
+      if (stageOf(path) && !stages.includes(stageOf(path))) continue;
       const raw = form.elements.namedItem(path).value.trim();
       if (raw === "") continue;
       if (path === "targets") {
@@ -1279,7 +1294,7 @@
     const jsonBox = el("div", { id: "json-box", hidden: true }, el("label", { for: "spec-json" }, "Job spec (JSON)"), textarea);
     const modeJson = el("input", { type: "checkbox", id: "mode-json", name: "mode-json" });
     modeJson.addEventListener("change", () => {
-      if (modeJson.checked) textarea.value = JSON.stringify(specFromFields(form), null, 2);
+      if (modeJson.checked) textarea.value = JSON.stringify(specFromFields(form, cat), null, 2);
       jsonBox.hidden = !modeJson.checked;
       fieldset.hidden = modeJson.checked;
     });
@@ -1295,6 +1310,16 @@
       el("div", { class: "actions" }, el("button", { type: "submit", id: "submit-job" }, "Submit")),
       status
     );
+    // Fields of a stage the chosen method does not have are greyed out and not sent.
+    function markStages() {
+      const stages = chosenStages(form, cat);
+      for (const [path] of FIELDS) {
+        const stage = stageOf(path);
+        if (stage) form.elements.namedItem(path).disabled = !stages.includes(stage);
+      }
+    }
+    form.elements.namedItem("method").addEventListener("change", markStages);
+    markStages();
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       let spec;
@@ -1306,7 +1331,7 @@
           return;
         }
       } else {
-        spec = specFromFields(form);
+        spec = specFromFields(form, cat);
       }
       status.textContent = "Submitting…";
       try {

@@ -54,6 +54,7 @@ def test_submit_commits_then_enqueues(api: ApiEnv, ready_team: TeamClient) -> No
         ({"surprise": 1}, "surprise", "remove this field"),
         ({"teacher": {"model": "test_vit", "colour": "red"}}, "teacher.colour", "remove this field"),
         ({"method": "magic"}, "method", "gkd"),
+        ({"method": "kd", "stage1": {"steps": 5}}, "stage1", "has no stage1, so the stage1 block would be ignored"),
         ({"teacher": {"model": "test_vit", "weights": "http://x"}}, "teacher.weights", "s3://"),
     ],
 )

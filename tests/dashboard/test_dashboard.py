@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -124,6 +125,31 @@ def test_bad_submission_shows_the_field_error_then_a_good_one_opens_the_job(
     expect(page.locator("#job-name")).to_have_text("from-the-form")
     job_id = page.url.rsplit("/", 1)[1]
     assert Client(server.url, server.api_key).get_job(job_id).spec["stage1"]["steps"] == 50
+
+
+def test_a_single_stage_method_greys_out_stage_1_and_does_not_send_it(
+    page: Page, server: LiveServer, seeded: dict[str, str]
+) -> None:
+    page.goto(f"{server.url}/dashboard#/submit")
+    expect(page.locator("#f-stage1-steps")).to_be_enabled()  # gkd: two stages
+    page.select_option("#f-method", "kd")
+    expect(page.locator("#f-stage1-steps")).to_be_disabled()
+    expect(page.locator("#f-stage1-batch_size")).to_be_disabled()
+    expect(page.locator("#f-stage2-steps")).to_be_enabled()
+    page.check("#mode-json")
+    assert "stage1" not in json.loads(page.locator("#spec-json").input_value())
+    page.uncheck("#mode-json")
+    page.fill("#f-name", "kd-from-the-form")
+    page.fill("#f-source-dataset", "synth-source")
+    page.fill("#f-targets", "synth-fog:val")
+    page.click("#submit-job")
+    expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    job = Client(server.url, server.api_key).get_job(page.url.rsplit("/", 1)[1])
+    assert job.spec["method"] == "kd" and job.spec["stage2"]["steps"] == 1000
+    page.goto(f"{server.url}/dashboard#/submit")
+    page.select_option("#f-method", "none")
+    page.select_option("#f-method", "gkd")
+    expect(page.locator("#f-stage1-steps")).to_be_enabled()
 
 
 def test_cancel_button_cancels_the_job(page: Page, server: LiveServer, seeded: dict[str, str]) -> None:

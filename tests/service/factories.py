@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+import gkd_catalog
 from service import jobs
 from service.models import Job, Team
 from service.schemas import JobSpec
@@ -26,6 +27,9 @@ def spec_dict(**changes: Any) -> dict[str, Any]:
         "stage2": {"steps": 2, "batch_size": 2, "crop_size": 32},
     }
     body.update(copy.deepcopy(changes))
+    method = gkd_catalog.METHODS.get(body["method"])
+    if "stage1" not in changes and method is not None and "stage1" not in method.stages:
+        del body["stage1"]  # a single-stage method: the API refuses a stage1 block it would ignore
     return body
 
 

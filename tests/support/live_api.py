@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
+import gkd_catalog
 from api.main import create_app
 from service import auth, evaluations, jobs
 from service.db import make_engine, session_factory, session_scope, upgrade_database
@@ -48,6 +49,9 @@ def spec(name: str = "tiny-gkd", **changes: Any) -> dict[str, Any]:
         "stage2": {"steps": 40, "batch_size": 2, "crop_size": 64},
     }
     body.update(changes)
+    method = gkd_catalog.METHODS.get(body["method"])
+    if "stage1" not in changes and method is not None and "stage1" not in method.stages:
+        del body["stage1"]  # a single-stage method: the API refuses a stage1 block it would ignore
     return body
 
 
