@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,6 +159,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--idempotency-key", help="Override the key derived from the spec's content."),
         ] = None,
         name: Annotated[str | None, typer.Option("--name", help="Override the spec's name.")] = None,
+        new: Annotated[
+            bool,
+            typer.Option(
+                "--new", help="Submit again as a new job, even if this spec was submitted before (e.g. it failed)."
+            ),
+        ] = False,
         dry_run: Annotated[
             bool,
             typer.Option(
@@ -174,7 +181,7 @@ def register(app: typer.Typer) -> None:
         api_key: KeyOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Submit a job from a spec file (resubmitting the same file returns the same job)."""
+        """Submit a job from a spec file (resubmitting the same file returns the same job; --new runs it again)."""
         spec = load_spec(spec_file)
         if name:
             spec["name"] = name
@@ -187,11 +194,23 @@ def register(app: typer.Typer) -> None:
             for view in estimate_views(estimate):
                 output.console.print(view)
             return
+        if new and idempotency_key:
+            raise ClientError("--new and --idempotency-key cannot be combined: --new picks a fresh key")
         key = idempotency_key or spec_idempotency_key(spec)
+        if new:
+            key += "-" + uuid.uuid4().hex[:12]
         with _client(url, api_key) as client:
             job = client.submit_job(spec, idempotency_key=key)
         if as_json:
             output.emit_json(job.raw)
+            return
+        if job.replayed:
+            output.console.print(
+                f"already submitted as job [bold]{escape(job.id)}[/] ({output.status_text(job.status)}); "
+                "nothing new was queued"
+            )
+            if job.status in ("failed", "cancelled"):
+                output.console.print(f"to run this spec again: gkd submit {escape(str(spec_file))} --new", style="dim")
             return
         output.console.print(f"submitted job [bold]{escape(job.id)}[/] ({output.status_text(job.status)})")
         output.console.print(f"watch it with: gkd watch {escape(job.id)}", style="dim")

@@ -114,6 +114,7 @@ class Job:
     ``lineage`` (single-job reads only) is the student's licence lineage: ``teacher`` and ``student``
     (model, weights, licence, licence_url, commercial, training_data, note), the training sets and ``warnings``.
     ``waiting_reason`` says why a queued job has not started yet (its team is at a limit), else None.
+    ``replayed`` (submits only) says the Idempotency-Key had created this job before: nothing new was queued.
     """
 
     id: str
@@ -135,6 +136,8 @@ class Job:
     finished_at: datetime | None = None
     lineage: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # True when a submit with an Idempotency-Key answered with the job that key created before.
+    replayed: bool = False
 
     @property
     def terminal(self) -> bool:

@@ -119,9 +119,16 @@ class Client:
     # ----- jobs -----------------------------------------------------------------------------
 
     def submit_job(self, spec: Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
-        """POST a JobSpec. With an idempotency key the call is retried safely and replays the same job."""
+        """POST a JobSpec. With an idempotency key the call is retried safely and replays the same job
+        (``Job.replayed`` is then True: the key had created it before, whatever its status now)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return Job.from_obj(self.http.json("POST", "/v1/jobs", json=dict(spec), headers=headers))
+        response = self.http.send("POST", "/v1/jobs", json=dict(spec), headers=headers)
+        try:
+            job = Job.from_obj(response.json())
+        except ValueError as exc:
+            raise TransportError("POST /v1/jobs: the server answered with non-JSON content") from exc
+        job.replayed = response.headers.get("Idempotent-Replayed") == "true"
+        return job
 
     def estimate_job(self, spec: Mapping[str, Any], *, gpu_kinds: Sequence[str] | None = None) -> JobEstimate:
         """What a JobSpec would cost (steps, FLOPs, peak memory, GPU-hours per kind), validated like a submit;

@@ -78,8 +78,10 @@ def get_evaluation(*, session: Session, evaluation_id: str, team_id: str | None 
     if not is_id(evaluation_id):
         raise EvaluationNotFound(f"no evaluation {evaluation_id[:64]!r}")
     query = select(Evaluation).where(Evaluation.id == evaluation_id)
-    if team_id is not None:
-        query = query.where(Evaluation.team_id == team_id)
+    if team_id is not None:  # a deleted job's evaluations go with it, as its other reads do
+        query = query.join(Job, Job.id == Evaluation.job_id).where(
+            Evaluation.team_id == team_id, Job.deleted_at.is_(None)
+        )
     evaluation = session.scalar(query)
     if evaluation is None:
         raise EvaluationNotFound(f"no evaluation {evaluation_id!r}")

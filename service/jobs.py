@@ -30,6 +30,7 @@ from service.lifecycle import Lifecycle
 from service.models import (
     TERMINAL_STATUSES,
     Artifact,
+    Evaluation,
     FailureReason,
     Job,
     JobEvent,
@@ -154,9 +155,11 @@ def list_jobs(
 def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactStore) -> None:
     """Remove a terminal job's stored objects (artifacts, checkpoints) and hide the job from its team.
 
-    Deleting a deleted job changes nothing. A job that is not terminal is a Conflict: cancel it first.
-    Storage is emptied before the row is marked, so a storage outage (StorageUnavailable) leaves the job
-    visible and a retry finishes the work.
+    Deleting a deleted job changes nothing. A job that is not terminal, or has an evaluation that has not
+    ended (it reads the job's student), is a Conflict: cancel it first. Storage is emptied before the row is
+    marked, so a storage outage (StorageUnavailable) leaves the job visible and a retry finishes the work.
+    The job's Idempotency-Key is released, so submitting the same spec again (``gkd submit`` derives the
+    key from the file) creates a new job instead of replaying the deleted one.
     """
     if not is_id(job_id):
         raise JobNotFound(f"no job {job_id[:64]!r}")
@@ -171,11 +174,23 @@ def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactSt
             current=job.status,
             requested="delete",
         )
+    ended = [status.value for status in TERMINAL_STATUSES]  # evaluations share the jobs' lifecycle
+    busy = list(
+        session.scalars(
+            select(Evaluation.id).where(Evaluation.job_id == job_id, Evaluation.status.not_in(ended))
+        )
+    )
+    if busy:
+        raise Conflict(
+            f"job {job_id} has evaluations that have not ended ({', '.join(busy)}); cancel them "
+            "(POST /v1/evaluations/{id}/cancel) or wait for them, then delete the job"
+        )
     keys = store.list(f"jobs/{job_id}/")
     for key in keys:
         store.delete(key)
     session.execute(sa_delete(Artifact).where(Artifact.job_id == job_id))
     job.deleted_at = utcnow()
+    job.idempotency_key = None
     add_event(session=session, job=job, type="deleted", message=f"deleted: {len(keys)} stored objects removed")
     session.flush()
 

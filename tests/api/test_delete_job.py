@@ -36,3 +36,26 @@ def test_delete_removes_artifacts_and_checkpoints_and_hides_the_job(
         assert ready_team.get(f"/v1/jobs/{job_id}{path}").status_code == 404, path
     assert job_id not in [j["id"] for j in ready_team.get("/v1/jobs").json()["items"]]
     assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204  # idempotent
+
+
+def test_a_job_with_an_evaluation_under_way_is_kept_and_a_deleted_job_frees_its_key(
+    api: ApiEnv, ready_team: TeamClient
+) -> None:
+    key = {"Idempotency-Key": "spec-sha256-same-file"}
+    job_id = ready_team.post("/v1/jobs", json=spec_dict(), headers=key).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    body = {"targets": [{"dataset": "tgt", "split": "train"}]}
+    evaluation_id = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).json()["id"]
+    refused = ready_team.client_delete(f"/v1/jobs/{job_id}")
+    assert refused.status_code == 409 and evaluation_id in refused.json()["detail"]
+    assert ready_team.post(f"/v1/evaluations/{evaluation_id}/cancel").status_code == 202  # queued: cancelled
+    assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert ready_team.get(f"/v1/evaluations/{evaluation_id}").status_code == 404  # gone with its job
+
+    again = ready_team.post("/v1/jobs", json=spec_dict(), headers=key)
+    assert again.status_code == 201 and again.headers.get("idempotent-replayed") is None
+    assert again.json()["id"] != job_id, "the same spec after a deletion is a new job, not the deleted one"
+    replay = ready_team.post("/v1/jobs", json=spec_dict(), headers=key)
+    assert replay.json()["id"] == again.json()["id"] and replay.headers["idempotent-replayed"] == "true"

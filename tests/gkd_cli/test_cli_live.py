@@ -57,6 +57,25 @@ def test_submit_yaml_twice_gives_one_job_then_list_and_status(gkd: Gkd, tmp_path
     assert "plan" in table.stdout and "stage1b" in table.stdout and "stage2" in table.stdout
 
 
+def test_a_spec_that_failed_is_named_on_resubmit_and_runs_again_with_new(
+    gkd: Gkd, tmp_path: Path, server: LiveServer
+) -> None:
+    spec_file = tmp_path / "retry.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("cli-retry")))
+    first = json.loads(gkd("submit", str(spec_file), "--json").stdout)["id"]
+    server.start(first)
+    server.fail(first, "the source set was broken")
+    again = gkd("submit", str(spec_file))
+    assert again.exit_code == 0, again.output
+    assert f"already submitted as job {first} (failed); nothing new was queued" in again.stdout
+    assert f"gkd submit {spec_file} --new" in again.stdout
+    fresh = gkd("submit", str(spec_file), "--new")
+    assert fresh.exit_code == 0 and "submitted job" in fresh.stdout, fresh.output
+    new_id = fresh.stdout.split("submitted job ", 1)[1].split()[0]
+    assert new_id != first
+    assert "cannot be combined" in _one_clean_line(gkd("submit", str(spec_file), "--new", "--idempotency-key", "k"))
+
+
 def test_bad_inputs_print_one_line(gkd: Gkd, tmp_path: Path, server: LiveServer) -> None:
     assert "not found" in _one_clean_line(gkd("submit", str(tmp_path / "missing.yaml")))
     broken = tmp_path / "broken.yaml"
