@@ -185,6 +185,12 @@ def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactSt
             f"job {job_id} has evaluations that have not ended ({', '.join(busy)}); cancel them "
             "(POST /v1/evaluations/{id}/cancel) or wait for them, then delete the job"
         )
+    starting = weight_readers(session=session, team_id=team_id, job_id=job_id)
+    if starting:
+        raise Conflict(
+            f"{', '.join(starting)} start from job {job_id}'s weights (artifact://{job_id}/...) and have not "
+            "ended; cancel them or wait for them, then delete the job"
+        )
     keys = store.list(f"jobs/{job_id}/")
     for key in keys:
         store.delete(key)
@@ -193,6 +199,18 @@ def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactSt
     job.idempotency_key = None
     add_event(session=session, job=job, type="deleted", message=f"deleted: {len(keys)} stored objects removed")
     session.flush()
+
+
+def weight_readers(*, session: Session, team_id: str, job_id: str) -> list[str]:
+    """The team's jobs not yet ended whose teacher or student starts from one of ``job_id``'s artifacts."""
+    prefix = f"artifact://{job_id}/"
+    ended = [status.value for status in TERMINAL_STATUSES]
+    found = []
+    for job in session.scalars(select(Job).where(Job.team_id == team_id, Job.status.not_in(ended))):
+        spec = job.spec or {}
+        if any(str((spec.get(role) or {}).get("weights", "")).startswith(prefix) for role in ("teacher", "student")):
+            found.append(f"job {job.id}")
+    return found
 
 
 def count_by_status(*, session: Session) -> dict[str, int]:

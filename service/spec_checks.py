@@ -14,7 +14,7 @@ import gkd_catalog
 from service import capacity, zoo
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
-from service.models import DatasetStatus, Job, JobStatus
+from service.models import Artifact, DatasetStatus, Job, JobStatus
 from service.notify.spec_check import notify_problems
 from service.schemas import DataRef, JobSpec, ModelRef
 from service.settings import Settings
@@ -192,8 +192,10 @@ def _check_weights(
         except UriRejected as exc:
             errors.append(field_error(field, str(exc), "put the weights under an allowed root or use s3://"))
     elif ref.weights.startswith("artifact://"):
-        job_id, _, _name = ref.weights.removeprefix("artifact://").partition("/")
-        job = session.scalar(select(Job).where(Job.id == job_id, Job.team_id == team_id))
+        job_id, _, name = ref.weights.removeprefix("artifact://").partition("/")
+        job = session.scalar(
+            select(Job).where(Job.id == job_id, Job.team_id == team_id, Job.deleted_at.is_(None))
+        )
         if job is None:
             errors.append(field_error(field, f"no job {job_id} for this team", "name one of your own jobs"))
         elif job.status != JobStatus.SUCCEEDED.value:
@@ -202,6 +204,16 @@ def _check_weights(
                     field, f"job {job_id} is {job.status}, not succeeded", "wait for it to succeed or pick another job"
                 )
             )
+        else:
+            names = sorted(a.name for a in session.scalars(select(Artifact).where(Artifact.job_id == job_id)))
+            if name not in names:
+                errors.append(
+                    field_error(
+                        field,
+                        f"job {job_id} has no artifact {name!r}",
+                        f"use one it has: {', '.join(names) or 'none'} (student.safetensors is the distilled student)",
+                    )
+                )
 
 
 def check_resources(*, session: Session, spec: JobSpec, settings: Settings, errors: list[dict[str, Any]]) -> None:

@@ -59,3 +59,30 @@ def test_a_job_with_an_evaluation_under_way_is_kept_and_a_deleted_job_frees_its_
     assert again.json()["id"] != job_id, "the same spec after a deletion is a new job, not the deleted one"
     replay = ready_team.post("/v1/jobs", json=spec_dict(), headers=key)
     assert replay.json()["id"] == again.json()["id"] and replay.headers["idempotent-replayed"] == "true"
+
+
+def test_artifact_weights_must_name_a_file_of_a_job_that_still_exists(api: ApiEnv, ready_team: TeamClient) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.add_artifact(
+            session=session, job_id=job_id, name="student.safetensors", kind="student",
+            size=1, sha256="0" * 64, storage_key=f"jobs/{job_id}/artifacts/student.safetensors",
+        )  # fmt: skip
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+
+    def weights(name: str) -> dict[str, object]:
+        return spec_dict(student={"model": "test_vit", "weights": f"artifact://{job_id}/{name}"})
+
+    typo = ready_team.post("/v1/jobs", json=weights("student.safetensor"))
+    assert typo.status_code == 422, typo.text
+    error = next(e for e in typo.json()["errors"] if e["field"] == "student.weights")
+    assert "has no artifact 'student.safetensor'" in error["message"] and "student.safetensors" in error["fix"]
+    reader = ready_team.post("/v1/jobs", json=weights("student.safetensors"))
+    assert reader.status_code == 201
+    refused = ready_team.client_delete(f"/v1/jobs/{job_id}")  # the queued job would start from these weights
+    assert refused.status_code == 409 and f"job {reader.json()['id']}" in refused.json()["detail"]
+    assert ready_team.post(f"/v1/jobs/{reader.json()['id']}/cancel").status_code == 202
+    assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204
+    gone = ready_team.post("/v1/jobs", json=weights("student.safetensors"))
+    assert gone.status_code == 422 and f"no job {job_id} for this team" in gone.text
