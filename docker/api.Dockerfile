@@ -29,9 +29,12 @@ COPY docker/prestart.sh ./docker/prestart.sh
 RUN pip install --no-deps . \
     && python -c "import api.main, service.storage, migrations, gkd_core.data.validation, gkd_cli.cli" \
     && ! python -c "import torch" 2>/dev/null \
-    && useradd --create-home --uid 10001 gkd
+    && useradd --create-home --uid 10001 gkd \
+    && mkdir -p /data && chown gkd /data
 
 USER gkd
+# Validation copies s3:// sets here; a volume mounted on /data takes this folder's owner when first created.
+ENV GKD_DATA_DIR=/data
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=5 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"

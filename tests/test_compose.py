@@ -166,6 +166,34 @@ def test_api_port_matches_image_command_and_health_check(services: dict[str, Any
     assert f"127.0.0.1:{port}/healthz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
+@pytest.mark.parametrize("service_name", ["api", "worker"])
+def test_what_a_service_reads_is_mounted_and_its_data_folder_writable(
+    services: dict[str, Any], service_name: str
+) -> None:
+    """The API validates registrations: every allowed root must be mounted there as on the workers, and its
+    data folder (the s3:// copies) must be a volume the image's user owns."""
+    service = services[service_name]
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = interpolate(str(volume), {}).split(":")
+        mounts[target] = (source, mode)
+    environment = service["environment"]
+    for root in yaml.safe_load(environment["GKD_ALLOWED_ROOTS"]).split(","):
+        assert root in mounts and mounts[root][1] == ["ro"], f"{service_name}: {root} not mounted read-only"
+    data_dir = environment["GKD_DATA_DIR"]
+    source, _ = mounts[data_dir]
+    assert source in (compose_volumes := yaml.safe_load(COMPOSE.read_text())["volumes"]), compose_volumes
+    dockerfile = (ROOT / "docker" / f"{service_name}.Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)[-1]
+    assert re.search(rf"mkdir -p {data_dir} && chown {user} {data_dir}", dockerfile), "a fresh volume would be root's"
+
+
+def test_the_worker_has_time_to_hand_a_job_back_before_it_is_killed(services: dict[str, Any]) -> None:
+    grace = services["worker"]["stop_grace_period"]
+    seconds = int(grace[:-1]) * {"s": 1, "m": 60}[grace[-1]]
+    assert seconds > Settings.model_fields["stop_grace_s"].default + 30  # the ranks' grace, then the push
+
+
 def test_worker_reserves_a_gpu(services: dict[str, Any]) -> None:
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in device["capabilities"] and device["driver"] == "nvidia" for device in devices)
