@@ -27,9 +27,11 @@ from gkd_cli.compare import comparison_table
 from gkd_cli.estimate_view import estimate_views
 from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
 from gkd_cli.remote import client as _client
-from gkd_client import ArtifactLink, ClientError, Job, MetricRow
+from gkd_client import ArtifactLink, Client, ClientError, Job, MetricRow
 
 PHASES = ("stage1", "stage2", "references", "evaluating", "exporting")
+WATCH_TAIL_ROWS = 200  # a watch joining a long job starts from its latest rows, not its first
+WATCH_PAGES_PER_POLL = 5
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 EXIT_TIMEOUT = 4
@@ -86,8 +88,7 @@ class _Watcher:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
         self.latest: dict[tuple[str, str], MetricRow] = {}
-        self.since: int | None = None
-        self.stage: str | None = None
+        self.after: int | None = None  # the metrics cursor: None until the first poll
 
     def update_job(self, job: Job) -> None:
         phase = job.phase
@@ -103,14 +104,23 @@ class _Watcher:
             for task in self.tasks.values():
                 self.progress.update(task, completed=1.0, eta="done")
 
-    def update_metrics(self, rows: list[MetricRow], phase: str | None) -> None:
-        if phase != self.stage:
-            # Steps restart with each stage, so incremental polling restarts with it too.
-            self.stage, self.since = phase, None
+    def update_metrics(self, rows: list[MetricRow]) -> None:
         for row in rows:
             self.latest[(row.stage, row.name)] = row
-            if row.stage == phase:
-                self.since = row.step if self.since is None else max(self.since, row.step)
+
+    def poll_metrics(self, client: Client, job_id: str) -> None:
+        """The rows written since the last poll (the last few at first): the cursor never re-reads a row."""
+        if self.after is None:
+            page = client.metric_page(job_id, tail=WATCH_TAIL_ROWS)
+            self.update_metrics(page.rows)
+            self.after = page.next_after
+            return
+        for _ in range(WATCH_PAGES_PER_POLL):
+            page = client.metric_page(job_id, after=self.after)
+            self.update_metrics(page.rows)
+            self.after = page.next_after if page.next_after is not None else self.after
+            if not page.more:
+                return
 
     def losses(self) -> Table:
         table = Table(header_style="bold", title="latest losses")
@@ -305,7 +315,7 @@ def register(app: typer.Typer) -> None:
             with Live(_watch_group(progress, watcher, job), console=output.console, transient=as_json) as live:
                 while True:
                     watcher.update_job(job)
-                    watcher.update_metrics(client.metrics(job_id, since_step=watcher.since), job.phase)
+                    watcher.poll_metrics(client, job_id)
                     live.update(_watch_group(progress, watcher, job))
                     if job.terminal:
                         break

@@ -233,6 +233,26 @@ class MetricRow:
 
 
 @dataclass
+class MetricPage:
+    """One answer of GET /v1/jobs/{id}/metrics read with a cursor: its rows, the cursor for the next call
+    (``after=next_after``) and whether more rows were waiting already."""
+
+    rows: list[MetricRow]
+    next_after: int | None
+    more: bool
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> MetricPage:
+        items = obj.get("items") or []
+        cursor = obj.get("next_after")
+        return cls(
+            rows=[MetricRow.from_obj(r) for r in items if isinstance(r, dict)],
+            next_after=None if cursor is None else _int(cursor),
+            more=bool(obj.get("more", False)),
+        )
+
+
+@dataclass
 class Artifact:
     """A stored output of a job (student weights, ONNX, model card, report, checkpoint)."""
 

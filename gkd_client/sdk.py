@@ -38,6 +38,7 @@ from gkd_client.models import (
     Job,
     JobEstimate,
     JobPage,
+    MetricPage,
     MetricRow,
     parse_time,
 )
@@ -186,11 +187,39 @@ class Client:
         """The job's lifecycle history, oldest first."""
         return [Event.from_obj(e) for e in _items(self.http.json("GET", f"/v1/jobs/{job_id}/events"))]
 
-    def metrics(self, job_id: str, *, since_step: int | None = None) -> list[MetricRow]:
-        """Logged loss rows; with ``since_step`` only rows with a larger step (incremental polling)."""
-        params = {"since_step": since_step}
+    def metrics(self, job_id: str, *, since_step: int | None = None, stage: str | None = None) -> list[MetricRow]:
+        """One page of logged loss rows in step order; ``stage`` keeps one stage (each counts its steps from 1),
+        ``since_step`` only rows with a larger step. :meth:`all_metrics` reads every row of a long job."""
+        params = {"since_step": since_step, "stage": stage}
         body = self.http.json("GET", f"/v1/jobs/{job_id}/metrics", params=params)
         return [MetricRow.from_obj(r) for r in _items(body)]
+
+    def metric_page(
+        self,
+        job_id: str,
+        *,
+        after: int | None = None,
+        tail: int | None = None,
+        stage: str | None = None,
+        limit: int | None = None,
+    ) -> MetricPage:
+        """Rows in the order they were written after cursor ``after`` (0: from the start), or the last
+        ``tail`` rows; follow a job by passing ``next_after`` back."""
+        if (after is None) == (tail is None):
+            raise ClientError("give exactly one of after (a cursor, 0 for the start) or tail (a row count)")
+        params = {"after": after, "tail": tail, "stage": stage, "limit": limit}
+        return MetricPage.from_obj(self.http.json("GET", f"/v1/jobs/{job_id}/metrics", params=params))
+
+    def all_metrics(self, job_id: str, *, stage: str | None = None) -> list[MetricRow]:
+        """Every logged row of the job (or of one ``stage``), page after page, in the order written."""
+        rows: list[MetricRow] = []
+        cursor = 0
+        while True:
+            page = self.metric_page(job_id, after=cursor, stage=stage)
+            rows.extend(page.rows)
+            if not page.more or page.next_after is None:
+                return rows
+            cursor = page.next_after
 
     def wait_for(
         self,

@@ -383,13 +383,33 @@ def record_metrics(*, session: Session, job_id: str, rows: Iterable[Any]) -> int
 
 
 def list_metrics(
-    *, session: Session, job_id: str, since_step: int | None = None, limit: int = 10_000
+    *,
+    session: Session,
+    job_id: str,
+    since_step: int | None = None,
+    stage: str | None = None,
+    after: int | None = None,
+    tail: bool = False,
+    limit: int = 10_000,
 ) -> list[MetricPoint]:
-    """Metric rows in step order; ``since_step`` returns only rows with a larger step."""
+    """Metric rows in step order, or with ``after`` in the order they were written after row ``after`` (a
+    cursor that never skips or repeats a row, across stages whose steps each start again at 1), or with
+    ``tail`` the last ``limit`` rows written, oldest first (where a follower that wants only news starts).
+
+    ``stage`` keeps one stage's rows; ``since_step`` only rows with a larger step.
+    """
     query = select(MetricPoint).where(MetricPoint.job_id == job_id)
+    if stage is not None:
+        query = query.where(MetricPoint.stage == stage)
     if since_step is not None:
         query = query.where(MetricPoint.step > since_step)
-    return list(session.scalars(query.order_by(MetricPoint.step, MetricPoint.id).limit(limit)))
+    if tail:
+        return list(reversed(session.scalars(query.order_by(MetricPoint.id.desc()).limit(limit)).all()))
+    if after is not None:
+        query = query.where(MetricPoint.id > after).order_by(MetricPoint.id)
+    else:
+        query = query.order_by(MetricPoint.step, MetricPoint.id)
+    return list(session.scalars(query.limit(limit)))
 
 
 def list_events(*, session: Session, job_id: str) -> list[JobEvent]:

@@ -213,7 +213,10 @@ class MetricPoint(Base):
     """One scalar of a loss curve (written in bulk by the worker)."""
 
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_job_id_step", "job_id", "step"),)
+    __table_args__ = (
+        Index("ix_metric_points_job_id_step", "job_id", "step"),
+        Index("ix_metric_points_job_id_id", "job_id", "id"),  # the /metrics cursor: rows in the order written
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

@@ -715,10 +715,15 @@ class JobEventList(BaseModel):
 
 
 class MetricList(BaseModel):
-    """Loss-curve rows in step order; poll again with ``since_step=last_step`` for new rows."""
+    """Loss-curve rows. With ``after``, pass ``next_after`` back for the rows written since (and the rest of
+    a long job while ``more``); ``since_step=last_step`` with a ``stage`` also polls one stage."""
 
     items: list[MetricRead]
     last_step: int | None
+    next_after: int | None = Field(
+        default=None, description="With `after`: the cursor for the next call (the last row's position)"
+    )
+    more: bool = Field(default=False, description="More rows match than this page holds; ask again to get them")
 
 
 class ArtifactList(BaseModel):

@@ -244,8 +244,11 @@ def job_events(job_id: str, team: CurrentTeam, session: SessionDep) -> JobEventL
     "/{job_id}/metrics",
     response_model=MetricList,
     summary="Loss curves",
-    description="Rows of {stage, step, epoch, name, value} in step order. Poll with `since_step` set to "
-    "the previous `last_step` to get only new rows.",
+    description="Rows of {stage, step, epoch, name, value}. To read them all and then follow a running job, "
+    "start with `after=0` and pass `next_after` back: rows come in the order they were written, none skipped or "
+    "repeated although each stage counts its steps from 1, and `more` says another page is waiting. `tail=N` "
+    "gives the last N rows written and the cursor after them (to follow a job from now on). Without `after` or "
+    "`tail` they come in step order; `stage` keeps one stage, `since_step` rows past a step.",
     responses=responses(401, 404, 422),
 )
 def job_metrics(
@@ -253,11 +256,32 @@ def job_metrics(
     team: CurrentTeam,
     session: SessionDep,
     since_step: Annotated[int | None, Query(ge=-1, le=2**31 - 1)] = None,
+    stage: Annotated[str | None, Query(max_length=32, description="One stage's rows, e.g. stage1b")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="`next_after` of the previous call")] = None,
+    tail: Annotated[int | None, Query(ge=1, le=10_000, description="The last N rows written")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
 ) -> MetricList:
     job_service.get_job(session=session, job_id=job_id, team_id=team.id)
-    rows = job_service.list_metrics(session=session, job_id=job_id, since_step=since_step, limit=limit)
-    return MetricList(items=[MetricRead.model_validate(r) for r in rows], last_step=rows[-1].step if rows else None)
+    if tail is not None:
+        if after is not None:
+            raise ValidationFailed([field_error("tail", "tail and after cannot be combined", "use one of them")])
+        rows = job_service.list_metrics(session=session, job_id=job_id, since_step=since_step, stage=stage,
+                                        tail=True, limit=tail)  # fmt: skip
+        return MetricList(
+            items=[MetricRead.model_validate(r) for r in rows],
+            last_step=rows[-1].step if rows else None,
+            next_after=rows[-1].id if rows else 0,
+        )
+    rows = job_service.list_metrics(
+        session=session, job_id=job_id, since_step=since_step, stage=stage, after=after, limit=limit + 1
+    )
+    more, rows = len(rows) > limit, rows[:limit]
+    return MetricList(
+        items=[MetricRead.model_validate(r) for r in rows],
+        last_step=rows[-1].step if rows else None,
+        next_after=(rows[-1].id if rows else after) if after is not None else None,
+        more=more,
+    )
 
 
 @router.get(

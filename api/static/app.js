@@ -9,6 +9,7 @@
   const KEY_STORAGE = "gkd.apiKey";
   const STATUSES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const METRIC_PAGES_PER_REFRESH = 20; // 10,000 rows each: a long job's curves load over a few refreshes
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
   const SVG_NS = "http://www.w3.org/2000/svg";
   const app = document.getElementById("app");
@@ -609,14 +610,12 @@
       const mine = ++latest;
       let cat, job, events, artifacts, newRows, evals;
       try {
-        const stageRows = Array.from(metrics.values()).filter((r) => r.stage === undefined || r.stage === currentStage);
-        const since = stageRows.length ? Math.max(...stageRows.map((r) => r.step)) : null;
         [cat, job, events, artifacts, newRows, evals] = await Promise.all([
           catalog(),
           api(base),
           api(base + "/events"),
           api(base + "/artifacts"),
-          api(base + "/metrics" + (since === null ? "" : "?since_step=" + since)),
+          metricsSince(metricsAfter),
           api(base + "/evaluations"),
         ]);
       } catch (err) {
@@ -626,14 +625,28 @@
         return;
       }
       if (gen !== routeGen || mine !== latest) return;
-      for (const r of listOf(newRows, "rows")) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
-      currentStage = job.phase;
+      for (const r of newRows.rows) metrics.set(r.stage + "|" + r.name + "|" + r.step, r);
+      metricsAfter = newRows.cursor;
       evals = listOf(evals, "items");
       paint(job, listOf(events, "events"), listOf(artifacts, "artifacts"), cat.phases, evals);
-      if (!TERMINAL.has(job.status) || evals.some((e) => !TERMINAL.has(e.status))) later(refresh, 2000);
+      const busy = !TERMINAL.has(job.status) || evals.some((e) => !TERMINAL.has(e.status));
+      if (busy || newRows.more) later(refresh, newRows.more ? 0 : 2000);
     }
-    let currentStage = null;
     const base = "/v1/jobs/" + encodeURIComponent(jobId);
+    // The metrics cursor: each refresh reads only the rows written since (every stage counts its steps from
+    // 1, so a step number cannot say where to go on), page after page for a long job's first load.
+    let metricsAfter = 0;
+    async function metricsSince(after) {
+      const rows = [];
+      let cursor = after;
+      for (let page = 0; page < METRIC_PAGES_PER_REFRESH; page++) {
+        const body = await api(base + "/metrics?after=" + cursor);
+        rows.push(...listOf(body, "items"));
+        if (body && body.next_after !== null && body.next_after !== undefined) cursor = body.next_after;
+        if (!body || !body.more) return { rows: rows, cursor: cursor, more: false };
+      }
+      return { rows: rows, cursor: cursor, more: true };
+    }
     // What is typed into the evaluation form, and its last error, survive the repaints while polling.
     let evalDraft = "";
     let evalError = null;

@@ -291,3 +291,40 @@ def test_the_page_size_limit_is_the_servers_setting(api: ApiEnv, ready_team: Tea
         assert len(ready_team.get("/v1/jobs", params={"page_size": 200}).json()["items"]) == 3  # the setting, not 100
     finally:
         api.app.state.settings = original
+
+
+def test_metrics_are_read_with_a_cursor_across_stages_page_by_page(api: ApiEnv, ready_team: TeamClient) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+
+    def log(stage: str, steps: range) -> None:
+        rows = [{"stage": stage, "step": s, "epoch": 0, "name": "loss", "value": float(s)} for s in steps]
+        with session_scope(api.app.state.session_factory) as session:
+            job_service.record_metrics(session=session, job_id=job_id, rows=rows)
+
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+    log("stage1b", range(1, 6))
+    log("stage2", range(1, 4))  # each stage counts its steps from 1: a step cannot be the cursor
+    url = f"/v1/jobs/{job_id}/metrics"
+    first = ready_team.get(url, params={"after": 0, "limit": 4}).json()
+    assert [(m["stage"], m["step"]) for m in first["items"]] == [("stage1b", s) for s in range(1, 5)]
+    assert first["more"] is True and first["next_after"] > 0
+    rest = ready_team.get(url, params={"after": first["next_after"], "limit": 4}).json()
+    expected = [("stage1b", 5), ("stage2", 1), ("stage2", 2), ("stage2", 3)]
+    assert [(m["stage"], m["step"]) for m in rest["items"]] == expected
+    assert rest["more"] is False
+    idle = ready_team.get(url, params={"after": rest["next_after"]}).json()
+    assert idle["items"] == [] and idle["next_after"] == rest["next_after"] and idle["more"] is False
+    log("stage2", range(4, 6))
+    news = ready_team.get(url, params={"after": idle["next_after"]}).json()
+    assert [m["step"] for m in news["items"]] == [4, 5]
+
+    tail = ready_team.get(url, params={"tail": 2}).json()
+    assert [(m["stage"], m["step"]) for m in tail["items"]] == [("stage2", 4), ("stage2", 5)]
+    assert tail["next_after"] == news["next_after"]
+    staged = ready_team.get(url, params={"stage": "stage1b", "since_step": 3}).json()
+    assert [(m["stage"], m["step"]) for m in staged["items"]] == [("stage1b", 4), ("stage1b", 5)]
+    old_style = ready_team.get(url, params={"limit": 3}).json()  # no cursor: step order, as before
+    assert [m["step"] for m in old_style["items"]] == [1, 1, 2] and old_style["more"] is True
+    assert old_style["next_after"] is None
+    _problem(ready_team.get(url, params={"tail": 2, "after": 0}), 422)

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 import gkd_catalog
 from gkd_client import Client
 from tests.dashboard.conftest import SCREENSHOTS
-from tests.support.live_api import LiveServer
+from tests.support.live_api import LiveServer, spec
 
 
 def test_key_prompt_then_job_list_pages(browser: Browser, server: LiveServer, seeded: dict[str, str]) -> None:
@@ -125,6 +125,23 @@ def test_bad_submission_shows_the_field_error_then_a_good_one_opens_the_job(
     expect(page.locator("#job-name")).to_have_text("from-the-form")
     job_id = page.url.rsplit("/", 1)[1]
     assert Client(server.url, server.api_key).get_job(job_id).spec["stage1"]["steps"] == 50
+
+
+def test_a_long_finished_job_shows_its_whole_curves(page: Page, server: LiveServer) -> None:
+    """More rows than one metrics page (10,000), over two stages whose steps both start at 0: the page reads
+    them all through the cursor, not just the first page in step order."""
+    client = Client(server.url, server.api_key)
+    job = client.submit_job(spec("long-run"))
+    server.start(job.id)
+    server.advance(job.id, "stage1", 0.5, steps=range(0, 3000))  # two names per stage-1 step: 6,000 rows
+    server.advance(job.id, "stage2", 0.9, steps=range(0, 6000))
+    server.succeed(job.id, {})
+    page.goto(f"{server.url}/dashboard#/jobs/{job.id}")
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("svg.loss-chart[data-stage=stage2] text.tick").last).to_have_text("step 5999")
+    expect(page.locator("svg.loss-chart[data-stage=stage1] text.tick").last).to_have_text("step 2999")
+    points = page.locator("svg.loss-chart[data-stage=stage2] polyline[data-name=loss]").get_attribute("points")
+    assert len((points or "").split()) == 6000
 
 
 def test_a_single_stage_method_greys_out_stage_1_and_does_not_send_it(

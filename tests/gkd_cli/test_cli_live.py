@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -187,3 +188,31 @@ def test_keys_list_and_revoke_over_http(gkd: Gkd, server: LiveServer) -> None:
     revoked = json.loads(gkd("keys", "list", "--json").stdout)["items"]
     assert next(k for k in revoked if k["prefix"] == prefix)["revoked_at"] is not None
     assert "404" in _one_clean_line(gkd("keys", "revoke", "ffffffffffff"))
+
+
+def test_watch_reads_each_loss_row_once_starting_from_the_latest(server: LiveServer) -> None:
+    from rich.progress import Progress
+
+    from gkd_cli.cli_jobs import WATCH_TAIL_ROWS, _Watcher
+
+    client = Client(server.url, server.api_key)
+    job = client.submit_job(spec("watched-late"))
+    server.start(job.id)
+    server.advance(job.id, "stage1", 0.4, steps=range(0, 2000))  # a long job already under way: 4,000 rows
+    fetched: list[int] = []
+    original = client.metric_page
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        page = original(*args, **kwargs)
+        fetched.append(len(page.rows))
+        return page
+
+    client.metric_page = counting  # type: ignore[method-assign]
+    watcher = _Watcher(Progress())
+    watcher.poll_metrics(client, job.id)
+    assert fetched == [WATCH_TAIL_ROWS] and watcher.latest[("stage1", "loss")].step == 1999
+    watcher.poll_metrics(client, job.id)
+    assert fetched[-1] == 0  # nothing new: nothing read again
+    server.advance(job.id, "stage2", 0.8, steps=range(0, 3))  # the next stage counts from 0 again
+    watcher.poll_metrics(client, job.id)
+    assert fetched[-1] == 3 and watcher.latest[("stage2", "loss")].step == 2

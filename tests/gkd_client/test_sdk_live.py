@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gkd_client import AuthError, Client, ConflictError, NotFoundError, ValidationError
+from gkd_client import AuthError, Client, ClientError, ConflictError, NotFoundError, ValidationError
 from tests.support.live_api import LiveServer, spec
 
 
@@ -63,8 +63,18 @@ def test_run_metrics_events_download_and_wait(server: LiveServer, client: Client
     running = client.get_job(job.id)
     assert (running.status, running.phase, running.progress, running.eta_s) == ("running", "stage1", 0.3, 90.0)
 
+    tail = client.metric_page(job.id, tail=3)
+    assert [(r.stage, r.step, r.name) for r in tail.rows] == [("stage1", 8, "loss_cls"), ("stage1", 9, "loss"),
+                                                             ("stage1", 9, "loss_cls")]  # fmt: skip
     weights = bytes(range(256)) * 400
     server.advance(job.id, "stage2", 0.8, steps=range(0, 5))
+    followed = client.metric_page(job.id, after=tail.next_after)
+    assert [(r.stage, r.step) for r in followed.rows] == [("stage2", s) for s in range(5)] and not followed.more
+    every = client.all_metrics(job.id)
+    assert len(every) == 25 and [r.stage for r in every].count("stage2") == 5  # 10 x 2 stage-1 rows, 5 of stage 2
+    assert [r.step for r in client.metrics(job.id, stage="stage2", since_step=2)] == [3, 4]
+    with pytest.raises(ClientError, match="exactly one of after"):
+        client.metric_page(job.id)
     server.succeed(job.id, {"student.safetensors": ("student", weights), "model_card.md": ("model_card", b"# card")})
     done = client.wait_for(job, timeout=5, poll_s=0.05)
     assert done.status == "succeeded" and done.summary.student["synth-fog"].miou == pytest.approx(0.412)
