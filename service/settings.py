@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Scheduling niceness of a job's training processes: under CPU contention the worker's own "
         "threads (heartbeat, reports, checkpoint pushes) and an API on the same machine come first. 0 disables.",
     )
+    scratch_idle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A worker removes the local work folder of a job or evaluation that is not running once "
+        "nothing has touched it for this long (its checkpoints are in storage).",
+    )
     stop_grace_s: float = Field(
         default=300.0, gt=0, description="After asking a job's ranks to stop, how long to wait before killing them."
     )

@@ -4,13 +4,15 @@ The database, not the broker, decides what runs: a running row (job or evaluatio
 ``KINDS``) whose heartbeat is older than ``heartbeat_stale_s`` is requeued (or failed with reason infra
 after max_attempts), and a row queued for longer than ``queued_resend_s`` is sent again (a duplicate
 message is harmless: the claim is a compare-and-set). Each goes back to its own queue. Every worker runs
-a sweeper thread; the compare-and-set transitions make concurrent sweepers safe.
+a sweeper thread; the compare-and-set transitions make concurrent sweepers safe. The same thread applies
+checkpoint retention and removes local work folders no attempt will use again (worker/scratch_janitor.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from service import retention
@@ -18,8 +20,10 @@ from service.errors import InvalidTransition
 from service.models import JobStatus
 from worker.attempts import KINDS, Kind
 from worker.context import WorkerContext
+from worker.scratch_janitor import clean_scratch
 
 _logger = logging.getLogger(__name__)
+SCRATCH_CLEAN_INTERVAL_S = 300.0  # leftover work folders are looked for this often (GKD_SCRATCH_IDLE_S: how old)
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,13 @@ class Sweeper:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        next_clean = 0.0
         while not self._stop.wait(self.interval_s):
             try:
                 sweep_once(self.context, requeue_after_s=self.requeue_after_s)
                 retention.apply_retention(self.context)
+                if time.monotonic() >= next_clean:  # a folder listing: every few minutes is enough
+                    clean_scratch(self.context, idle_s=self.context.settings.scratch_idle_s)
+                    next_clean = time.monotonic() + SCRATCH_CLEAN_INTERVAL_S
             except Exception:  # a database blip must not kill the sweeper; the next sweep retries
                 _logger.exception("sweeper: sweep failed")
