@@ -8,15 +8,18 @@ pairs; it says so in an event.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import gkd_catalog
 from service.models import Dataset
 from service.schemas import DataRef, JobSpec
+
+_logger = logging.getLogger(__name__)
 
 Reports = dict[str, dict[str, Any]]
 
@@ -78,7 +81,12 @@ def job_plan(*, session: Session, team_id: str, spec: JobSpec) -> list[PlanStep]
     return plan
 
 
-def plan_json(*, session: Session, team_id: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan of a stored spec as JSON rows."""
-    steps = job_plan(session=session, team_id=team_id, spec=JobSpec.model_validate(spec))
-    return [step.model_dump() for step in steps]
+def plan_json(*, session: Session, team_id: str, spec: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The plan of a stored spec as JSON rows; None for a spec this version cannot read (one written by
+    another release of the API): the job is still shown, without its plan."""
+    try:
+        parsed = JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        _logger.warning("a stored job spec does not validate here, so its plan is left out: %s", exc.errors()[:3])
+        return None
+    return [step.model_dump() for step in job_plan(session=session, team_id=team_id, spec=parsed)]

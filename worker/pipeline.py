@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 import gkd_catalog
@@ -45,6 +46,7 @@ from worker.outage import OutageWindow
 from worker.parity import parity_warnings
 from worker.progress import JobCallbacks
 from worker.reports import ControlDir, encode_split, split_key
+from worker.retry import SpecUnreadable
 from worker.spec_convert import local_split, to_experiment_config
 from worker.work_dir_sync import WorkDirSync
 
@@ -100,6 +102,19 @@ def resolve_split(
     return local_split(resolver.resolve(uri, on_file=on_file), layout, ref, options)
 
 
+def readable_spec(job: Job) -> JobSpec:
+    """The job's stored spec, or SpecUnreadable naming what this worker's version refuses in it."""
+    try:
+        return JobSpec.model_validate(job.spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "spec"
+        raise SpecUnreadable(
+            f"this worker cannot read job {job.id}'s spec ({where}: {first.get('msg')}); the API that accepted it "
+            "runs another release: upgrade the workers to the API's version"
+        ) from exc
+
+
 class AttemptStopped(Exception):
     """Asked to stop (cancel, superseded, worker shutting down) before training started."""
 
@@ -129,7 +144,7 @@ class JobRun:
         self.team_id = job.team_id
         self.queue = job.queue
         self.attempt = job.attempt
-        self.spec = JobSpec.model_validate(job.spec)
+        self.spec = readable_spec(job)
         self.work_dir = context.scratch / job.id
         self.control = ControlDir(context.scratch / f"{job.id}.control")
         self.sync = WorkDirSync(context.store, job.id, self.work_dir)

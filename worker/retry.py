@@ -43,9 +43,14 @@ class OutageTooLong(Exception):
         self.window_s = window_s
 
 
+class SpecUnreadable(RuntimeError):
+    """A stored spec this worker's release does not accept (the API that took it runs another release)."""
+
+
 # Listed, not inferred: a new transient class is added here on purpose, with a reason.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RankLost,  # the next attempt resumes from the last stored checkpoint
+    SpecUnreadable,  # not the user's doing: the next attempt may land on an upgraded worker
     StorageUnavailable,  # S3 unreachable or 5xx after botocore's own retries
     sqlalchemy.exc.OperationalError,  # DB restarted, connection dropped, SQLite "database is locked"
     sqlalchemy.exc.DisconnectionError,

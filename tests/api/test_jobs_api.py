@@ -328,3 +328,18 @@ def test_metrics_are_read_with_a_cursor_across_stages_page_by_page(api: ApiEnv, 
     assert [m["step"] for m in old_style["items"]] == [1, 1, 2] and old_style["more"] is True
     assert old_style["next_after"] is None
     _problem(ready_team.get(url, params={"tail": 2, "after": 0}), 422)
+
+
+def test_a_stored_spec_another_release_wrote_is_still_readable(api: ApiEnv, ready_team: TeamClient) -> None:
+    from sqlalchemy import update
+
+    from service.models import Job
+
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        spec = {**job_service.get_job(session=session, job_id=job_id).spec, "stage3": {"steps": 5}}
+        session.execute(update(Job).where(Job.id == job_id).values(spec=spec))
+    read = ready_team.get(f"/v1/jobs/{job_id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["plan"] is None and read.json()["spec"]["stage3"] == {"steps": 5}
+    assert job_id in [j["id"] for j in ready_team.get("/v1/jobs").json()["items"]]

@@ -101,3 +101,22 @@ def test_a_shutdown_during_preparation_hands_the_job_back(
     assert asked.is_set()
     job = env.job(job_id)
     assert (job.status, job.attempt) == (JobStatus.QUEUED.value, 0), (job.status, job.error_detail)
+
+
+def test_a_spec_this_worker_cannot_read_is_an_infra_fault_not_the_users(tmp_path: Path, tiny_bench: Path) -> None:
+    """A newer API accepted a field this worker does not know: the job goes back for another (upgraded)
+    worker instead of failing as the user's mistake."""
+    from sqlalchemy import update
+
+    from service.models import Job
+
+    env = make_env(tmp_path, tiny_bench)
+    job_id = env.submit(tiny_spec("from-a-newer-api"))
+    with env.context.session() as session:
+        spec = {**jobs.get_job(session=session, job_id=job_id).spec, "stage3": {"steps": 5}}
+        session.execute(update(Job).where(Job.id == job_id).values(spec=spec))
+    run_job(job_id, context=env.context)
+    job = env.job(job_id)
+    assert (job.status, job.attempt, job.error_reason) == (JobStatus.QUEUED.value, 1, None), job.error_detail
+    messages = " ".join(event.message for event in env.events(job_id))
+    assert "cannot read job" in messages and "stage3" in messages and "upgrade the workers" in messages
