@@ -17,6 +17,7 @@ from service.errors import (
     BadRequest,
     Conflict,
     DomainError,
+    Forbidden,
     InvalidTransition,
     NotFound,
     TooManyRequests,
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (ValidationFailed, 422),
     (BadRequest, 400),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (TooManyRequests, 429),
 )
 
@@ -80,6 +82,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request",
         401: "Missing or invalid API key",
+        403: "The key may not do this (an operator's route: use an admin key)",
         404: "Not found (or another team's)",
         409: "Conflict with the current state",
         413: "Body too large",

@@ -83,6 +83,12 @@ class Unauthorized(DomainError):
     title = "Unauthorized"
 
 
+class Forbidden(DomainError):
+    """A valid key that may not do this (an operator's route needs an admin key)."""
+
+    title = "Forbidden"
+
+
 def field_error(field: str, message: str, fix: str, **extra: Any) -> dict[str, Any]:
     """One entry of ValidationFailed.errors: the field path, what is wrong, and how to fix it."""
     return {"field": field, "message": message, "fix": fix, **extra}

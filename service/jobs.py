@@ -213,19 +213,6 @@ def weight_readers(*, session: Session, team_id: str, job_id: str) -> list[str]:
     return found
 
 
-def count_by_status(*, session: Session) -> dict[str, int]:
-    """Jobs per status over all teams (for /metrics)."""
-    from sqlalchemy import func
-
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-    counts = {status.value: 0 for status in JobStatus}
-    counts.update({str(s): int(n) for s, n in rows})
-    return counts
-
-
-# --- the state machine --------------------------------------------------------------------
-
-
 def add_event(
     *,
     session: Session,

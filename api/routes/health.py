@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from api.deps import CurrentTeam, SessionDep, SettingsDep, get_store
+from api.deps import CurrentKey, CurrentTeam, SessionDep, SettingsDep, get_store
 from api.errors import responses
-from service.jobs import count_by_status
+from service.errors import Forbidden
+from service.ops_gauges import read_gauges
 from service.settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -70,11 +71,15 @@ def readyz(request: Request, team: CurrentTeam, session: SessionDep, settings: S
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    description="Jobs by state, requests by route and status, request latency histogram.",
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **responses(401)},
+    description="For operators (an admin key: the figures cover every team): jobs and evaluations by state, "
+    "queue depth and the oldest queued job's wait per queue, live workers and their slots per queue, datasets "
+    "validating, notifications pending, requests by route and status, request latency histogram.",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **responses(401, 403)},
 )
-def metrics(request: Request, team: CurrentTeam, session: SessionDep) -> Response:
+def metrics(request: Request, key: CurrentKey, session: SessionDep, settings: SettingsDep) -> Response:
+    if not key.admin:
+        raise Forbidden("/metrics covers every team: scrape it with an admin key (gkd keys create --admin)")
     api_metrics = request.app.state.metrics
-    for state, count in count_by_status(session=session).items():
-        api_metrics.jobs.labels(state=state).set(count)
+    gauges = read_gauges(session=session, queues=settings.queues, capacity_stale_s=settings.capacity_stale_s)
+    api_metrics.set_ops(gauges)
     return Response(api_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

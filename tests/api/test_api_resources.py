@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 import gkd_catalog
 from service import evaluations
 from service import jobs as job_service
+from service.auth import create_api_key
 from service.db import session_scope
+from service.models import Job, WorkerSlots, utcnow
+from service.schemas import DataRef
 from tests.api.conftest import ApiEnv, TeamClient
 from tests.service.factories import spec_dict
 
@@ -173,10 +178,41 @@ def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
     ready = ready_team.get("/readyz")
     assert set(ready.json()["checks"]) == {"db", "broker", "storage"}
     assert ready.json()["checks"]["db"] == "ok" and ready.json()["checks"]["broker"] == "ok"
-    ready_team.post("/v1/jobs", json=spec_dict())
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    ready_team.post("/v1/jobs", json=spec_dict(name="second"))
     ready_team.get("/v1/jobs/does-not-exist")
-    text = ready_team.get("/metrics").text
-    assert 'gkd_jobs{state="queued"}' in text
+    refused = ready_team.get("/metrics")  # every team's figures: an operator's route
+    assert refused.status_code == 403 and "admin key" in refused.json()["detail"]
+    with session_scope(api.app.state.session_factory) as session:
+        admin, _ = create_api_key(session=session, team_name="operators", admin=True)
+
+    def scrape() -> tuple[str, dict[str, float]]:
+        text = api.client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+        lines = [line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("gkd_")]
+        return text, {name: float(value) for name, value in lines}
+
+    _, before = scrape()  # the database is shared with the module's other tests: compare what changes
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+        evaluations.create_evaluation(
+            session=session, job=job_service.get_job(session=session, job_id=job_id),
+            targets=[DataRef(dataset="tgt", split="train")],
+        )  # fmt: skip
+        session.execute(update(Job).where(Job.name == "second").values(created_at=utcnow() - timedelta(days=30)))
+        session.add(WorkerSlots(worker="w1@gpu-host", queue="gpu", slots=4, device="cuda", seen_at=utcnow()))
+        session.add(WorkerSlots(worker="w2@gpu-host", queue="gpu", slots=2, device="cuda", seen_at=utcnow()))
+    text, after = scrape()
+
+    def change(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    assert change('gkd_jobs{state="queued"}') == -1 and change('gkd_jobs{state="succeeded"}') == 1
+    assert change('gkd_queued_jobs{queue="gpu"}') == -1 and after['gkd_queued_jobs{queue="gpu"}'] >= 1
+    assert after['gkd_oldest_queued_job_seconds{queue="gpu"}'] >= 30 * 86400  # "second", waiting a month
+    assert change('gkd_live_workers{queue="gpu"}') == 2 and change('gkd_worker_slots{queue="gpu"}') == 6
+    assert change('gkd_evaluations{state="queued"}') == 1 and change('gkd_evaluations{state="running"}') == 0
+    assert "gkd_datasets_validating" in after and "gkd_notifications_pending" in after
     assert 'gkd_http_requests_total{method="POST",route="/v1/jobs",status="201"}' in text
     assert 'gkd_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"}' in text
     assert "gkd_http_request_duration_seconds_bucket" in text

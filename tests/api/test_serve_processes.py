@@ -101,7 +101,7 @@ def test_metrics_count_the_requests_of_every_worker_process(tmp_path: Path) -> N
     engine = make_engine(url=database_url)
     Base.metadata.create_all(engine)
     with session_scope(session_factory(engine)) as session:
-        key, _ = create_api_key(session=session, team_name="metrics")
+        key, _ = create_api_key(session=session, team_name="metrics", admin=True)  # /metrics is for operators
     engine.dispose()
     server, url = _two_process_server(tmp_path, database_url)
     try:
