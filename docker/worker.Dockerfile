@@ -48,5 +48,8 @@ RUN pip install --no-deps . \
 
 USER gkd
 ENV GKD_DATA_DIR=/data
+# Pretrained weights (timm pulls them from the Hugging Face hub) land in the data volume, so a recreated
+# container does not download the teachers again.
+ENV HF_HOME=/data/hf TORCH_HOME=/data/torch
 # One job at a time per GPU: concurrency 1 and prefetch 1 (set again in worker.celery_app).
 CMD ["celery", "--app", "worker.celery_app:app", "worker", "--loglevel", "INFO", "--concurrency", "1", "--prefetch-multiplier", "1"]

@@ -195,6 +195,7 @@ def delete_job(*, session: Session, job_id: str, team_id: str, store: ArtifactSt
     for key in keys:
         store.delete(key)
     session.execute(sa_delete(Artifact).where(Artifact.job_id == job_id))
+    session.execute(sa_delete(MetricPoint).where(MetricPoint.job_id == job_id))  # a long job's rows are many
     job.deleted_at = utcnow()
     job.idempotency_key = None
     add_event(session=session, job=job, type="deleted", message=f"deleted: {len(keys)} stored objects removed")

@@ -188,6 +188,13 @@ def test_what_a_service_reads_is_mounted_and_its_data_folder_writable(
     assert re.search(rf"mkdir -p {data_dir} && chown {user} {data_dir}", dockerfile), "a fresh volume would be root's"
 
 
+def test_the_worker_keeps_downloaded_weights_in_its_data_volume() -> None:
+    dockerfile = (ROOT / "docker" / "worker.Dockerfile").read_text()
+    data_dir = re.findall(r"^ENV GKD_DATA_DIR=(\S+)$", dockerfile, re.MULTILINE)[-1]
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(re.findall(r"^ENV (.+)$", dockerfile, re.MULTILINE))))
+    assert env["HF_HOME"].startswith(data_dir + "/") and env["TORCH_HOME"].startswith(data_dir + "/")
+
+
 def test_the_worker_has_time_to_hand_a_job_back_before_it_is_killed(services: dict[str, Any]) -> None:
     grace = services["worker"]["stop_grace_period"]
     seconds = int(grace[:-1]) * {"s": 1, "m": 60}[grace[-1]]

@@ -23,6 +23,9 @@ def test_delete_removes_artifacts_and_checkpoints_and_hides_the_job(
             session=session, job_id=job_id, name="student.safetensors", kind="student",
             size=stored.size, sha256=stored.sha256, storage_key=keys[0],
         )
+        job_service.record_metrics(
+            session=session, job_id=job_id, rows=[{"stage": "stage2", "step": 1, "name": "loss", "value": 1.0}]
+        )
     refused = ready_team.client_delete(f"/v1/jobs/{job_id}")
     assert refused.status_code == 409 and "cancel it first" in refused.json()["detail"]
     assert all(store.exists(key) for key in keys)
@@ -36,6 +39,8 @@ def test_delete_removes_artifacts_and_checkpoints_and_hides_the_job(
         assert ready_team.get(f"/v1/jobs/{job_id}{path}").status_code == 404, path
     assert job_id not in [j["id"] for j in ready_team.get("/v1/jobs").json()["items"]]
     assert ready_team.client_delete(f"/v1/jobs/{job_id}").status_code == 204  # idempotent
+    with session_scope(api.app.state.session_factory) as session:
+        assert job_service.list_metrics(session=session, job_id=job_id) == []  # its loss rows went too
 
 
 def test_a_job_with_an_evaluation_under_way_is_kept_and_a_deleted_job_frees_its_key(
