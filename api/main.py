@@ -14,7 +14,19 @@ from api.heap import FrozenHeap
 from api.metrics import ApiMetrics
 from api.middleware import BodyGuard, RequestMetrics
 from api.openapi_errors import document_errors
-from api.routes import catalog, dashboard, datasets, estimates, evaluations, health, jobs, keys, models, notify
+from api.routes import (
+    catalog,
+    dashboard,
+    datasets,
+    estimates,
+    evaluations,
+    health,
+    job_logs,
+    jobs,
+    keys,
+    models,
+    notify,
+)
 from service.dataset_validation import DatasetValidator
 from service.db import make_engine, read_session_factory, session_factory
 from service.queue import CeleryEnqueuer, Enqueuer
@@ -42,7 +54,8 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.state.metrics = ApiMetrics()
     app.state.dataset_validator = DatasetValidator(settings, app.state.session_factory)
     templates: list[str] = []
-    for module in (estimates, jobs, evaluations, datasets, models, catalog, keys, notify, health, dashboard):
+    routers = (estimates, jobs, job_logs, evaluations, datasets, models, catalog, keys, notify, health, dashboard)
+    for module in routers:
         document_errors(module.router)
         app.include_router(module.router)
         templates += [route.path for route in module.router.routes if isinstance(getattr(route, "path", None), str)]

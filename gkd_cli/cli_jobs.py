@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -351,6 +352,25 @@ def register(app: typer.Typer) -> None:
             output.emit_json([e.raw for e in rows])
             return
         output.console.print(output.events_table(rows))
+
+    @app.command()
+    @one_line_errors
+    def logs(
+        job_id: Annotated[str, typer.Argument(help="Job id.")],
+        attempt: Annotated[int | None, typer.Option("--attempt", min=1, help="Default: the latest stored.")] = None,
+        tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines.")] = None,
+        list_only: Annotated[bool, typer.Option("--list", help="List the stored logs instead.")] = False,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+    ) -> None:
+        """Print what a job's training printed (tracebacks included), one log per attempt."""
+        with _client(url, api_key) as client:
+            if list_only:
+                for number, size in client.logs(job_id):
+                    output.console.print(f"attempt {number}: {size} bytes")
+                return
+            text = client.log(job_id, attempt, tail_lines=tail)
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
 
     @app.command()
     @one_line_errors

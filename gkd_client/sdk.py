@@ -28,7 +28,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 
 from gkd_client._http import DEFAULT_TIMEOUT, HTTP, raise_for_problem
-from gkd_client.errors import ChecksumError, ClientError, TransportError, WaitTimeout
+from gkd_client.errors import ChecksumError, ClientError, NotFoundError, TransportError, WaitTimeout
 from gkd_client.models import (
     Artifact,
     ArtifactLink,
@@ -182,6 +182,25 @@ class Client:
     def delete_job(self, job_id: str) -> None:
         """Delete a finished job's artifacts and checkpoints; the job then reads as missing (idempotent)."""
         self.http.send("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+
+    def logs(self, job_id: str) -> list[tuple[int, int]]:
+        """``(attempt, bytes)`` of each stored training log, oldest attempt first."""
+        body = self.http.json("GET", f"/v1/jobs/{quote(job_id, safe='')}/logs")
+        return [(int(item["attempt"]), int(item["size"])) for item in _items(body)]
+
+    def log(self, job_id: str, attempt: int | None = None, *, tail_lines: int | None = None) -> str:
+        """One attempt's training log (the latest stored when ``attempt`` is None), tracebacks included.
+
+        Raises:
+            NotFoundError: no such job, or no log stored for it (yet).
+        """
+        if attempt is None:
+            stored = self.logs(job_id)
+            if not stored:
+                raise NotFoundError(status=404, title="Not Found", detail=f"job {job_id} has no training log yet")
+            attempt = stored[-1][0]
+        path = f"/v1/jobs/{quote(job_id, safe='')}/logs/{attempt}"
+        return self.http.send("GET", path, params={"tail_lines": tail_lines}).text
 
     def events(self, job_id: str) -> list[Event]:
         """The job's lifecycle history, oldest first."""

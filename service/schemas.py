@@ -726,6 +726,19 @@ class MetricList(BaseModel):
     more: bool = Field(default=False, description="More rows match than this page holds; ask again to get them")
 
 
+class JobLogRead(BaseModel):
+    """One attempt's stored training log."""
+
+    attempt: int
+    size: int = Field(description="Bytes stored (the end of the output when it was longer)")
+
+
+class JobLogList(BaseModel):
+    """A job's training logs, by attempt."""
+
+    items: list[JobLogRead]
+
+
 class ArtifactList(BaseModel):
     """A job's stored outputs."""
 

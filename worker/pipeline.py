@@ -38,6 +38,7 @@ from service.datasets import find_dataset
 from service.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, utcnow
 from service.queue import enqueue_job
 from service.schemas import DataRef, JobSpec
+from service.training_logs import LOG_MAX_BYTES, log_key, read_tail
 from service.uris import UriResolver
 from worker import attempts, capacity, launcher, shutdown
 from worker.context import WorkerContext, get_context
@@ -264,11 +265,14 @@ class JobRun:
         if self.stop.is_set():
             callbacks.request_stop()
         self.event(f"attempt {self.attempt}: training on {launcher.describe_launch(ranks, device_kind)}")
-        result = launcher.run_ranks(
-            self.control, nproc=ranks, device_kind=device_kind, callbacks=callbacks,
-            stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
-            nice=settings.rank_nice,
-        )  # fmt: skip
+        try:
+            result = launcher.run_ranks(
+                self.control, nproc=ranks, device_kind=device_kind, callbacks=callbacks,
+                stop_reason=lambda: self._stop_reason(callbacks), grace_s=settings.stop_grace_s,
+                nice=settings.rank_nice,
+            )  # fmt: skip
+        finally:
+            self._store_log()
         callbacks.flush()
         tensorboard.close()
         self.outage.call("storing the last checkpoint", self.sync.push)
@@ -278,6 +282,17 @@ class JobRun:
             self._stopped()
         else:
             self._publish(result.exports, result.summary)
+
+    def _store_log(self) -> None:
+        """Keep this attempt's training output (the ranks' log, tracebacks included) where the user can read
+        it (GET /v1/jobs/{id}/logs): the work folder it is written to does not outlive the attempt."""
+        path = self.control.path / launcher.RANKS_LOG
+        if not path.is_file():
+            return
+        try:
+            self.context.store.put_bytes(log_key(self.job_id, self.attempt), read_tail(path, LOG_MAX_BYTES))
+        except Exception:  # never hide the attempt's own outcome behind a failed upload
+            _logger.exception("job %s: could not store the log of attempt %d", self.job_id, self.attempt)
 
     def _stop_reason(self, callbacks: JobCallbacks) -> str | None:
         if callbacks.should_stop():

@@ -216,3 +216,20 @@ def test_watch_reads_each_loss_row_once_starting_from_the_latest(server: LiveSer
     server.advance(job.id, "stage2", 0.8, steps=range(0, 3))  # the next stage counts from 0 again
     watcher.poll_metrics(client, job.id)
     assert fetched[-1] == 3 and watcher.latest[("stage2", "loss")].step == 2
+
+
+def test_logs_print_the_latest_attempts_output_or_the_one_asked(gkd: Gkd, server: LiveServer) -> None:
+    from service.training_logs import log_key
+
+    client = Client(server.url, server.api_key)
+    job = client.submit_job(spec("with-logs"))
+    assert "has no training log yet" in _one_clean_line(gkd("logs", job.id))
+    server.store.put_bytes(log_key(job.id, 1), b"attempt one\nRankLost: worker died\n")
+    server.store.put_bytes(log_key(job.id, 2), b"step 1\nstep 2\nTraceback (most recent call last):\nValueError: x\n")
+    latest = gkd("logs", job.id)
+    assert latest.exit_code == 0 and latest.stdout.endswith("ValueError: x\n") and "step 1" in latest.stdout
+    assert gkd("logs", job.id, "--tail", "1").stdout == "ValueError: x\n"
+    assert gkd("logs", job.id, "--attempt", "1").stdout == "attempt one\nRankLost: worker died\n"
+    listed = gkd("logs", job.id, "--list")
+    assert "attempt 1: 34 bytes" in listed.stdout and "attempt 2: 63 bytes" in listed.stdout
+    assert client.logs(job.id)[-1][0] == 2 and client.log(job.id, tail_lines=1) == "ValueError: x\n"

@@ -31,6 +31,7 @@ from service.models import Job, JobEvent, JobStatus, utcnow
 from service.schemas import DataRef, DatasetCreate, JobSpec
 from service.settings import Settings
 from service.storage import LocalStore, StorageUnavailable, StoredObject
+from service.training_logs import log_key
 from tests.support.worker_env import tiny_spec
 from worker.context import WorkerContext
 from worker.evaluation import run_evaluation
@@ -252,6 +253,8 @@ def test_corrupt_image_fails_with_reason_user_naming_the_file(tmp_path: Path, ti
     assert job.error_reason == "user", (job.error_reason, job.error_detail)
     assert job.error_detail is not None and broken.name in job.error_detail, job.error_detail
     assert job.attempt == 1  # user errors are not retried
+    log = env.context.store.get_bytes(log_key(job_id, 1)).decode()  # what the ranks printed, kept for the user
+    assert "Traceback (most recent call last)" in log and broken.name in log
 
 
 class FlakyStore(LocalStore):
