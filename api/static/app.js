@@ -9,6 +9,7 @@
   const KEY_STORAGE = "gkd.apiKey";
   const STATUSES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const LOG_TAIL_LINES = 200; // the end of a training log, where a failure is
   const METRIC_PAGES_PER_REFRESH = 20; // 10,000 rows each: a long job's curves load over a few refreshes
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -171,6 +172,7 @@
       throw new ApiError(401, { title: "Unauthorized" });
     }
     const text = await response.text();
+    if (opts.text && response.ok) return text; // a plain-text answer (a training log), as it is
     let data = null;
     if (text) {
       try { data = JSON.parse(text); } catch (err) { data = { title: text.slice(0, 200) }; }
@@ -647,6 +649,38 @@
       }
       return { rows: rows, cursor: cursor, more: true };
     }
+    // The training log is fetched when its section is opened (and again with its button), not on every poll;
+    // what was fetched and whether the section is open survive the repaints.
+    const logView = { open: false, text: null, error: null };
+    async function loadLog() {
+      try {
+        const stored = listOf(await api(base + "/logs"), "items");
+        if (!stored.length) {
+          logView.text = "No training log yet: one is stored when an attempt's training ends.";
+        } else {
+          const last = stored[stored.length - 1].attempt;
+          const text = await api(base + "/logs/" + last + "?tail_lines=" + LOG_TAIL_LINES, { text: true });
+          logView.text = "attempt " + last + ", last " + LOG_TAIL_LINES + " lines:\n" + text;
+        }
+        logView.error = null;
+      } catch (err) {
+        logView.error = err;
+      }
+      const pre = document.getElementById("log-text");
+      if (pre) pre.textContent = logView.error ? String(logView.error.message || logView.error) : logView.text;
+    }
+    function logSection() {
+      const shown = logView.error ? String(logView.error.message || logView.error) : (logView.text ?? "Loading…");
+      const pre = el("pre", { id: "log-text", class: "spec" }, shown);
+      const reload = el("button", { type: "button", id: "log-reload", class: "small" }, "Reload");
+      reload.addEventListener("click", loadLog);
+      const details = el("details", { id: "training-log", open: logView.open }, el("summary", {}, "Training log"), reload, pre);
+      details.addEventListener("toggle", () => {
+        logView.open = details.open;
+        if (details.open && logView.text === null && logView.error === null) loadLog();
+      });
+      return details;
+    }
     // What is typed into the evaluation form, and its last error, survive the repaints while polling.
     let evalDraft = "";
     let evalError = null;
@@ -761,6 +795,7 @@
         el("h3", {}, "Artifacts"),
         artifactTable(jobId, artifacts),
         evaluationSection(job, evals),
+        logSection(),
         el("details", {}, el("summary", {}, "Spec"), el("pre", { class: "spec" }, JSON.stringify(job.spec || {}, null, 2))),
       ];
       const scrollY = window.scrollY;

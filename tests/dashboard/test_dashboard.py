@@ -144,6 +144,26 @@ def test_a_long_finished_job_shows_its_whole_curves(page: Page, server: LiveServ
     assert len((points or "").split()) == 6000
 
 
+def test_the_training_log_opens_on_demand_and_survives_repaints(page: Page, server: LiveServer) -> None:
+    from service.training_logs import log_key
+
+    client = Client(server.url, server.api_key)
+    job = client.submit_job(spec("logged"))
+    server.start(job.id)  # running: the page repaints every 2 s
+    page.goto(f"{server.url}/dashboard#/jobs/{job.id}")
+    page.click("#training-log summary")
+    expect(page.locator("#log-text")).to_contain_text("No training log yet")
+    lines = "".join(f"step {i}\n" for i in range(300)) + "Traceback (most recent call last):\nValueError: bad crop\n"
+    server.store.put_bytes(log_key(job.id, 1), lines.encode())
+    page.click("#log-reload")
+    expect(page.locator("#log-text")).to_contain_text("ValueError: bad crop")
+    expect(page.locator("#log-text")).to_contain_text("attempt 1, last 200 lines")
+    assert "step 0\n" not in (page.locator("#log-text").text_content() or "")  # only the end
+    page.wait_for_timeout(2600)  # past a repaint
+    expect(page.locator("#training-log")).to_have_attribute("open", "")
+    expect(page.locator("#log-text")).to_contain_text("ValueError: bad crop")
+
+
 def test_a_single_stage_method_greys_out_stage_1_and_does_not_send_it(
     page: Page, server: LiveServer, seeded: dict[str, str]
 ) -> None:
