@@ -500,6 +500,54 @@ def register(app: typer.Typer) -> None:
         if evaluation.status == "failed":
             output.fail(f"evaluation {evaluation.id} failed: {evaluation.error or 'no detail'}")
 
+    @app.command("evals")
+    @one_line_errors
+    def list_evaluations(
+        job_id: Annotated[str | None, typer.Option("--job", help="Only this job's.")] = None,
+        status: Annotated[list[str] | None, typer.Option("--status", help="queued, running, ...; repeat.")] = None,
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List evaluations, newest first: id, job, status, targets, attempt, error."""
+        with _client(url, api_key) as client:
+            rows = client.list_evaluations(job_id=job_id) if job_id else client.list_evaluations(status=status)
+        if as_json:
+            output.emit_json({"items": [e.raw for e in rows]})
+            return
+        if not rows:
+            output.console.print("no evaluations", style="dim")
+            return
+        table = Table(header_style="bold")
+        for column in ("id", "job", "status", "targets", "attempt", "error"):
+            table.add_column(column)
+        for e in rows:
+            targets = ", ".join(f"{t.get('dataset')}:{t.get('split')}" for t in e.targets)
+            error = f"{e.error_reason}: {e.error}" if e.error_reason and e.error else e.error or ""
+            table.add_row(escape(e.id), escape(e.job_id or ""), output.status_text(e.status), escape(targets),
+                          str(e.attempt), escape(error))  # fmt: skip
+        output.console.print(table)
+
+    @app.command("show-eval")
+    @one_line_errors
+    def show_evaluation(
+        evaluation_id: Annotated[str, typer.Argument(help="Evaluation id.")],
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """An evaluation's status and, once scored, its per-domain mIoU (after gkd eval --no-wait)."""
+        with _client(url, api_key) as client:
+            evaluation = client.get_evaluation(evaluation_id)
+        if as_json:
+            output.emit_json(evaluation.raw)
+            return
+        output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
+        if evaluation.results:
+            output.console.print(output.results_table(evaluation.results))
+        if evaluation.error:
+            output.console.print(f"{evaluation.error_reason or 'error'}: {escape(evaluation.error)}", style="red")
+
     @app.command("cancel-eval")
     @one_line_errors
     def cancel_evaluation(

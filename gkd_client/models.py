@@ -309,6 +309,9 @@ class Evaluation:
     targets: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, DomainScore] = field(default_factory=dict)
     error: str | None = None
+    error_reason: str | None = None
+    attempt: int = 0
+    created_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -327,6 +330,9 @@ class Evaluation:
             targets=list(obj.get("targets") or []),
             results=_scores(obj.get("results")),
             error=None if error is None else str(error),
+            error_reason=obj.get("error_reason"),
+            attempt=_int(obj.get("attempt")),
+            created_at=parse_time(obj.get("created_at")),
             raw=obj,
         )
 

@@ -371,6 +371,18 @@ class Client:
         body = self.http.json("POST", f"/v1/jobs/{job_id}/evaluations", json={"targets": [dict(t) for t in targets]})
         return Evaluation.from_obj(body)
 
+    def list_evaluations(
+        self, *, job_id: str | None = None, status: str | Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Evaluation]:
+        """The team's evaluations (or one job's), newest first; ``status`` filters (team-wide list only)."""
+        if job_id is not None:
+            if status is not None or limit is not None:
+                raise ClientError("status and limit filter the team-wide list; leave out job_id to use them")
+            return [Evaluation.from_obj(e) for e in _items(self.http.json("GET", f"/v1/jobs/{job_id}/evaluations"))]
+        statuses = [status] if isinstance(status, str) else list(status) if status is not None else None
+        body = self.http.json("GET", "/v1/evaluations", params={"status": statuses, "limit": limit})
+        return [Evaluation.from_obj(e) for e in _items(body)]
+
     def get_evaluation(self, evaluation_id: str) -> Evaluation:
         """Status and per-domain results of an evaluation."""
         return Evaluation.from_obj(self.http.json("GET", f"/v1/evaluations/{evaluation_id}"))

@@ -94,6 +94,20 @@ def list_evaluations(*, session: Session, job_id: str) -> list[Evaluation]:
     return list(session.scalars(query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc())))
 
 
+def list_team_evaluations(
+    *, session: Session, team_id: str, statuses: list[str] | None = None, limit: int = 100
+) -> list[Evaluation]:
+    """The team's evaluations of jobs it has not deleted, newest first; ``statuses`` filters."""
+    query = (
+        select(Evaluation)
+        .join(Job, Job.id == Evaluation.job_id)
+        .where(Evaluation.team_id == team_id, Job.deleted_at.is_(None))
+    )
+    if statuses:
+        query = query.where(Evaluation.status.in_(statuses))
+    return list(session.scalars(query.order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit)))
+
+
 def request_cancel(*, session: Session, evaluation_id: str, team_id: str | None = None) -> Evaluation:
     """Cancel: a queued evaluation is cancelled at once, a running one stops at its next target (409 if done)."""
     evaluation = get_evaluation(session=session, evaluation_id=evaluation_id, team_id=team_id)

@@ -602,6 +602,10 @@ class EvaluationRead(_Read):
     targets: list[dict[str, Any]]
     results: dict[str, Any] | None
     error: str | None
+    error_reason: str | None = Field(default=None, description="`user` (spec or data) or `infra` (platform)")
+    attempt: int = 0
+    max_attempts: int = 3
+    cancel_requested: bool = False
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from api.deps import CurrentTeam, EnqueuerDep, SessionDep, SettingsDep
 from api.errors import responses
 from service import evaluations, jobs
 from service.errors import ValidationFailed
+from service.models import JobStatus
 from service.schemas import EvaluationCreate, EvaluationList, EvaluationRead
 from service.spec_checks import check_dataset_ref
 
@@ -63,6 +64,25 @@ def create_evaluation(
 def list_evaluations(job_id: str, team: CurrentTeam, session: SessionDep) -> EvaluationList:
     jobs.get_job(session=session, job_id=job_id, team_id=team.id)
     rows = evaluations.list_evaluations(session=session, job_id=job_id)
+    return EvaluationList(items=[EvaluationRead.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/v1/evaluations",
+    response_model=EvaluationList,
+    summary="List the team's evaluations",
+    description="Every job's, newest first (deleted jobs' left out); `status` (repeatable) filters, `limit` caps.",
+    responses=responses(401, 422),
+)
+def list_team_evaluations(
+    team: CurrentTeam,
+    session: SessionDep,
+    status: Annotated[list[JobStatus] | None, Query(description="Repeat to match several states")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EvaluationList:
+    rows = evaluations.list_team_evaluations(
+        session=session, team_id=team.id, statuses=[s.value for s in status or []], limit=limit
+    )
     return EvaluationList(items=[EvaluationRead.model_validate(r) for r in rows])
 
 

@@ -268,3 +268,28 @@ def test_cancel_an_evaluation(api: ApiEnv, ready_team: TeamClient, other_team: T
     assert cancelling.status_code == 202 and cancelling.json()["status"] == "cancelling", cancelling.text
     again = ready_team.post(f"/v1/evaluations/{queued}/cancel")
     assert again.status_code == 409 and again.json()["current_status"] == "cancelled", again.text
+
+
+def test_the_team_lists_its_evaluations_with_their_attempts(
+    api: ApiEnv, ready_team: TeamClient, other_team: TeamClient
+) -> None:
+    job_id = ready_team.post("/v1/jobs", json=spec_dict()).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        job_service.claim_job(session=session, job_id=job_id)
+        job_service.finish(session=session, job_id=job_id, status="succeeded")
+    body = {"targets": [{"dataset": "tgt", "split": "train"}]}
+    first = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).json()["id"]
+    second = ready_team.post(f"/v1/jobs/{job_id}/evaluations", json=body).json()["id"]
+    with session_scope(api.app.state.session_factory) as session:
+        assert evaluations.claim_evaluation(session=session, evaluation_id=second, worker="w@host") is not None
+    listed = ready_team.get("/v1/evaluations").json()["items"]
+    assert [e["id"] for e in listed][:2] == [second, first]  # newest first
+    running = next(e for e in listed if e["id"] == second)
+    assert (running["status"], running["attempt"], running["max_attempts"], running["error_reason"]) == (
+        "running", 1, 3, None
+    )
+    queued = ready_team.get("/v1/evaluations", params={"status": "queued"}).json()["items"]
+    assert first in [e["id"] for e in queued] and second not in [e["id"] for e in queued]
+    assert ready_team.get("/v1/evaluations", params={"limit": 1}).json()["items"][0]["id"] == second
+    assert all(e["id"] not in (first, second) for e in other_team.get("/v1/evaluations").json()["items"])
+    assert ready_team.get("/v1/evaluations", params={"status": "sleeping"}).status_code == 422

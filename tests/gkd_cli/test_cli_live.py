@@ -166,6 +166,17 @@ def test_events_cancel_download_and_eval(gkd: Gkd, server: LiveServer, tmp_path:
     assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "cancelled", result.output
     assert "409" in _one_clean_line(gkd("cancel-eval", queued_eval.id))
 
+    listed = gkd("evals", "--job", job.id)
+    assert listed.exit_code == 0 and queued_eval.id in listed.stdout and "cancelled" in listed.stdout
+    assert "synth-fog:val" in listed.stdout
+    only_cancelled = json.loads(gkd("evals", "--status", "cancelled", "--json").stdout)["items"]
+    assert queued_eval.id in [e["id"] for e in only_cancelled]
+    assert all(e["status"] == "cancelled" for e in only_cancelled)
+    scored = next(e for e in client.list_evaluations(job_id=job.id) if e.status == "succeeded")
+    shown = gkd("show-eval", scored.id)
+    assert shown.exit_code == 0 and "succeeded" in shown.stdout and "31.2" in shown.stdout
+    assert "no evaluation" in _one_clean_line(gkd("show-eval", "0" * 36))
+
 
 def test_keys_list_and_revoke_over_http(gkd: Gkd, server: LiveServer) -> None:
     from service.auth import create_api_key
