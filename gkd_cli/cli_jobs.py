@@ -28,7 +28,7 @@ from gkd_cli.compare import comparison_table
 from gkd_cli.estimate_view import estimate_views
 from gkd_cli.remote import JsonOpt, KeyOpt, UrlOpt, one_line_errors
 from gkd_cli.remote import client as _client
-from gkd_client import ArtifactLink, Client, ClientError, Job, MetricRow
+from gkd_client import ArtifactLink, Client, ClientError, Evaluation, Job, MetricRow
 
 PHASES = ("stage1", "stage2", "references", "evaluating", "exporting")
 WATCH_TAIL_ROWS = 200  # a watch joining a long job starts from its latest rows, not its first
@@ -538,15 +538,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """An evaluation's status and, once scored, its per-domain mIoU (after gkd eval --no-wait)."""
         with _client(url, api_key) as client:
-            evaluation = client.get_evaluation(evaluation_id)
-        if as_json:
-            output.emit_json(evaluation.raw)
-            return
-        output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
-        if evaluation.results:
-            output.console.print(output.results_table(evaluation.results))
-        if evaluation.error:
-            output.console.print(f"{evaluation.error_reason or 'error'}: {escape(evaluation.error)}", style="red")
+            _print_evaluation(client.get_evaluation(evaluation_id), as_json)
 
     @app.command("cancel-eval")
     @one_line_errors
@@ -558,11 +550,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ask an evaluation to stop (a queued one stops at once, a running one before its next target)."""
         with _client(url, api_key) as client:
-            evaluation = client.cancel_evaluation(evaluation_id)
-        if as_json:
-            output.emit_json(evaluation.raw)
-            return
-        output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
+            _print_evaluation(client.cancel_evaluation(evaluation_id), as_json)
+
+
+def _print_evaluation(evaluation: Evaluation, as_json: bool) -> None:
+    """Its status line, then its per-domain mIoU once scored and its error if it failed."""
+    if as_json:
+        output.emit_json(evaluation.raw)
+        return
+    output.console.print(f"evaluation [bold]{escape(evaluation.id)}[/]: {output.status_text(evaluation.status)}")
+    if evaluation.results:
+        output.console.print(output.results_table(evaluation.results))
+    if evaluation.error:
+        output.console.print(f"{evaluation.error_reason or 'error'}: {escape(evaluation.error)}", style="red")
 
 
 def _print_link(link: ArtifactLink, as_json: bool) -> None:

@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from service.datasets import validation_report
 from service.settings import Settings
-from service.storage import ArtifactStore, S3Store, StorageUnavailable, StoredObject
+from service.storage import S3Store, StorageUnavailable
 from service.uris import UriResolver
 from tests.gkd_core.data import fixtures
+from tests.service.test_uris import CountingStore
 from tests.support.seaweed import SeaweedS3
 
 BUCKET = "gkd-mirror-tests"
 SECRET = "test-secret-key-0123456789abcdef"
-
-
-class CountingStore:
-    """Wraps a store to record what is downloaded, and optionally fail after some downloads."""
-
-    def __init__(self, inner: ArtifactStore, fail_after: int | None = None) -> None:
-        self.inner = inner
-        self.fetched: list[str] = []
-        self.fail_after = fail_after
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def get_file(self, key: str, dest: Path) -> StoredObject:
-        with self.lock:
-            if self.fail_after is not None and len(self.fetched) >= self.fail_after:
-                raise StorageUnavailable("connection dropped mid-download")
-            self.fetched.append(key)
-        return self.inner.get_file(key, dest)
 
 
 @pytest.fixture

@@ -159,9 +159,13 @@ class CountingStore:
 
     def __init__(self, inner: ArtifactStore, fail_after: int | None = None) -> None:
         self.inner = inner
-        self.downloads = 0
+        self.fetched: list[str] = []  # the keys downloaded, in order
         self.fail_after = fail_after
         self.lock = threading.Lock()  # the resolver fetches a prefix's objects from several threads
+
+    @property
+    def downloads(self) -> int:
+        return len(self.fetched)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -170,7 +174,7 @@ class CountingStore:
         with self.lock:
             if self.fail_after is not None and self.downloads >= self.fail_after:
                 raise StorageUnavailable("connection dropped mid-download")
-            self.downloads += 1
+            self.fetched.append(key)
         return self.inner.get_file(key, dest)
 
 
