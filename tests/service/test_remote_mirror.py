@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,10 @@ from service.settings import Settings
 from service.storage import S3Store, StorageUnavailable
 from service.uris import UriResolver
 from tests.gkd_core.data import fixtures
-from tests.service.test_uris import CountingStore
+from tests.service._s3 import BUCKET, CountingStore
 from tests.support.seaweed import SeaweedS3
 
-BUCKET = "gkd-mirror-tests"
 SECRET = "test-secret-key-0123456789abcdef"
-
-
-@pytest.fixture
-def bucket(seaweed_s3: SeaweedS3) -> tuple[S3Store, str]:
-    seaweed_s3.ensure_bucket(BUCKET)
-    store = S3Store(
-        bucket=BUCKET,
-        endpoint_url=seaweed_s3.endpoint_url,
-        access_key=seaweed_s3.access_key,
-        secret_key=seaweed_s3.secret_key,
-    )
-    return store, f"m-{uuid.uuid4().hex[:10]}"
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -37,9 +23,9 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_prefix_copy_follows_the_bucket_fetching_only_what_changed(
-    bucket: tuple[S3Store, str], tmp_path: Path
+    s3_bucket: tuple[S3Store, str], tmp_path: Path
 ) -> None:
-    store, prefix = bucket
+    store, prefix = s3_bucket
     for name in ("a.png", "b.png", "c.png"):
         store.put_bytes(f"{prefix}/set/{name}", f"{name} v1".encode())
     counting = CountingStore(store)
@@ -66,8 +52,8 @@ def test_a_prefix_copy_follows_the_bucket_fetching_only_what_changed(
     assert not first.exists() and second.exists(), "only the newest and the one before are kept"
 
 
-def test_a_single_object_is_fetched_again_when_rewritten(bucket: tuple[S3Store, str], tmp_path: Path) -> None:
-    store, prefix = bucket
+def test_a_single_object_is_fetched_again_when_rewritten(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
     store.put_bytes(f"{prefix}/w/teacher.safetensors", b"old weights")
     store.put_bytes(f"{prefix}/w/teacher.safetensors.bak", b"a neighbour sharing the key's prefix")
     resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: store)
@@ -80,9 +66,9 @@ def test_a_single_object_is_fetched_again_when_rewritten(bucket: tuple[S3Store, 
 
 
 def test_a_failed_update_keeps_the_previous_copy_and_is_redone_later(
-    bucket: tuple[S3Store, str], tmp_path: Path
+    s3_bucket: tuple[S3Store, str], tmp_path: Path
 ) -> None:
-    store, prefix = bucket
+    store, prefix = s3_bucket
     for i in range(6):
         store.put_bytes(f"{prefix}/set/{i}.png", b"v1")
     good = CountingStore(store)
@@ -104,9 +90,9 @@ def test_a_failed_update_keeps_the_previous_copy_and_is_redone_later(
 
 
 def test_folder_markers_are_not_files_and_a_copy_in_the_old_layout_is_removed(
-    seaweed_s3: SeaweedS3, bucket: tuple[S3Store, str], tmp_path: Path
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
 ) -> None:
-    store, prefix = bucket
+    store, prefix = s3_bucket
     # What "Create folder" in a console writes (our own stores refuse such a key, so the raw client does).
     seaweed_s3.client().put_object(Bucket=BUCKET, Key=f"{prefix}/set/images/", Body=b"")
     store.put_bytes(f"{prefix}/set/images/a.png", b"a")
@@ -122,16 +108,16 @@ def test_folder_markers_are_not_files_and_a_copy_in_the_old_layout_is_removed(
 
 
 def test_registering_again_after_fixing_the_bucket_validates_the_new_files(
-    seaweed_s3: SeaweedS3, bucket: tuple[S3Store, str], tmp_path: Path
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
 ) -> None:
     """The user-facing case: a set with a missing mask is fixed in the bucket and registered again."""
-    store, prefix = bucket
+    store, prefix = s3_bucket
     local = fixtures.gta5(tmp_path / "gta5")
     missing = "labels/00001.png"
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         relative = path.relative_to(local).as_posix()
         if relative != missing:
-            store.put_file(f"{prefix}/gta5/{relative}", path)
+            store.put_file(f"{prefix}/gta5-set/{relative}", path)
     settings = Settings(
         mode="production",
         secret_key=SECRET,
@@ -140,16 +126,16 @@ def test_registering_again_after_fixing_the_bucket_validates_the_new_files(
         s3_access_key=seaweed_s3.access_key,
         s3_secret_key=seaweed_s3.secret_key,
     )
-    uri = f"s3://{BUCKET}/{prefix}/gta5"
+    uri = f"s3://{BUCKET}/{prefix}/gta5-set"
     before = validation_report(uri=uri, layout="gta5", options={}, classes=None, settings=settings)
     assert before["ok"] is False and before["problem_counts"] == {"missing_mask": 1}
-    store.put_file(f"{prefix}/gta5/{missing}", local / missing)
+    store.put_file(f"{prefix}/gta5-set/{missing}", local / missing)
     after = validation_report(uri=uri, layout="gta5", options={}, classes=None, settings=settings)
     assert after["ok"] is True, after.get("problems")
 
 
-def test_what_on_file_raises_stops_a_download_and_keeps_no_copy(bucket: tuple[S3Store, str], tmp_path: Path) -> None:
-    store, prefix = bucket
+def test_what_on_file_raises_stops_a_download_and_keeps_no_copy(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
     for i in range(40):
         store.put_bytes(f"{prefix}/set/{i:02d}.png", b"x")
     counting = CountingStore(store)
