@@ -40,6 +40,11 @@ def get_or_create_team(*, session: Session, name: str) -> Team:
     return team
 
 
+def team_name(*, session: Session, team_id: str) -> str | None:
+    """The team's name (what ``{team}`` in a configured data root or bucket stands for), None if unknown."""
+    return session.scalar(select(Team.name).where(Team.id == team_id))
+
+
 def create_api_key(*, session: Session, team_name: str, admin: bool = False) -> tuple[str, ApiKey]:
     """Create a key for the team (and the team if new). Returns the plain key, which is never stored."""
     team = get_or_create_team(session=session, name=team_name)

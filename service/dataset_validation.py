@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import datasets
+from service.auth import team_name
 from service.db import session_scope
 from service.errors import Conflict, TooManyRequests
 from service.models import Dataset
@@ -129,7 +130,15 @@ class DatasetValidator:
         self._latest: dict[tuple[str, str], _Running] = {}  # each (team, name)'s newest validation here
 
     def _submit(
-        self, team_id: str, name: str, *, uri: str, layout: str, options: dict[str, Any], classes: list[str] | None
+        self,
+        team_id: str,
+        name: str,
+        *,
+        team: str | None,
+        uri: str,
+        layout: str,
+        options: dict[str, Any],
+        classes: list[str] | None,
     ) -> Future[Any]:
         """Queue a validation of ``(team_id, name)``, stopping the one before it; counted until it ends."""
         with self._lock:
@@ -145,6 +154,7 @@ class DatasetValidator:
             classes=classes,
             settings=self.settings,
             on_file=_stopper(stop),
+            team=team,
         )
         key = (team_id, name)
         with self._lock:
@@ -171,8 +181,9 @@ class DatasetValidator:
             ValidationFailed: the URI cannot be read by this service (found within the wait; nothing stored).
             TooManyRequests: the team has ``dataset_validations_per_team`` validations under way already.
         """
+        team = team_name(session=session, team_id=team_id)
         try:
-            datasets.precheck_uri(body.uri, self.settings)  # a file:// path refused or missing: 422 at once
+            datasets.precheck_uri(body.uri, self.settings, team)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(exc) from exc
         limit = self.settings.dataset_validations_per_team
@@ -185,8 +196,9 @@ class DatasetValidator:
                 )
             self._per_team[team_id] += 1
         future = self._submit(
-            team_id, body.name, uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes
-        )
+            team_id, body.name, team=team, uri=body.uri, layout=body.layout, options=dict(body.options),
+            classes=body.classes,
+        )  # fmt: skip
         waits = self._waiting.acquire(blocking=False)
         try:
             report: dict[str, Any] | None = future.result(
@@ -265,6 +277,7 @@ class DatasetValidator:
                 (row.id, row.team_id, row.name, row.updated_at, row.uri, row.layout, row.options, row.classes)
                 for row in datasets.validating_datasets(session=session)
             ]
+            teams = {team_id: team_name(session=session, team_id=team_id) for _, team_id, *_ in rows}
         resumed = 0
         for dataset_id, team_id, name, seen, uri, layout, options, classes in rows:
             with session_scope(self.factory) as session:  # several API processes start together: one takes each
@@ -274,8 +287,9 @@ class DatasetValidator:
             with self._lock:  # counted against the team's limit like any validation under way
                 self._per_team[team_id] += 1
             future = self._submit(
-                team_id, name, uri=uri, layout=layout, options=dict(options or {}), classes=classes
-            )
+                team_id, name, team=teams[team_id], uri=uri, layout=layout, options=dict(options or {}),
+                classes=classes,
+            )  # fmt: skip
             self.finish_later(Pending(dataset_id, validation_id, future))
             resumed += 1
         if resumed:

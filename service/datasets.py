@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.auth import team_name
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
 from service.models import (
     TERMINAL_STATUSES,
@@ -43,7 +44,9 @@ class ValidationStopped(Exception):
     """A validation abandoned part-way: its dataset was registered again or deleted meanwhile."""
 
 
-def resolve_dataset_uri(uri: str, settings: Settings, on_file: Callable[[], None] | None = None) -> Path:
+def resolve_dataset_uri(
+    uri: str, settings: Settings, on_file: Callable[[], None] | None = None, *, team: str | None = None
+) -> Path:
     """Turn a dataset or weights URI into a local path through service.uris.
 
     file:// only under the allowed roots (symlinks and '..' resolved first), s3:// fetched into the
@@ -52,7 +55,7 @@ def resolve_dataset_uri(uri: str, settings: Settings, on_file: Callable[[], None
     from service.uris import UriError, UriResolver
 
     try:
-        return UriResolver.from_settings(settings).resolve(uri, on_file=on_file)
+        return UriResolver.from_settings(settings, team=team).resolve(uri, on_file=on_file)
     except UriError as exc:
         raise UriRejected(str(exc)) from exc
     except ValidationStopped:
@@ -81,18 +84,19 @@ def validation_report(
     classes: list[str] | None,
     settings: Settings,
     on_file: Callable[[], None] | None = None,
+    team: str | None = None,
 ) -> dict[str, Any]:
     """The validation report of a registration: the URI resolved (an s3:// set is fetched first), the set
     validated, and the classes given compared with the set's own.
 
     ``on_file`` is called before each file is fetched or checked; raising ``ValidationStopped`` from it
-    abandons the validation.
+    abandons the validation. ``team`` (its name) fills the ``{team}`` of configured roots and buckets.
 
     Raises:
         UriRejected: the URI cannot be read by this service.
         ValidationStopped: ``on_file`` stopped it.
     """
-    report = _validate(resolve_dataset_uri(uri, settings, on_file), layout, options, on_file)
+    report = _validate(resolve_dataset_uri(uri, settings, on_file, team=team), layout, options, on_file)
     if classes is not None and report.get("ok") and report.get("classes"):
         found = report["classes"].get("names")
         if found and list(found) != list(classes):
@@ -130,8 +134,9 @@ def register_dataset(
     """
     try:
         report = validation_report(
-            uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes, settings=settings
-        )
+            uri=body.uri, layout=body.layout, options=dict(body.options), classes=body.classes, settings=settings,
+            team=team_name(session=session, team_id=team_id),
+        )  # fmt: skip
     except UriRejected as exc:
         raise uri_rejected(exc) from exc
     return store_registration(session=session, team_id=team_id, body=body, report=report)
@@ -191,14 +196,14 @@ def claim_validation(*, session: Session, dataset_id: str, seen: datetime) -> st
     return validation_id if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
-def precheck_uri(uri: str, settings: Settings) -> None:
+def precheck_uri(uri: str, settings: Settings, team: str | None = None) -> None:
     """Refuse at once what needs no download to refuse: a file:// path outside the roots, malformed, missing.
 
     Raises:
         UriRejected: as ``resolve_dataset_uri`` would.
     """
     if urlsplit(uri).scheme == "file":
-        resolve_dataset_uri(uri, settings)
+        resolve_dataset_uri(uri, settings, team=team)
 
 
 def validating_datasets(*, session: Session) -> list[Dataset]:

@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     )
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="Extra roots under which file:// datasets and weights are allowed."
+        default_factory=list,
+        description="Extra roots under which file:// datasets and weights are allowed; '{team}' in a root stands "
+        "for the name of the team whose data it is (/datasets/{team}: each team reads its own folder only).",
     )
     dataset_inline_validation_s: float = Field(
         default=20.0,
@@ -57,8 +59,8 @@ class Settings(BaseSettings):
     )
     s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Buckets s3:// datasets and weights may name (comma-separated); empty: any bucket the "
-        "credentials read, except the service's own artifact area.",
+        description="Buckets s3:// datasets and weights may name (comma-separated; '{team}' stands for the team's "
+        "name, as in gkd-data-{team}); empty: any bucket the credentials read, except the service's own area.",
     )
     s3_download_concurrency: int = Field(
         default=16, ge=1, le=256, description="Objects of an s3:// dataset prefix downloaded at once."

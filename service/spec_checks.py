@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 import gkd_catalog
 from service import capacity, zoo
+from service.auth import team_name
 from service.datasets import UriRejected, find_dataset, resolve_dataset_uri
 from service.errors import ValidationFailed, field_error
 from service.models import Artifact, DatasetStatus, Job, JobStatus
@@ -188,7 +189,7 @@ def _check_weights(
     field = f"{role}.weights"
     if ref.weights.startswith("file://"):
         try:
-            resolve_dataset_uri(ref.weights, settings)
+            resolve_dataset_uri(ref.weights, settings, team=team_name(session=session, team_id=team_id))
         except UriRejected as exc:
             errors.append(field_error(field, str(exc), "put the weights under an allowed root or use s3://"))
     elif ref.weights.startswith("artifact://"):

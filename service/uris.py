@@ -72,9 +72,26 @@ def artifact_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/artifacts/{name}"
 
 
-def allowed_roots(settings: Settings) -> list[Path]:
-    """Roots under which file:// URIs are accepted: configured roots, plus data_dir when embedded."""
-    roots = [Path(root) for root in settings.allowed_roots]
+TEAM_PLACEHOLDER = "{team}"
+
+
+def for_team(entries: Sequence[str], team: str | None) -> list[str]:
+    """Configured roots or buckets with ``{team}`` replaced by the team's name; an entry naming ``{team}`` is
+    left out where no team is known. Team names are one safe path component (service/auth.py's _TEAM)."""
+    found = []
+    for entry in entries:
+        if TEAM_PLACEHOLDER in entry:
+            if team is None:
+                continue
+            entry = entry.replace(TEAM_PLACEHOLDER, team)
+        found.append(entry)
+    return found
+
+
+def allowed_roots(settings: Settings, team: str | None = None) -> list[Path]:
+    """Roots under which file:// URIs are accepted: configured roots (``{team}`` in one stands for the team
+    whose data it is), plus data_dir when embedded."""
+    roots = [Path(root) for root in for_team([str(root) for root in settings.allowed_roots], team)]
     if settings.mode == "embedded":
         roots.append(Path(settings.data_dir))
     return [root.expanduser().resolve() for root in roots]
@@ -130,7 +147,7 @@ class UriResolver:
     # s3://bucket/prefix: never read as a user's data, even where an allowed root or the credentials reach them.
     owned_paths: Sequence[Path] = ()
     owned_s3: tuple[str, str] | None = None
-    allowed_buckets: Sequence[str] = ()  # empty: any bucket but the service's own area
+    allowed_buckets: Sequence[str] | None = None  # None: any bucket but the service's own area
     download_concurrency: int = 16  # objects of an s3:// prefix fetched at once
     _resolved_roots: list[Path] = field(init=False, repr=False)
     _owned: list[Path] = field(init=False, repr=False)
@@ -145,10 +162,12 @@ class UriResolver:
         cls,
         settings: Settings,
         *,
+        team: str | None = None,
         artifact_store: ArtifactStore | None = None,
         can_access_job: Callable[[str], bool] | None = None,
     ) -> UriResolver:
-        """Roots, cache folder and S3 credentials from Settings; the job ownership check from the caller."""
+        """Roots, cache folder and S3 credentials from Settings, for ``team``'s data (its name fills the
+        ``{team}`` of a configured root or bucket); the job ownership check from the caller."""
 
         def s3_store(bucket: str) -> ArtifactStore:
             return S3Store(
@@ -160,14 +179,15 @@ class UriResolver:
             )
 
         return cls(
-            roots=allowed_roots(settings),
+            roots=allowed_roots(settings, team),
             cache_dir=Path(settings.data_dir) / "cache",
             s3_store_for_bucket=s3_store,
             artifact_store=artifact_store,
             can_access_job=can_access_job,
             owned_paths=owned_paths(settings),
             owned_s3=owned_s3(settings),
-            allowed_buckets=tuple(settings.s3_allowed_buckets),
+            # A configured list stays a list (maybe empty: no bucket) even when none of it applies to this team.
+            allowed_buckets=tuple(for_team(settings.s3_allowed_buckets, team)) if settings.s3_allowed_buckets else None,
             download_concurrency=settings.s3_download_concurrency,
         )
 
@@ -234,10 +254,10 @@ class UriResolver:
                 validate_key(key[:-1] if key.endswith("/") else key)
             except InvalidKey as exc:
                 raise UnsupportedUri(f"{uri!r}: {exc}") from exc
-        if self.allowed_buckets and bucket not in self.allowed_buckets:
+        if self.allowed_buckets is not None and bucket not in self.allowed_buckets:
             raise PathNotAllowed(
                 f"{uri!r}: bucket {bucket!r} is not one this service reads data from "
-                f"({', '.join(self.allowed_buckets)}); the operator sets GKD_S3_ALLOWED_BUCKETS"
+                f"({', '.join(self.allowed_buckets) or 'none for you'}); the operator sets GKD_S3_ALLOWED_BUCKETS"
             )
         if self.owned_s3 is not None and bucket == self.owned_s3[0]:
             area = self.owned_s3[1]

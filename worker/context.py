@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.auth import team_name
 from service.db import make_engine, session_factory, session_scope
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStore, get_store
@@ -51,7 +52,11 @@ class WorkerContext:
                 job = session.get(Job, job_id)
                 return job is not None and job.team_id == team_id
 
-        return UriResolver.from_settings(self.settings, artifact_store=self.store, can_access_job=can_access)
+        with self.session() as session:
+            team = team_name(session=session, team_id=team_id)
+        return UriResolver.from_settings(
+            self.settings, team=team, artifact_store=self.store, can_access_job=can_access
+        )
 
     @property
     def scratch(self) -> Path:

@@ -304,3 +304,61 @@ def test_a_large_prefix_is_fetched_side_by_side_and_completely(
     with pytest.raises(StorageUnavailable):
         other.resolve(f"s3://{BUCKET}/{prefix}/many")
     assert flaky.downloads == 40 and not list((tmp_path / "other").rglob("current"))  # the rest cancelled
+
+
+# --------------------------------------------------------------------------- one team's data
+
+
+def test_a_root_or_bucket_naming_team_is_that_teams_only(
+    seaweed_s3: SeaweedS3, s3_bucket: tuple[S3Store, str], tmp_path: Path
+) -> None:
+    """``{team}`` in GKD_ALLOWED_ROOTS / GKD_S3_ALLOWED_BUCKETS: each team reads its own folder or bucket."""
+    for team in ("vision", "audio"):
+        (tmp_path / "teams" / team / "set").mkdir(parents=True)
+    settings = Settings(
+        mode="production",
+        secret_key=SECRET,
+        data_dir=tmp_path / "service",
+        allowed_roots=[tmp_path / "teams" / "{team}", tmp_path / "shared"],
+        s3_allowed_buckets=[BUCKET.replace("tests", "{team}")],  # gkd-uri-{team}
+        s3_endpoint_url=seaweed_s3.endpoint_url,
+        s3_access_key=seaweed_s3.access_key,
+        s3_secret_key=seaweed_s3.secret_key,
+    )
+    vision = UriResolver.from_settings(settings, team="vision")
+    assert vision.resolve(f"file://{tmp_path}/teams/vision/set") == (tmp_path / "teams/vision/set").resolve()
+    with pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+        vision.resolve(f"file://{tmp_path}/teams/audio/set")
+    with pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+        UriResolver.from_settings(settings).resolve(f"file://{tmp_path}/teams/vision/set")  # no team: no {team} root
+    _, prefix = s3_bucket
+    uri = f"s3://{BUCKET}/{prefix}/weights/teacher.safetensors"
+    assert UriResolver.from_settings(settings, team="tests").resolve(uri).read_bytes() == b"teacher"
+    with pytest.raises(PathNotAllowed, match="gkd-uri-vision"):
+        vision.resolve(uri)
+    with pytest.raises(PathNotAllowed, match="none for you"):
+        UriResolver.from_settings(settings).resolve(uri)  # a configured list never turns into "any bucket"
+
+
+def test_registration_and_the_worker_resolve_for_the_datasets_team(tmp_path: Path) -> None:
+    from service.auth import create_api_key
+    from service.datasets import UriRejected, validation_report
+    from service.db import upgrade_database
+    from tests.gkd_core.data import fixtures
+    from worker.context import WorkerContext
+
+    fixtures.folder(tmp_path / "teams" / "vision" / "toon")
+    settings = Settings(data_dir=tmp_path / "service", allowed_roots=[tmp_path / "teams" / "{team}"])
+    uri = (tmp_path / "teams" / "vision" / "toon").as_uri()
+    report = validation_report(uri=uri, layout="folder", options={}, classes=None, settings=settings, team="vision")
+    assert report["ok"] is True
+    with pytest.raises(UriRejected, match="outside the allowed roots"):
+        validation_report(uri=uri, layout="folder", options={}, classes=None, settings=settings, team="audio")
+    upgrade_database(settings)
+    context = WorkerContext(settings)
+    with context.session() as session:
+        vision_id = create_api_key(session=session, team_name="vision")[1].team_id
+        audio_id = create_api_key(session=session, team_name="audio")[1].team_id
+    assert context.resolver(team_id=vision_id).resolve(uri).is_dir()
+    with pytest.raises(PathNotAllowed):
+        context.resolver(team_id=audio_id).resolve(uri)
