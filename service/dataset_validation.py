@@ -173,7 +173,9 @@ class DatasetValidator:
         if running is not None:
             running.abandon()
 
-    def register(self, *, session: Session, team_id: str, body: DatasetCreate) -> tuple[Dataset, bool, Pending | None]:
+    def register(
+        self, *, session: Session, team_id: str, team: str, body: DatasetCreate
+    ) -> tuple[Dataset, bool, Pending | None]:
         """Validate ``body`` for up to ``dataset_inline_validation_s`` and store the row: with its outcome, or
         ``validating`` with a :class:`Pending` to hand to :meth:`finish_later` once the row is committed.
 
@@ -181,7 +183,8 @@ class DatasetValidator:
             ValidationFailed: the URI cannot be read by this service (found within the wait; nothing stored).
             TooManyRequests: the team has ``dataset_validations_per_team`` validations under way already.
         """
-        team = team_name(session=session, team_id=team_id)
+        # ``team`` (its name, for the roots and buckets naming {team}) comes from the caller: reading it here
+        # would open the request's transaction, which on SQLite holds the write lock through the inline wait.
         try:
             datasets.precheck_uri(body.uri, self.settings, team)  # a file:// path refused or missing: 422 at once
         except datasets.UriRejected as exc:

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 def register_dataset(
     body: DatasetCreate, team: CurrentTeam, session: SessionDep, validator: ValidatorDep
 ) -> JSONResponse:
-    dataset, created, pending = validator.register(session=session, team_id=team.id, body=body)
+    dataset, created, pending = validator.register(session=session, team_id=team.id, team=team.name, body=body)
     session.commit()
     if pending is not None:
         validator.finish_later(pending)
