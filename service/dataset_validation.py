@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -139,8 +139,10 @@ class DatasetValidator:
         layout: str,
         options: dict[str, Any],
         classes: list[str] | None,
-    ) -> Future[Any]:
-        """Queue a validation of ``(team_id, name)``, stopping the one before it; counted until it ends."""
+    ) -> tuple[Future[Any], _Running | None]:
+        """Queue a validation of ``(team_id, name)``, counted until it ends; returns it and the one it replaces
+        in this process (the caller stops that once the new registration is stored: a refused one changes
+        nothing, so the older validation must go on)."""
         with self._lock:
             if self._pool is None:
                 self._pool = _DaemonPool(self.settings.dataset_validation_threads, "gkd-dataset-validation")
@@ -161,10 +163,8 @@ class DatasetValidator:
             older = self._latest.get(key)
             future = pool.submit(call)
             self._latest[key] = _Running(future, stop)
-        if older is not None:  # registered again: the older outcome would only be discarded
-            older.abandon()
         future.add_done_callback(lambda done: self._finished(team_id, key, done))
-        return future
+        return future, older
 
     def forget(self, team_id: str, name: str) -> None:
         """Stop the validation of a dataset that was deleted, if this process runs one."""
@@ -198,7 +198,7 @@ class DatasetValidator:
                     retry_after_s=10,
                 )
             self._per_team[team_id] += 1
-        future = self._submit(
+        future, older = self._submit(
             team_id, body.name, team=team, uri=body.uri, layout=body.layout, options=dict(body.options),
             classes=body.classes,
         )  # fmt: skip
@@ -211,7 +211,7 @@ class DatasetValidator:
             report = None
         except datasets.UriRejected as exc:
             raise datasets.uri_rejected(exc) from exc
-        except datasets.ValidationStopped as exc:  # a newer request for this name stands; storing this would undo it
+        except (datasets.ValidationStopped, CancelledError) as exc:  # a newer request (or a delete) stands
             raise Conflict(
                 f"dataset {body.name!r} was registered again or deleted while this registration was being "
                 "validated; the newer request stands"
@@ -223,6 +223,8 @@ class DatasetValidator:
             if waits:
                 self._waiting.release()
         dataset, created = datasets.store_registration(session=session, team_id=team_id, body=body, report=report)
+        if older is not None:  # replaced by this registration: the older outcome would only be discarded
+            older.abandon()
         if report is not None:
             return dataset, created, None
         return dataset, created, Pending(dataset.id, str(dataset.report["validation_id"]), future)
@@ -289,7 +291,7 @@ class DatasetValidator:
                 continue
             with self._lock:  # counted against the team's limit like any validation under way
                 self._per_team[team_id] += 1
-            future = self._submit(
+            future, _ = self._submit(
                 team_id, name, team=teams[team_id], uri=uri, layout=layout, options=dict(options or {}),
                 classes=classes,
             )  # fmt: skip

@@ -272,31 +272,55 @@ def test_deleting_a_dataset_stops_its_validation(api: ApiEnv, team: TeamClient, 
     assert _wait_for(team, "after", "valid")["report"]["ok"] is True
 
 
-def test_a_registration_overtaken_while_it_waits_is_a_409_and_the_newer_one_stands(
+def _in_background(team: TeamClient, body: dict[str, Any], answers: dict[str, Any]) -> threading.Thread:
+    def register() -> None:
+        answers["answer"] = team.post("/v1/datasets", json=body)
+
+    thread = threading.Thread(target=register)
+    thread.start()
+    return thread
+
+
+def _wait_for_gates(gated: Gated, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(gated.gates) < count:
+        assert time.monotonic() < deadline, "the validation never started"
+        time.sleep(0.01)
+
+
+def test_a_registration_deleted_while_it_waits_is_a_409_and_stores_nothing(
     api: ApiEnv, team: TeamClient, gated: Gated
 ) -> None:
+    assert team.post("/v1/datasets", json=_body(team, "raced")).status_code == 202  # validating, held
     validator = api.app.state.dataset_validator
     validator.settings = validator.settings.model_copy(update={"dataset_inline_validation_s": 20.0})
     answers: dict[str, Any] = {}
-
-    def register(which: str) -> None:
-        answers[which] = team.post("/v1/datasets", json=_body(team, "raced"))
-
-    older = threading.Thread(target=register, args=("older",))
-    older.start()  # it waits inline, held by the gate
-    deadline = time.monotonic() + 10
-    while not gated.gates:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    newer = threading.Thread(target=register, args=("newer",))
-    newer.start()
-    while len(gated.gates) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    gated.release(0)
-    older.join(20)
-    assert answers["older"].status_code == 409, answers["older"].text
-    assert "registered again or deleted while this registration was being validated" in answers["older"].text
+    waiting = _in_background(team, _body(team, "raced"), answers)  # registered again: it waits inline
+    _wait_for_gates(gated, 2)
+    assert team.client_delete("/v1/datasets/raced").status_code == 204
     gated.release(1)
-    newer.join(20)
-    assert answers["newer"].status_code == 201 and answers["newer"].json()["status"] == "valid"
+    waiting.join(20)
+    assert answers["answer"].status_code == 409, answers["answer"].text
+    assert "registered again or deleted while this registration was being validated" in answers["answer"].text
+    assert gated.outcome(1) == "ValidationStopped"
+    assert team.get("/v1/datasets/raced").status_code == 404, "the deletion stands"
+
+
+def test_a_refused_re_registration_leaves_the_running_validation_to_finish(
+    api: ApiEnv, team: TeamClient, gated: Gated
+) -> None:
+    """Registering a name again with a URI refused only while validating (s3:// is checked there) stores
+    nothing, so the validation under way must go on: stopped, the set would stay `validating` for good."""
+    assert team.post("/v1/datasets", json=_body(team, "kept")).status_code == 202
+    validator = api.app.state.dataset_validator
+    validator.settings = validator.settings.model_copy(update={"dataset_inline_validation_s": 20.0})
+    answers: dict[str, Any] = {}
+    bad = {"name": "kept", "layout": "folder", "uri": "s3://some-bucket/a//b"}  # an empty key segment
+    waiting = _in_background(team, bad, answers)
+    _wait_for_gates(gated, 2)
+    gated.release(1)
+    waiting.join(20)
+    assert answers["answer"].status_code == 422, answers["answer"].text
+    gated.release(0)
+    assert gated.outcome(0) == "done"
+    assert _wait_for(team, "kept", "valid")["report"]["ok"] is True
