@@ -90,6 +90,10 @@ def mirror(
     if current is not None and current[0] == version and (root / version).is_dir():
         return root / version / current[1]
     target = root / version
+    manifest = root / f"{version}{_MANIFEST_SUFFIX}"
+    if target.is_dir() and manifest.is_file():  # the bucket went back to a version kept here: complete already
+        _write_atomically(root / POINTER, json.dumps({"version": version, "path": tree.path}))
+        return target / tree.path
     if target.exists():  # an update that did not finish
         shutil.rmtree(target)
     target.mkdir(parents=True)

@@ -156,3 +156,20 @@ def test_what_on_file_raises_stops_a_download_and_keeps_no_copy(s3_bucket: tuple
         resolver.resolve(f"s3://{BUCKET}/{prefix}/set", on_file=stop_after_five)
     assert len(counting.fetched) <= 5 and not list((tmp_path / "cache").rglob("current"))  # queued ones cancelled
     assert len(list(resolver.resolve(f"s3://{BUCKET}/{prefix}/set").iterdir())) == 40
+
+
+def test_a_bucket_put_back_as_it_was_reuses_the_copy_kept(s3_bucket: tuple[S3Store, str], tmp_path: Path) -> None:
+    store, prefix = s3_bucket
+    store.put_bytes(f"{prefix}/back/a.png", b"v1")
+    counting = CountingStore(store)
+    resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: counting)
+    uri = f"s3://{BUCKET}/{prefix}/back"
+    first = resolver.resolve(uri)
+    inode = (first / "a.png").stat().st_ino
+    store.put_bytes(f"{prefix}/back/a.png", b"v2")
+    assert files(resolver.resolve(uri)) == {"a.png": b"v2"}
+    store.put_bytes(f"{prefix}/back/a.png", b"v1")  # the same bytes again: the same ETag and size
+    counting.fetched.clear()
+    again = resolver.resolve(uri)
+    assert again == first and (again / "a.png").stat().st_ino == inode, "the kept copy, not a rebuilt one"
+    assert counting.fetched == [] and files(again) == {"a.png": b"v1"}
