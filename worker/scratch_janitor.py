@@ -15,6 +15,7 @@ import logging
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _JOB_FOLDER = re.compile(rf"^(?P<id>{_ID})(?:\.control)?$")  # worker/pipeline.py: <id>, <id>.control
 _EVALUATION_FOLDER = re.compile(rf"^eval-(?P<id>{_ID})$")  # worker/evaluation.py: eval-<id>
 _ACTIVE = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)  # evaluations share these states
+_TRASH = ".trash-"  # a folder moved aside to be deleted
 
 
 @dataclass
@@ -48,6 +50,9 @@ def clean_scratch(context: WorkerContext, *, idle_s: float, now: float | None = 
     for path in context.scratch.iterdir():
         if not path.is_dir() or path.is_symlink():
             continue
+        if path.name.startswith(_TRASH):  # a removal of ours that was cut short
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         if match := _JOB_FOLDER.match(path.name):
             jobs.setdefault(match["id"], []).append(path)
         elif match := _EVALUATION_FOLDER.match(path.name):
@@ -66,10 +71,20 @@ def clean_scratch(context: WorkerContext, *, idle_s: float, now: float | None = 
             try:
                 if now - path.stat().st_mtime < idle_s:
                     continue
-                size = _size(path)
             except FileNotFoundError:  # removed meanwhile (its own attempt ended)
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            # Claimed here since the statuses were read? Its attempt would be recreating this folder: ask
+            # again right before moving the folder out of the way (a rename is atomic; prepare() then makes
+            # a fresh one), and delete it only under its new name.
+            if _is_running(context, row_id):
+                continue
+            trash = path.with_name(f"{_TRASH}{path.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                path.rename(trash)
+            except FileNotFoundError:
+                continue
+            size = _size(trash)
+            shutil.rmtree(trash, ignore_errors=True)
             cleaned.removed.append(path.name)
             cleaned.freed_bytes += size
     if cleaned.removed:
@@ -78,6 +93,13 @@ def clean_scratch(context: WorkerContext, *, idle_s: float, now: float | None = 
             len(cleaned.removed), cleaned.freed_bytes / 2**20, ", ".join(sorted(cleaned.removed)),
         )  # fmt: skip
     return cleaned
+
+
+def _is_running(context: WorkerContext, row_id: str) -> bool:
+    with context.session() as session:
+        job = session.scalar(select(Job.status).where(Job.id == row_id))
+        status = job if job is not None else session.scalar(select(Evaluation.status).where(Evaluation.id == row_id))
+    return status in _ACTIVE
 
 
 def _size(path: Path) -> int:

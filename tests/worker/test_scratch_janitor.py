@@ -51,7 +51,9 @@ def test_only_idle_folders_of_work_that_is_not_running_are_removed(tmp_path: Pat
         _folder(scratch, running, age_s=60),  # just (re)created: an attempt may have claimed it a moment ago
         _folder(scratch, "not-a-job-folder", age_s=2 * hour),
     ]
+    cut_short = _folder(scratch, f".trash-{failed}-0123abcd", age_s=0)  # an earlier removal that was interrupted
     cleaned = clean_scratch(env.context, idle_s=hour)
+    assert not cut_short.exists()
     assert sorted(cleaned.removed) == sorted(p.name for p in gone)
     assert cleaned.freed_bytes == 5000 + 3 * 1000
     assert not any(p.exists() for p in gone) and all(p.exists() for p in kept)
