@@ -275,6 +275,9 @@ class JobRun:
             self._store_log()
         callbacks.flush()
         tensorboard.close()
+        if not self._owns_job():  # swept as dead meanwhile: the attempt that owns it now writes the job's files
+            _logger.warning("job %s: attempt %d no longer owns the job; nothing stored", self.job_id, self.attempt)
+            return
         self.outage.call("storing the last checkpoint", self.sync.push)
         if result.stopped and result.stop_reason == RUNTIME_LIMIT:
             self._out_of_time(self._running_seconds(), forced=result.forced)
@@ -282,6 +285,12 @@ class JobRun:
             self._stopped()
         else:
             self._publish(result.exports, result.summary)
+
+    def _owns_job(self) -> bool:
+        """This attempt still owns the job (the same attempt number, running or cancelling)."""
+        with self.context.session() as session:
+            job = jobs.get_job(session=session, job_id=self.job_id)
+            return job.attempt == self.attempt and job.status in ACTIVE
 
     def _store_log(self) -> None:
         """Keep this attempt's training output (the ranks' log, tracebacks included) where the user can read
