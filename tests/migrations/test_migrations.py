@@ -32,3 +32,38 @@ def test_upgrade_head_matches_models(empty_url: str) -> None:
         assert diff == [], diff
     finally:
         engine.dispose()
+
+
+def test_jobs_deleted_before_the_release_give_their_idempotency_key_back(tmp_path) -> None:
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    ini = Path(__file__).resolve().parents[2] / "migrations" / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "a1c3e5f7b9d2")  # the release before
+    engine = make_engine(url=url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO teams (id, name, created_at) VALUES ('t', 'team', '2026-01-01 00:00:00')"))
+            for job_id, deleted in (("kept", None), ("gone", "2026-06-01 00:00:00")):
+                conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, team_id, name, status, method, spec, idempotency_key, attempt, "
+                        "max_attempts, progress, created_at, updated_at, deleted_at, queue, cancel_requested) "
+                        "VALUES (:id, 't', :id, 'succeeded', 'gkd', '{}', :key, 1, 3, 1.0, '2026-01-01 00:00:00', "
+                        "'2026-01-01 00:00:00', :deleted, 'gpu', 0)"
+                    ),
+                    {"id": job_id, "key": f"key-{job_id}", "deleted": deleted},
+                )
+        upgrade_database(url=url)
+        with engine.connect() as conn:
+            keys = dict(conn.execute(text("SELECT id, idempotency_key FROM jobs")).all())
+        assert keys == {"kept": "key-kept", "gone": None}
+    finally:
+        engine.dispose()
