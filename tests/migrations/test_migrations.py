@@ -63,7 +63,7 @@ def test_jobs_deleted_before_the_release_give_their_idempotency_key_back(tmp_pat
                 )
         upgrade_database(url=url)
         with engine.connect() as conn:
-            keys = dict(conn.execute(text("SELECT id, idempotency_key FROM jobs")).all())
+            keys: dict[str, str | None] = dict(conn.execute(text("SELECT id, idempotency_key FROM jobs")).all())
         assert keys == {"kept": "key-kept", "gone": None}
     finally:
         engine.dispose()
