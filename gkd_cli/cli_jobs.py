@@ -221,7 +221,8 @@ def register(app: typer.Typer) -> None:
                 "nothing new was queued"
             )
             if job.status in ("failed", "cancelled"):
-                output.console.print(f"to run this spec again: gkd submit {escape(str(spec_file))} --new", style="dim")
+                again = f"gkd submit {spec_file} --new" + (f" --name {name}" if name else "")
+                output.console.print(f"to run this spec again: {escape(again)}", style="dim")
             return
         output.console.print(f"submitted job [bold]{escape(job.id)}[/] ({output.status_text(job.status)})")
         output.console.print(f"watch it with: gkd watch {escape(job.id)}", style="dim")
@@ -510,6 +511,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """List evaluations, newest first: id, job, status, targets, attempt, error."""
+        if job_id and status:
+            raise ClientError("--status filters the team's list; leave out --job to use it")
         with _client(url, api_key) as client:
             rows = client.list_evaluations(job_id=job_id) if job_id else client.list_evaluations(status=status)
         if as_json:

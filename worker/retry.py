@@ -122,8 +122,9 @@ def should_retry(exc: BaseException, *, attempt: int, max_attempts: int) -> bool
 
 
 def is_outage(exc: BaseException) -> bool:
-    """A transient fault of the infrastructure around the worker (waited out in place), not a lost rank."""
-    return is_transient(exc) and not isinstance(exc, RankLost)
+    """A transient fault of the infrastructure around the worker (waited out in place), not a lost rank or a
+    spec this worker's release cannot read (another attempt, elsewhere, is the remedy for both)."""
+    return is_transient(exc) and not isinstance(exc, (RankLost, SpecUnreadable))
 
 
 def is_user_error(exc: BaseException) -> bool:

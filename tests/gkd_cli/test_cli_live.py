@@ -244,3 +244,7 @@ def test_logs_print_the_latest_attempts_output_or_the_one_asked(gkd: Gkd, server
     listed = gkd("logs", job.id, "--list")
     assert "attempt 1: 34 bytes" in listed.stdout and "attempt 2: 63 bytes" in listed.stdout
     assert client.logs(job.id)[-1][0] == 2 and client.log(job.id, tail_lines=1) == "ValueError: x\n"
+
+
+def test_evals_refuses_a_status_filter_on_one_jobs_list(gkd: Gkd) -> None:
+    assert "leave out --job" in _one_clean_line(gkd("evals", "--job", "0" * 36, "--status", "queued"))

@@ -76,3 +76,10 @@ def test_backoff_grows_caps_and_jitters() -> None:
         BackoffPolicy(jitter=2)
     with pytest.raises(ValueError, match="base_s"):
         BackoffPolicy(base_s=10, max_s=1)
+
+
+def test_an_unreadable_spec_is_retried_elsewhere_not_waited_out_in_place() -> None:
+    from worker.retry import SpecUnreadable, is_outage, is_transient, is_user_error
+
+    exc = SpecUnreadable("this worker cannot read the job's spec")
+    assert is_transient(exc) and not is_outage(exc) and not is_user_error(exc)
