@@ -16,7 +16,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import capacity
-from service.models import Dataset, DatasetStatus, Evaluation, Job, JobStatus, NotificationDelivery, utcnow
+from service.models import (
+    Dataset,
+    DatasetStatus,
+    Evaluation,
+    Job,
+    JobEvent,
+    JobStatus,
+    NotificationDelivery,
+    utcnow,
+)
 
 
 @dataclass
@@ -44,8 +53,18 @@ def read_gauges(
         gauges.jobs_by_state[str(state)] = int(count)
     gauges.queued_by_queue = dict.fromkeys(queues, 0)
     gauges.oldest_queued_s = dict.fromkeys(queues, 0.0)
+    # How long each job has waited since it last went (back) to the queue: a job requeued after hours of
+    # training has not waited hours. The created event is a move to queued too.
+    since = (
+        select(JobEvent.job_id, func.max(JobEvent.time).label("since"))
+        .where(JobEvent.to_status == JobStatus.QUEUED.value)
+        .group_by(JobEvent.job_id)
+        .subquery()
+    )
     queued = (
-        select(Job.queue, func.count(), func.min(Job.created_at))
+        select(Job.queue, func.count(), func.min(func.coalesce(since.c.since, Job.created_at)))
+        .select_from(Job)
+        .outerjoin(since, since.c.job_id == Job.id)
         .where(Job.status == JobStatus.QUEUED.value)
         .group_by(Job.queue)
     )

@@ -7,14 +7,14 @@ import sys
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 import gkd_catalog
 from service import evaluations
 from service import jobs as job_service
 from service.auth import create_api_key
 from service.db import session_scope
-from service.models import Job, WorkerSlots, utcnow
+from service.models import Job, JobEvent, WorkerSlots, utcnow
 from service.schemas import DataRef
 from tests.api.conftest import ApiEnv, TeamClient
 from tests.service.factories import spec_dict
@@ -199,7 +199,10 @@ def test_health_ready_and_metrics(api: ApiEnv, ready_team: TeamClient) -> None:
             session=session, job=job_service.get_job(session=session, job_id=job_id),
             targets=[DataRef(dataset="tgt", split="train")],
         )  # fmt: skip
-        session.execute(update(Job).where(Job.name == "second").values(created_at=utcnow() - timedelta(days=30)))
+        second = session.scalar(select(Job.id).where(Job.name == "second"))
+        month_ago = utcnow() - timedelta(days=30)
+        session.execute(update(Job).where(Job.id == second).values(created_at=month_ago))
+        session.execute(update(JobEvent).where(JobEvent.job_id == second).values(time=month_ago))  # queued since
         session.add(WorkerSlots(worker="w1@gpu-host", queue="gpu", slots=4, device="cuda", seen_at=utcnow()))
         session.add(WorkerSlots(worker="w2@gpu-host", queue="gpu", slots=2, device="cuda", seen_at=utcnow()))
     text, after = scrape()
