@@ -185,16 +185,21 @@ def test_interrupted_download_is_redone(s3_bucket: tuple[S3Store, str], tmp_path
     with pytest.raises(StorageUnavailable):
         resolver.resolve(uri)
     assert not list((tmp_path / "cache").rglob("current")), "no copy is complete"
-    # A crash (no cleanup at all) leaves a half-filled version folder behind: simulate it, then retry.
+    # A crash (no cleanup at all) during downloads leaves a half-filled version folder without its manifest
+    # (written after the last object) or the pointer: simulate it, then retry.
     good = CountingStore(store)
     resolver = UriResolver(roots=[], cache_dir=tmp_path / "cache", s3_store_for_bucket=lambda _b: good)
     folder = resolver.resolve(uri)
     assert good.downloads == 4
     (folder.parent / "current").unlink()
+    (folder.parent / f"{folder.name}.manifest").unlink()
     (folder / "stale.tmp").write_bytes(b"half")
     again = resolver.resolve(uri)
     assert good.downloads == 8, "no complete copy: everything downloaded again"
     assert not (again / "stale.tmp").exists()
+    # A crash after the manifest but before the pointer: the copy is complete, nothing is fetched again.
+    (again.parent / "current").unlink()
+    assert resolver.resolve(uri) == again and good.downloads == 8
 
 
 def test_s3_uri_from_settings_uses_the_configured_endpoint(
